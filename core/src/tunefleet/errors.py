@@ -1,0 +1,206 @@
+"""Every error tunefleet raises on purpose, in one hierarchy.
+
+Catch :class:`TunefleetError` to handle them all. Each class carries ``exit_code``, the
+status the CLI exits with when the error reaches it, and its ``str()`` is one line that
+says what went wrong and where, fit to print as it is. No error message ever holds a
+secret: messages name keys and locations, never values that could be credentials.
+
+::
+
+    TunefleetError                        base of everything below        exit 1
+    ├── UsageError (ValueError)           bad arguments or options        exit 2
+    ├── InputFileError (OSError)          a file missing, unreadable,     exit 2
+    │                                     binary or too large
+    ├── SpecError (ValueError)            the run spec is invalid; holds  exit 2
+    │                                     every problem as a SpecIssue
+    ├── DatasetInvalidError (ValueError)  a dataset failed validation     exit 1
+    ├── TokenizerError                    a tokenizer file is missing or  exit 2
+    │                                     fails its sha256 check
+    ├── PluginError                       a plugin could not be loaded    exit 2
+    │   ├── ProviderClashError            two distributions register one
+    │   │                                 provider name (names both)
+    │   └── ProviderNotInstalledError     a target names a provider that
+    │       (LookupError)                 is not installed (says what to
+    │                                     install)
+    ├── PlanError                         a target's plan has             exit 1
+    │                                     requirements its provider
+    │                                     cannot honour (each with reason)
+    └── ProviderError                     a provider's call failed        exit 3
+        ├── TransientProviderError        throttled, 5xx, timed out:
+        │                                 safe to retry
+        └── CapabilityError               the provider cannot do this
+            (NotImplementedError)         operation at all
+
+Exit status 0 means success and 130 an interrupt (Ctrl-C); the CLI reports anything else
+that escapes as an internal error, exit 70, with the traceback only under ``--debug``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "CapabilityError",
+    "DatasetInvalidError",
+    "InputFileError",
+    "PlanError",
+    "PluginError",
+    "ProviderClashError",
+    "ProviderError",
+    "ProviderNotInstalledError",
+    "SpecError",
+    "SpecIssue",
+    "TokenizerError",
+    "TransientProviderError",
+    "TunefleetError",
+    "UsageError",
+]
+
+
+class TunefleetError(Exception):
+    """Base of every error tunefleet raises on purpose."""
+
+    exit_code: int = 1
+
+
+class UsageError(TunefleetError, ValueError):
+    """The caller asked for something that cannot be done as asked (bad option, bad name)."""
+
+    exit_code = 2
+
+
+class InputFileError(TunefleetError, OSError):
+    """An input file is missing, unreadable, not text, or too large to be what it claims."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
+
+
+@dataclass(frozen=True)
+class SpecIssue:
+    """One problem in a spec: where it is (file, 1-based line, key path) and what it is."""
+
+    source: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class SpecError(TunefleetError, ValueError):
+    """The run spec is invalid. ``issues`` holds every problem found, in file order."""
+
+    exit_code = 2
+
+    def __init__(self, issues: Sequence[SpecIssue]) -> None:
+        if not issues:
+            raise ValueError("SpecError needs at least one issue")
+        self.issues: tuple[SpecIssue, ...] = tuple(issues)
+        super().__init__(str(self.issues[0]))
+
+    def __str__(self) -> str:
+        return "\n".join(str(issue) for issue in self.issues)
+
+    @classmethod
+    def single(cls, source: str, message: str, *, line: int | None = None, path: str = "") -> SpecError:
+        """A SpecError with one issue."""
+        return cls([SpecIssue(source=source, line=line, path=path, message=message)])
+
+
+class DatasetInvalidError(TunefleetError, ValueError):
+    """A dataset failed validation; ``report`` is the full validation report."""
+
+    exit_code = 1
+
+    def __init__(self, path: str, error_count: int, report: object | None = None) -> None:
+        self.path = path
+        self.error_count = error_count
+        self.report = report
+        super().__init__(
+            f"{path}: {error_count} error{'s' if error_count != 1 else ''} found; "
+            f"run `tunefleet data validate {path}` for each one"
+        )
+
+
+class TokenizerError(TunefleetError):
+    """A tokenizer's data file is missing or fails its integrity check."""
+
+    exit_code = 2
+
+
+class PluginError(TunefleetError):
+    """A plugin could not be loaded or registered."""
+
+    exit_code = 2
+
+
+class ProviderClashError(PluginError):
+    """Two installed distributions register a provider under the same name."""
+
+    def __init__(self, name: str, distributions: Iterable[str]) -> None:
+        self.name = name
+        self.distributions = tuple(distributions)
+        first, second = self.distributions[0], self.distributions[1]
+        super().__init__(
+            f"provider name {name!r} is registered by both {first} and {second}; "
+            "uninstall one of them"
+        )
+
+
+class ProviderNotInstalledError(PluginError, LookupError):
+    """A target names a provider that no installed distribution registers."""
+
+    def __init__(self, name: str, installed: Iterable[str], install_hint: str) -> None:
+        self.name = name
+        self.installed = tuple(sorted(installed))
+        self.install_hint = install_hint
+        have = ", ".join(self.installed) or "none"
+        super().__init__(f"provider {name!r} is not installed ({install_hint}); installed: {have}")
+
+
+class PlanError(TunefleetError):
+    """One or more targets cannot run as specified.
+
+    ``unmet`` maps each target name to the requirements its provider cannot honour, each a
+    ``(requirement, reason)`` pair.
+    """
+
+    exit_code = 1
+
+    def __init__(self, unmet: dict[str, list[tuple[str, str]]]) -> None:
+        self.unmet = unmet
+        lines = [
+            f"target {target!r} cannot honour {requirement}: {reason}"
+            for target, items in unmet.items()
+            for requirement, reason in items
+        ]
+        super().__init__("\n".join(lines))
+
+
+class ProviderError(TunefleetError):
+    """A provider's call failed. ``provider`` names the backend; the message is the service's."""
+
+    exit_code = 3
+
+    def __init__(self, provider: str, message: str) -> None:
+        self.provider = provider
+        super().__init__(f"{provider}: {message}")
+
+
+class TransientProviderError(ProviderError):
+    """A failure worth retrying: throttling, a 5xx answer, a timeout, a dropped connection."""
+
+
+class CapabilityError(ProviderError, NotImplementedError):
+    """The provider cannot perform this operation at all (it says so in its capabilities)."""

@@ -1,0 +1,115 @@
+"""The normalized event stream every provider's job reports in.
+
+Providers translate their native signals (OpenAI job events, CloudWatch log lines, Azure ML
+run metrics, the trainer's metric lines) into these models. Each event carries an ``id``
+unique within its job, so a stream read twice after a crash is stored once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "CheckpointEvent",
+    "CostEvent",
+    "Event",
+    "EventPage",
+    "JobState",
+    "LogEvent",
+    "MetricEvent",
+    "StatusEvent",
+]
+
+
+class JobState(StrEnum):
+    """Where a training job stands, in every provider's terms."""
+
+    QUEUED = "queued"
+    """Accepted and waiting for capacity (or validating files)."""
+    RUNNING = "running"
+    STOPPING = "stopping"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        """True once the job will not change state again."""
+        return self in {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, max_length=256)
+    """Unique within the job; the provider's event id or a stable derivation of it."""
+    time: datetime
+    """When it happened, timezone-aware."""
+
+
+class StatusEvent(_Event):
+    """The job changed state."""
+
+    kind: Literal["status"] = "status"
+    state: JobState
+    message: str | None = None
+
+
+class MetricEvent(_Event):
+    """Training metrics at one step."""
+
+    kind: Literal["metric"] = "metric"
+    step: int = Field(ge=0)
+    total_steps: int | None = Field(default=None, ge=0)
+    epoch: float | None = Field(default=None, ge=0)
+    train_loss: float | None = None
+    valid_loss: float | None = None
+    train_token_accuracy: float | None = Field(default=None, ge=0, le=1)
+    valid_token_accuracy: float | None = Field(default=None, ge=0, le=1)
+    learning_rate: float | None = Field(default=None, ge=0)
+
+
+class CheckpointEvent(_Event):
+    """A checkpoint was written."""
+
+    kind: Literal["checkpoint"] = "checkpoint"
+    step: int = Field(ge=0)
+    uri: str
+
+
+class LogEvent(_Event):
+    """A line of the job's log that is not a metric."""
+
+    kind: Literal["log"] = "log"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    message: str
+
+
+class CostEvent(_Event):
+    """Money spent so far, as the provider reports or tunefleet derives it."""
+
+    kind: Literal["cost"] = "cost"
+    amount: float = Field(ge=0)
+    currency: str = "USD"
+    basis: str
+    """How it was computed (billable seconds x price, trained tokens x price)."""
+
+
+Event = Annotated[
+    StatusEvent | MetricEvent | CheckpointEvent | LogEvent | CostEvent,
+    Field(discriminator="kind"),
+]
+
+
+class EventPage(BaseModel):
+    """Events after a cursor, oldest first, and the cursor to resume from next time."""
+
+    model_config = ConfigDict(frozen=True)
+
+    events: list[Event]
+    cursor: str | None
+    """Opaque to the engine; pass it back to read on. None when nothing was ever read."""

@@ -1,0 +1,126 @@
+"""Finding plugins and the providers they register.
+
+Plugins come from the entry-point group ``tunefleet`` (see :mod:`tunefleet.hookspecs`).
+Loading them imports each plugin module and nothing more: provider classes are collected
+from the ``tunefleet_providers`` hook and only instantiated when a command needs one.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from types import ModuleType
+from typing import Any
+
+import pluggy
+
+from tunefleet import hookspecs
+from tunefleet.errors import PluginError, ProviderClashError, ProviderNotInstalledError
+from tunefleet.provider import Provider
+
+ENTRY_POINT_GROUP = "tunefleet"
+
+# First-party providers and the extra that installs each; anything else is a third party's.
+FIRST_PARTY = ("local", "openai", "sagemaker", "hyperpod", "azureml", "vertex")
+_EXTRA_FOR = {"hyperpod": "sagemaker"}
+
+
+@dataclass(frozen=True)
+class ProviderInfo:
+    """A registered provider class and the distribution it came from."""
+
+    name: str
+    cls: type[Provider]
+    distribution: str
+    version: str | None
+
+
+def install_hint(name: str) -> str:
+    """What to run to get provider ``name``."""
+    if name in FIRST_PARTY:
+        return f"install it with: pip install 'tunefleet[{_EXTRA_FOR.get(name, name)}]'"
+    return "install the distribution that provides it"
+
+
+class Registry:
+    """The plugin manager with every plugin loaded, and the providers by name."""
+
+    def __init__(self, plugins: Iterable[tuple[object, str, str, str | None]] = ()) -> None:
+        """Register ``(plugin, plugin_name, distribution, version)`` tuples, then index providers."""
+        self.manager = pluggy.PluginManager(hookspecs.PROJECT)
+        self.manager.add_hookspecs(hookspecs)
+        self._origin: dict[str, tuple[str, str | None]] = {}
+        for plugin, plugin_name, distribution, version in plugins:
+            self.add(plugin, plugin_name, distribution, version)
+
+    def add(self, plugin: object, name: str, distribution: str, version: str | None = None) -> None:
+        """Register one plugin object or module, attributed to ``distribution``."""
+        try:
+            registered = self.manager.register(plugin, name=name)
+        except (ValueError, pluggy.PluginValidationError) as exc:
+            raise PluginError(f"plugin {name!r} from {distribution} is invalid: {exc}") from None
+        if registered is None:  # pragma: no cover - pluggy returns None only for blocked names
+            raise PluginError(f"plugin {name!r} from {distribution} is blocked")
+        self._origin[name] = (distribution, version)
+        self.__dict__.pop("providers", None)
+
+    @functools.cached_property
+    def providers(self) -> dict[str, ProviderInfo]:
+        """Every registered provider by name. Raises ProviderClashError on a duplicate name."""
+        found: dict[str, ProviderInfo] = {}
+        # Call each implementation on its own to know which distribution returned what.
+        for impl in self.manager.hook.tunefleet_providers.get_hookimpls():
+            distribution, version = self._origin.get(impl.plugin_name, (impl.plugin_name, None))
+            for cls in impl.function() or ():
+                name = getattr(cls, "name", None)
+                if not isinstance(name, str) or not name:
+                    raise PluginError(f"{distribution} registers a provider class {cls!r} without a name")
+                if name in found:
+                    raise ProviderClashError(name, [found[name].distribution, distribution])
+                found[name] = ProviderInfo(name, cls, distribution, version)
+        return dict(sorted(found.items()))
+
+    def provider(self, name: str) -> Provider:
+        """A new instance of provider ``name``; ProviderNotInstalledError says how to get it."""
+        info = self.providers.get(name)
+        if info is None:
+            raise ProviderNotInstalledError(name, self.providers, install_hint(name))
+        return info.cls()
+
+    def dataset_checks(self) -> list[hookspecs.ExampleCheck]:
+        """Every registered per-example dataset check."""
+        checks: list[hookspecs.ExampleCheck] = []
+        for batch in self.manager.hook.tunefleet_dataset_checks():
+            checks.extend(batch)
+        return checks
+
+
+def _builtin_plugins() -> list[tuple[object, str, str, str | None]]:
+    from tunefleet.data import pii
+
+    return [(pii, "tunefleet.pii", "tunefleet", None)]
+
+
+def discover() -> Registry:
+    """A registry with tunefleet's built-in plugins and every installed entry point."""
+    registry = Registry(_builtin_plugins())
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        dist = ep.dist
+        distribution = dist.name if dist is not None else ep.value
+        version = dist.version if dist is not None else None
+        try:
+            plugin: ModuleType | Any = ep.load()
+        except Exception as exc:  # a broken plugin is named, not a traceback
+            raise PluginError(
+                f"plugin {ep.name!r} from {distribution} failed to load: {type(exc).__name__}: {exc}"
+            ) from exc
+        registry.add(plugin, f"{distribution}:{ep.name}", distribution, version)
+    return registry
+
+
+@functools.cache
+def default_registry() -> Registry:
+    """The process-wide registry, discovered once."""
+    return discover()

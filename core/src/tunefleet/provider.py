@@ -1,0 +1,281 @@
+"""The provider contract: what a backend declares and what it must do.
+
+A provider is a class satisfying :class:`Provider`, contributed by a distribution through
+the ``tunefleet_providers`` hook (see :mod:`tunefleet.hookspecs`). Constructing one must be
+cheap and must not import a cloud SDK; the SDK is imported by the first method that needs it.
+
+The life of a target, as the engine drives it::
+
+    capabilities()            what it can do at all (shown by `tunefleet providers`)
+    plan(PlanRequest)         the exact native requests, a cost estimate, and every
+                              requirement it cannot honour with the reason -- no side effects
+    stage(plan, ...)          put a dataset where the job can read it (content-addressed)
+    find(plan, run_key)       the job this run key already created, if any (idempotency)
+    submit(plan, ...)         create the job
+    status / events / cancel  watch and control it
+    artifacts(job)            what it produced
+    deploy / shift_traffic / delete_endpoint   serve the result
+
+Every value crossing this boundary is a pydantic model that serializes to JSON, so the
+journal can store it and a later process can pick the run up where a crashed one left it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tunefleet.data.report import TrainingEstimate
+from tunefleet.events import EventPage, JobState
+from tunefleet.spec import Adapter, Method, RunSpec, TargetSpec
+
+__all__ = [
+    "ArtifactRef",
+    "Capabilities",
+    "CostEstimate",
+    "DatasetFacts",
+    "DatasetRef",
+    "EndpointRef",
+    "JobRef",
+    "JobStatus",
+    "NativeRequest",
+    "Plan",
+    "PlanRequest",
+    "Provider",
+    "TrainingEstimate",
+    "Unmet",
+]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Capabilities(_Frozen):
+    """What a provider can do at all. Core checks a spec against these before planning."""
+
+    methods: frozenset[Method]
+    adapters: frozenset[Adapter] = frozenset()
+    """Adapters a spec may ask for; empty when the service chooses (hosted APIs)."""
+    regions: tuple[str, ...] = ()
+    """Regions it can run in; empty when it is not region-scoped (this machine)."""
+    private_network: bool = False
+    """Can keep training and serving traffic inside a user's private network."""
+    customer_managed_keys: bool = False
+    """Can encrypt data at rest with a key the user manages."""
+    spot: bool = False
+    instance_types: bool = False
+    """A spec may choose the machine type."""
+    multi_node: bool = False
+    endpoints: bool = False
+    autoscaling: bool = False
+    traffic_split: bool = False
+    tags: bool = False
+    """Can apply the placement policy's tags to what it creates."""
+
+
+class DatasetFacts(_Frozen):
+    """What validation learnt about one dataset, for planning and cost."""
+
+    role: Literal["train", "validation", "golden_set"]
+    location: str
+    examples: int | None = None
+    tokens: int | None = None
+    billable_tokens: int | None = None
+    """Tokens trained on per epoch: each example capped at the context limit."""
+    encoding: str | None = None
+    sha256: str | None = None
+    size_bytes: int | None = None
+
+
+class PlanRequest(_Frozen):
+    """Everything a provider needs to plan one target."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    spec: RunSpec
+    target: TargetSpec
+    options: BaseModel
+    """The target's options, already validated with the provider's ``options_model``."""
+    datasets: Mapping[str, DatasetFacts] = Field(default_factory=dict)
+
+
+class NativeRequest(_Frozen):
+    """One request exactly as the provider will send it."""
+
+    service: str
+    """The API it goes to: `sagemaker`, `s3`, `openai`, `local`."""
+    operation: str
+    """The operation's name in the service's own terms (`CreateTrainingJob`)."""
+    body: dict[str, Any]
+    purpose: str
+    """One line for people reading the plan."""
+
+
+class CostEstimate(_Frozen):
+    """What the run is expected to cost on this target, and how that was worked out."""
+
+    amount: float = Field(ge=0)
+    currency: str = "USD"
+    basis: str
+    """The arithmetic in words: `4,306 tokens x 20 epochs x $3.00/M`."""
+    price_date: date | None = None
+    """When the price table behind it was taken."""
+
+
+class Unmet(_Frozen):
+    """A requirement of the spec the provider cannot honour, and why."""
+
+    requirement: str
+    """The spec key it comes from: `placement.require_private_network`."""
+    reason: str
+
+
+class Plan(_Frozen):
+    """A target turned into provider-native work. Planning never creates anything."""
+
+    target: str
+    provider: str
+    region: str | None
+    options: dict[str, Any]
+    """The validated options, as JSON, so a later process can act on the plan."""
+    epochs: int | None = None
+    requests: list[NativeRequest] = Field(default_factory=list)
+    cost: CostEstimate | None = None
+    unmet: list[Unmet] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the provider can honour every requirement."""
+        return not self.unmet
+
+
+class DatasetRef(_Frozen):
+    """A dataset staged where the provider's job can read it."""
+
+    provider: str
+    role: str
+    uri: str
+    sha256: str
+    size_bytes: int = Field(ge=0)
+
+
+class JobRef(_Frozen):
+    """A training job a provider created."""
+
+    provider: str
+    target: str
+    id: str
+    region: str | None = None
+    run_key: str
+    console_url: str | None = None
+
+
+class JobStatus(_Frozen):
+    """A job's state as of ``checked_at``."""
+
+    state: JobState
+    message: str | None = None
+    """The provider's own words about the state (failure reason, queue position)."""
+    checked_at: datetime
+    trained_tokens: int | None = None
+    billable_seconds: int | None = None
+
+
+class ArtifactRef(_Frozen):
+    """Something a job produced."""
+
+    kind: Literal["adapter", "merged_model", "hosted_model", "checkpoint", "metrics"]
+    uri: str
+    """A URI or, for hosted models, the provider's model id."""
+
+
+class EndpointRef(_Frozen):
+    """A deployed model behind a managed endpoint."""
+
+    provider: str
+    name: str
+    region: str | None = None
+    url: str | None = None
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """The backend contract. See the module docstring for the order of calls.
+
+    Methods raise :class:`tunefleet.errors.ProviderError` (or its transient subclass, which
+    the engine retries) for failures of the service, and
+    :class:`tunefleet.errors.CapabilityError` for operations the capabilities rule out.
+    """
+
+    name: ClassVar[str]
+    """Unique provider name used in specs (`targets[].provider`)."""
+    options_model: ClassVar[type[BaseModel]]
+    """Validates `targets[].options`; it should forbid unknown keys."""
+
+    def capabilities(self) -> Capabilities:
+        """What this provider can do. Must be cheap: no network, no SDK import."""
+        ...
+
+    def estimate_training(
+        self, base_model: str, examples: int, billable_tokens: int, epochs: int | None
+    ) -> TrainingEstimate:
+        """Epochs (``epochs``, or the service's default rule for ``examples`` examples), the
+        tokens trained on, and their price where the service charges per token."""
+        ...
+
+    def plan(self, request: PlanRequest) -> Plan:
+        """The exact requests for this target, a cost estimate and anything it cannot honour.
+
+        No side effects, no credentials needed: `tunefleet plan` runs anywhere.
+        """
+        ...
+
+    def stage(self, plan: Plan, role: str, path: Path, sha256: str) -> DatasetRef:
+        """Upload the local file at ``path`` (content hash ``sha256``) for the job.
+
+        Content-addressed: staging the same content again returns the same ref and
+        uploads nothing.
+        """
+        ...
+
+    def find(self, plan: Plan, run_key: str) -> JobRef | None:
+        """The job created earlier for ``run_key``, or None. How re-runs reattach."""
+        ...
+
+    def submit(self, plan: Plan, datasets: Mapping[str, DatasetRef], run_key: str) -> JobRef:
+        """Create the training job, labelled with ``run_key`` so ``find`` can see it."""
+        ...
+
+    def status(self, job: JobRef) -> JobStatus:
+        """The job's current state."""
+        ...
+
+    def events(self, job: JobRef, cursor: str | None) -> EventPage:
+        """Events after ``cursor`` (None: from the start), oldest first."""
+        ...
+
+    def cancel(self, job: JobRef) -> None:
+        """Ask the service to stop the job. Cancelling a finished job is a no-op."""
+        ...
+
+    def artifacts(self, job: JobRef) -> list[ArtifactRef]:
+        """What a succeeded job produced (the model id or the adapter's URI first)."""
+        ...
+
+    def deploy(self, plan: Plan, artifact: ArtifactRef, name: str) -> EndpointRef:
+        """Serve ``artifact`` behind an endpoint called ``name``; returns once it answers."""
+        ...
+
+    def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
+        """Route traffic between an endpoint's model versions by percentage."""
+        ...
+
+    def delete_endpoint(self, endpoint: EndpointRef) -> None:
+        """Delete the endpoint and what only it used. Deleting a missing one is a no-op."""
+        ...

@@ -1,0 +1,547 @@
+"""RunSpec: what the user wants, described once for every cloud.
+
+A spec is a YAML file validated by the pydantic models below. Unknown keys are errors (with
+a suggestion when one is close), and every error names the file, the line and the key path:
+``spec.yaml:14 targets[0].compute.instance_count: must be >= 1``. The models hold no
+provider-specific knob: those live in each target's ``options``, which the target's provider
+validates with its own model at plan time. A spec holds no secrets; keys and values that
+look like credentials are refused.
+
+``load_spec`` is the entry point; ``RunSpec.model_json_schema()`` is the published schema.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+
+from tunefleet._yaml import KeyPath, Positions, format_path, load_document
+from tunefleet.errors import InputFileError, SpecError, SpecIssue
+from tunefleet.names import (
+    InstanceType,
+    ProviderName,
+    Region,
+    RegionGlob,
+    ResourceName,
+    TagKey,
+    TagValue,
+)
+
+__all__ = [
+    "AutoscalingSpec",
+    "CanarySpec",
+    "ComputeSpec",
+    "DatasetSpec",
+    "EndpointSpec",
+    "EvaluationSpec",
+    "Hyperparameters",
+    "LoraSettings",
+    "MethodSpec",
+    "PlacementPolicy",
+    "RunSpec",
+    "TargetSpec",
+    "load_spec",
+    "parse_spec",
+]
+
+MAX_SPEC_BYTES = 1 << 20
+
+Method = Literal["supervised", "dpo"]
+Adapter = Literal["full", "lora", "qlora"]
+Scheduler = Literal["linear", "cosine", "constant"]
+Metric = Literal["exact_match", "token_f1", "rouge_l", "bleu", "valid_loss", "llm_judge"]
+
+# Where a dataset may live: a local path (relative to the spec file) or one of these URIs.
+DATASET_URI_SCHEMES = frozenset({"s3", "gs", "az", "abfss", "azureml", "https"})
+
+
+def _check_location(value: str) -> str:
+    if not value or len(value) > 2048:
+        raise ValueError("must be a path or URI of 1 to 2048 characters")
+    if any(ord(ch) < 32 for ch in value):
+        raise ValueError("must not contain control characters")
+    if "://" in value:
+        scheme = urlsplit(value).scheme
+        if scheme not in DATASET_URI_SCHEMES:
+            allowed = ", ".join(f"{s}://" for s in sorted(DATASET_URI_SCHEMES))
+            raise ValueError(f"URI scheme {scheme!r} is not supported (use a local path or {allowed})")
+    return value
+
+
+DatasetLocation = Annotated[str, AfterValidator(_check_location)]
+"""A local path (relative to the spec file) or a cloud URI (s3://, gs://, az://, https://...)."""
+
+
+def is_local(location: str) -> bool:
+    """True if ``location`` is a path on this machine rather than a cloud URI."""
+    return "://" not in location
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+
+class DatasetSpec(_Model):
+    """The training data: chat-format JSONL (OpenAI's format, which every provider converts from)."""
+
+    train: DatasetLocation
+    """Training examples, one JSON object per line."""
+    validation: DatasetLocation | None = None
+    """Held-out examples for validation loss; optional."""
+
+
+def _dataset_shorthand(value: Any) -> Any:
+    return {"train": value} if isinstance(value, str) else value
+
+
+class MethodSpec(_Model):
+    """How the model is trained."""
+
+    type: Method = "supervised"
+    """`supervised` (SFT on chat examples) or `dpo` (preference pairs)."""
+    adapter: Adapter | None = None
+    """`full`, `lora` or `qlora`; unset means the provider's default (hosted APIs choose)."""
+    beta: float | None = Field(default=None, gt=0, le=10)
+    """DPO only: how strongly the policy is kept near the reference model."""
+
+    @model_validator(mode="after")
+    def _beta_only_for_dpo(self) -> MethodSpec:
+        if self.beta is not None and self.type != "dpo":
+            raise ValueError("beta applies only to method type 'dpo'")
+        return self
+
+
+def _method_shorthand(value: Any) -> Any:
+    return {"type": value} if isinstance(value, str) else value
+
+
+class LoraSettings(_Model):
+    """Low-rank adapter shape, for adapters `lora` and `qlora`."""
+
+    rank: int = Field(default=16, ge=1, le=1024)
+    alpha: float = Field(default=32, gt=0)
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    target_modules: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.*-]{1,128}$")]] | None = None
+    """Module names to adapt; unset lets the trainer pick the model's attention projections."""
+
+
+class Hyperparameters(_Model):
+    """Training knobs in neutral units; each provider maps them to its own names.
+
+    Unset values take the provider's default. A provider that cannot honour a value
+    (a plain learning rate on the OpenAI API, say) fails the plan with its reason.
+    """
+
+    epochs: int | None = Field(default=None, ge=1, le=100)
+    batch_size: int | None = Field(default=None, ge=1, le=4096)
+    """Examples per optimizer step (the trainer reaches it with gradient accumulation)."""
+    learning_rate: float | None = Field(default=None, gt=0, le=1)
+    learning_rate_multiplier: float | None = Field(default=None, gt=0, le=100)
+    """Scale of the provider's default learning rate (hosted APIs); exclusive with learning_rate."""
+    warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
+    scheduler: Scheduler | None = None
+    max_seq_length: int | None = Field(default=None, ge=16, le=1_048_576)
+    """Tokens per example; longer examples are truncated."""
+    max_grad_norm: float | None = Field(default=None, gt=0)
+    """Gradient clipping threshold."""
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    lora: LoraSettings | None = None
+
+    @model_validator(mode="after")
+    def _one_learning_rate(self) -> Hyperparameters:
+        if self.learning_rate is not None and self.learning_rate_multiplier is not None:
+            raise ValueError("set learning_rate or learning_rate_multiplier, not both")
+        return self
+
+
+class ComputeSpec(_Model):
+    """The machines a target trains on."""
+
+    instance_type: InstanceType | None = None
+    """Provider-native machine type (ml.g5.2xlarge, Standard_NC24ads_A100_v4, a2-highgpu-1g)."""
+    instance_count: int = Field(default=1, ge=1, le=512)
+    spot: bool = False
+    """Use spot / low-priority capacity; the trainer resumes from checkpoints after preemption."""
+    max_runtime_hours: float | None = Field(default=None, gt=0, le=720)
+    volume_size_gb: int | None = Field(default=None, ge=1, le=16384)
+
+
+class TargetSpec(_Model):
+    """One place the run may execute: a provider, a region, compute and provider options."""
+
+    name: ResourceName | None = None
+    """Defaults to the provider name; required when two targets share a provider."""
+    provider: ProviderName
+    region: Region | None = None
+    compute: ComputeSpec = ComputeSpec()
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Provider-specific settings, validated by the provider's own options model."""
+
+    @property
+    def key(self) -> str:
+        """The target's name: ``name`` if given, else the provider's."""
+        return self.name or self.provider
+
+
+class PlacementPolicy(_Model):
+    """Where the run may happen and what every resource must carry: the compliance contract.
+
+    A requirement a provider cannot honour fails the plan with the reason; it is never dropped.
+    """
+
+    allowed_regions: list[RegionGlob] | None = None
+    """Region globs (`eu-*`, `europe-west?`); unset allows any region."""
+    require_private_network: bool = False
+    """Training and serving traffic stays inside a private network the user names."""
+    require_customer_managed_key: bool = False
+    """Data at rest is encrypted with a key the user manages (KMS, Key Vault, Cloud KMS)."""
+    required_tags: list[TagKey] = Field(default_factory=list)
+    """Tag keys every created resource must carry; each must be set in `tags`."""
+    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+    """Tags applied to every created resource."""
+
+    @model_validator(mode="after")
+    def _required_tags_are_set(self) -> PlacementPolicy:
+        missing = [key for key in self.required_tags if key not in self.tags]
+        if missing:
+            raise ValueError(f"required tag(s) {', '.join(map(repr, missing))} not set in placement.tags")
+        return self
+
+
+class EvaluationSpec(_Model):
+    """How the trained model is judged before it is served."""
+
+    golden_set: DatasetLocation
+    """Chat examples whose last assistant turn is the expected answer."""
+    metrics: list[Metric] = Field(min_length=1)
+    thresholds: dict[Metric, float] = Field(default_factory=dict)
+    """Minimum score per metric (maximum for valid_loss); a miss fails the evaluation."""
+    judge_model: str | None = None
+    """Model that grades answers; required by the llm_judge metric."""
+    max_examples: int | None = Field(default=None, ge=1)
+    block_deploy_on_failure: bool = True
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvaluationSpec:
+        unknown = [m for m in self.thresholds if m not in self.metrics]
+        if unknown:
+            raise ValueError(f"thresholds for metrics not listed in metrics: {', '.join(unknown)}")
+        if "llm_judge" in self.metrics and not self.judge_model:
+            raise ValueError("metric llm_judge needs judge_model")
+        return self
+
+
+class AutoscalingSpec(_Model):
+    """Target-tracking autoscaling of an endpoint."""
+
+    min_instances: int = Field(default=1, ge=0)
+    max_instances: int = Field(ge=1)
+    target_invocations_per_instance: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> AutoscalingSpec:
+        if self.min_instances > self.max_instances:
+            raise ValueError("min_instances must be <= max_instances")
+        return self
+
+
+class CanarySpec(_Model):
+    """Roll a new model version out to a share of traffic first."""
+
+    traffic_percent: int = Field(ge=1, le=99)
+    bake_minutes: int = Field(default=10, ge=0, le=1440)
+
+
+class EndpointSpec(_Model):
+    """How the trained model is served once it passes evaluation."""
+
+    name: ResourceName | None = None
+    instance_type: InstanceType | None = None
+    instance_count: int = Field(default=1, ge=1, le=100)
+    autoscaling: AutoscalingSpec | None = None
+    canary: CanarySpec | None = None
+
+
+class RunSpec(_Model):
+    """A fine-tuning run, described once for any cloud."""
+
+    version: Literal[1] = 1
+    """Spec format version."""
+    name: ResourceName
+    """Run name: lowercase letters, digits and hyphens; it appears in cloud resource names."""
+    description: str | None = Field(default=None, max_length=1024)
+    base_model: str = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")
+    """Hosted model id (gpt-4o-mini-2024-07-18), hub id (Qwen/Qwen2.5-0.5B) or local directory."""
+    dataset: Annotated[DatasetSpec, BeforeValidator(_dataset_shorthand)]
+    method: Annotated[MethodSpec, BeforeValidator(_method_shorthand)] = MethodSpec()
+    hyperparameters: Hyperparameters = Hyperparameters()
+    targets: list[TargetSpec] = Field(min_length=1)
+    placement: PlacementPolicy = PlacementPolicy()
+    evaluation: EvaluationSpec | None = None
+    endpoint: EndpointSpec | None = None
+
+    _source: str = PrivateAttr(default="<spec>")
+    _base_dir: Path = PrivateAttr(default_factory=Path.cwd)
+    _positions: Positions = PrivateAttr(default_factory=lambda: Positions({}))
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> RunSpec:
+        seen: dict[str, int] = {}
+        for index, target in enumerate(self.targets):
+            if target.key in seen:
+                raise ValueError(
+                    f"targets[{index}] and targets[{seen[target.key]}] are both named "
+                    f"{target.key!r}; give each target a unique name"
+                )
+            seen[target.key] = index
+        lora = self.hyperparameters.lora
+        if lora is not None and self.method.adapter == "full":
+            raise ValueError("hyperparameters.lora applies only to adapters 'lora' and 'qlora'")
+        return self
+
+    @property
+    def source(self) -> str:
+        """The file the spec was loaded from (or ``<spec>``)."""
+        return self._source
+
+    def target(self, name: str) -> TargetSpec:
+        """The target called ``name``; SpecError listing the names if there is none."""
+        for target in self.targets:
+            if target.key == name:
+                return target
+        names = ", ".join(t.key for t in self.targets)
+        raise SpecError.single(self._source, f"no target named {name!r} (targets: {names})")
+
+    def resolve_location(self, location: str) -> str:
+        """A dataset location made absolute: local paths resolve against the spec's folder."""
+        if not is_local(location):
+            return location
+        return str((self._base_dir / location).resolve())
+
+    def issue(self, path: KeyPath, message: str) -> SpecIssue:
+        """A SpecIssue at ``path`` with the line it was written on."""
+        return SpecIssue(self._source, self._positions.line_for(path), format_path(path), message)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_spec(path: str | Path) -> RunSpec:
+    """Read and validate a spec file. Raises InputFileError or SpecError (never a traceback)."""
+    file = Path(path)
+    source = str(path)
+    try:
+        size = file.stat().st_size
+        if not file.is_file():
+            raise InputFileError(source, "not a regular file")
+        if size > MAX_SPEC_BYTES:
+            raise InputFileError(source, f"{size:,} bytes is too large for a spec (limit {MAX_SPEC_BYTES:,})")
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        raise InputFileError(source, "no such file") from None
+    except IsADirectoryError:
+        raise InputFileError(source, "is a directory, not a spec file") from None
+    except PermissionError:
+        raise InputFileError(source, "permission denied") from None
+    if b"\x00" in raw:
+        raise InputFileError(source, "is a binary file, not a YAML spec")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise SpecError.single(source, "not valid UTF-8", line=line) from None
+    return parse_spec(text, source=source, base_dir=file.resolve().parent)
+
+
+def parse_spec(text: str, *, source: str = "<spec>", base_dir: Path | None = None) -> RunSpec:
+    """Validate spec YAML text. ``base_dir`` anchors relative dataset paths (default: cwd)."""
+    data, positions = load_document(text, source)
+    if data is None:
+        raise SpecError.single(source, "the spec is empty")
+    if not isinstance(data, dict):
+        raise SpecError.single(source, "the spec must be a mapping of keys to values", line=1)
+    secrets = list(_find_secrets(data, ()))
+    if secrets:
+        raise SpecError(
+            [
+                SpecIssue(source, positions.line_for(p), format_path(p), why)
+                for p, why in secrets
+            ]
+        )
+    try:
+        spec = RunSpec.model_validate(data)
+    except ValidationError as exc:
+        issues = [_issue(err, data, positions, source) for err in exc.errors()]
+        issues.sort(key=lambda i: (i.line or 0, i.path))
+        raise SpecError(issues) from None
+    spec._source = source
+    spec._base_dir = base_dir or Path.cwd()
+    spec._positions = positions
+    return spec
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def _data_path(loc: tuple[int | str, ...], data: Any) -> KeyPath:
+    """Pydantic's error location reduced to keys that exist in the document.
+
+    Pydantic inserts union and validator names (``function-after[...]``) into locations;
+    walking the real data keeps only the parts a user wrote.
+    """
+    path: list[str | int] = []
+    node = data
+    for index, part in enumerate(loc):
+        last = index == len(loc) - 1
+        if isinstance(node, dict) and isinstance(part, str) and (part in node or last):
+            path.append(part)
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            path.append(part)
+            node = node[part]
+    return tuple(path)
+
+
+def _allowed_keys(model: type[BaseModel], path: KeyPath) -> list[str]:
+    """The field names of the model that sits at ``path`` in a RunSpec, if one does."""
+    current: Any = model
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = current.model_fields.get(part) if isinstance(current, type) else None
+        if field is None:
+            return []
+        current = _model_in(field.annotation)
+        if current is None:
+            return []
+    return list(current.model_fields) if isinstance(current, type) else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) + getattr(annotation, "__metadata__", ()):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    origin = getattr(annotation, "__origin__", None)
+    return _model_in(origin) if origin is not None and origin is not annotation else None
+
+
+_MESSAGES = {
+    "missing": "required key is missing",
+    "string_type": "must be a string",
+    "int_type": "must be an integer",
+    "int_parsing": "must be an integer",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+    "list_type": "must be a list",
+    "dict_type": "must be a mapping",
+    "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+}
+
+
+def _issue(err: ErrorDetails, data: Any, positions: Positions, source: str) -> SpecIssue:
+    kind = err["type"]
+    ctx = err.get("ctx", {})
+    path = _data_path(err["loc"], data)
+    line = positions.line_for(path)
+    where = format_path(path)
+    if kind == "extra_forbidden":
+        key = str(path[-1]) if path else ""
+        allowed = _allowed_keys(RunSpec, path[:-1])
+        hint = difflib.get_close_matches(key, allowed, n=1)
+        message = f"unknown key {key!r}"
+        if hint:
+            message += f" (did you mean {hint[0]!r}?)"
+        elif allowed:
+            message += f" (allowed: {', '.join(allowed)})"
+        return SpecIssue(source, line, format_path(path[:-1]) or "(top level)", message)
+    if kind in _MESSAGES:
+        message = _MESSAGES[kind]
+    elif kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
+        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+        bound = next(iter(ctx.values()))
+        message = f"must be {op[kind]} {bound}"
+    elif kind == "literal_error":
+        message = f"must be one of {ctx.get('expected', '')}"
+    elif kind == "string_pattern_mismatch":
+        message = f"{_describe(err.get('input'))} does not match the required pattern {ctx.get('pattern')}"
+    elif kind in {"too_short", "too_long"}:
+        message = err["msg"].replace("List", "list").replace("Value", "value")
+    elif kind == "value_error":
+        message = str(ctx.get("error", err["msg"]))
+    else:
+        message = err["msg"][0].lower() + err["msg"][1:]
+    return SpecIssue(source, line, where, message)
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --------------------------------------------------------------------------- secrets
+
+_SECRET_KEY = re.compile(
+    r"(?:^|_)(?:password|passwd|secret|token|api_?key|access_?key|private_?key|credentials?|"
+    r"connection_?string|sas|client_secret)$",
+    re.IGNORECASE,
+)
+_SECRET_VALUE = re.compile(
+    r"(?:\bsk-[A-Za-z0-9_-]{20,}|\bAKIA[0-9A-Z]{16}\b|AccountKey=|SharedAccessSignature=|"
+    r"-----BEGIN [A-Z ]*PRIVATE KEY-----|\bghp_[A-Za-z0-9]{30,}|\bxox[bap]-[A-Za-z0-9-]{10,})"
+)
+_SECRET_REASON = "looks like a secret; a spec holds none (credentials come from each cloud's standard chain)"
+
+
+def _find_secrets(node: Any, path: KeyPath) -> Iterator[tuple[KeyPath, str]]:
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            sub = (*path, key)
+            if isinstance(key, str) and _SECRET_KEY.search(key) and value not in (None, ""):
+                yield sub, _SECRET_REASON
+            else:
+                yield from _find_secrets(value, sub)
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _find_secrets(item, (*path, index))
+    elif isinstance(node, str) and _SECRET_VALUE.search(node):
+        yield path, _SECRET_REASON
+
+
+def local_dataset_paths(spec: RunSpec) -> dict[str, Path]:
+    """The spec's local dataset files by role (train, validation, golden_set), resolved."""
+    out: dict[str, Path] = {}
+    locations = {"train": spec.dataset.train, "validation": spec.dataset.validation}
+    if spec.evaluation is not None:
+        locations["golden_set"] = spec.evaluation.golden_set
+    for role, location in locations.items():
+        if location is not None and is_local(location):
+            out[role] = Path(spec.resolve_location(location))
+    return out
+
+
+def posix_name(path: str) -> str:
+    """The last component of a local path or URI, for display."""
+    return PurePosixPath(urlsplit(path).path or path).name
