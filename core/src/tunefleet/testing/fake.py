@@ -1,0 +1,378 @@
+"""A stateful fake provider for tests of core and of the run engine.
+
+It implements the whole provider contract against a directory on disk (``options.root``,
+or ``TUNEFLEET_FAKE_ROOT``), so separate processes (a CLI subprocess killed mid-run and the
+one that resumes it) see the same jobs. It is deterministic: a job advances one step each
+time its status is read, emitting status, metric, checkpoint and cost events on the way.
+
+Two flavours cover both ends of the capability range: ``fake`` can do everything a cloud
+can (regions, private networks, keys, spot, endpoints); ``fake_hosted`` behaves like a
+hosted fine-tuning API (no regions, no network or key control, the service picks the
+adapter). Neither is registered by an installed distribution: tests register them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tunefleet.errors import CapabilityError, ProviderError
+from tunefleet.events import (
+    CheckpointEvent,
+    CostEvent,
+    EventPage,
+    JobState,
+    MetricEvent,
+    StatusEvent,
+)
+from tunefleet.hookspecs import hookimpl
+from tunefleet.provider import (
+    ArtifactRef,
+    Capabilities,
+    CostEstimate,
+    DatasetRef,
+    EndpointRef,
+    JobRef,
+    JobStatus,
+    NativeRequest,
+    Plan,
+    PlanRequest,
+    TrainingEstimate,
+    Unmet,
+)
+
+PRICE_DATE = date(2026, 11, 1)
+PAGE_SIZE = 3  # small, so tests exercise paging
+
+
+class FakeOptions(BaseModel):
+    """Options of the fake providers."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    root: str | None = None
+    """State directory; defaults to $TUNEFLEET_FAKE_ROOT."""
+    steps: int = Field(default=4, ge=1, le=1000)
+    fail_at_step: int | None = Field(default=None, ge=1)
+    subnets: list[str] = Field(default_factory=list)
+    kms_key: str | None = None
+    price_per_million_tokens: float = Field(default=2.0, ge=0)
+
+
+def openai_default_epochs(examples: int) -> int:
+    """OpenAI's rule for epochs when none is given (its cookbook's data-prep notebook)."""
+    target_epochs, min_target, max_target = 3, 100, 25_000
+    if examples * target_epochs < min_target:
+        return min(25, min_target // max(examples, 1))
+    if examples * target_epochs > max_target:
+        return max(1, max_target // examples)
+    return target_epochs
+
+
+class FakeProvider:
+    """Everything a cloud can do, played against files."""
+
+    name: ClassVar[str] = "fake"
+    options_model: ClassVar[type[BaseModel]] = FakeOptions
+    _capabilities = Capabilities(
+        methods=frozenset({"supervised", "dpo"}),
+        adapters=frozenset({"full", "lora", "qlora"}),
+        regions=("fake-east-1", "fake-west-2", "fake-eu-1"),
+        private_network=True,
+        customer_managed_keys=True,
+        spot=True,
+        instance_types=True,
+        multi_node=True,
+        endpoints=True,
+        autoscaling=True,
+        traffic_split=True,
+        tags=True,
+    )
+
+    # ------------------------------------------------------------------ planning
+
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
+
+    def estimate_training(
+        self, base_model: str, examples: int, billable_tokens: int, epochs: int | None
+    ) -> TrainingEstimate:
+        chosen = epochs or openai_default_epochs(examples)
+        trained = billable_tokens * chosen
+        price = FakeOptions().price_per_million_tokens
+        return TrainingEstimate(
+            provider=self.name,
+            epochs=chosen,
+            epochs_source="spec" if epochs else "provider default",
+            trained_tokens=trained,
+            amount=trained * price / 1e6,
+            basis=f"{billable_tokens:,} tokens x {chosen} epochs x ${price:.2f}/M tokens",
+        )
+
+    def plan(self, request: PlanRequest) -> Plan:
+        spec, target = request.spec, request.target
+        options = request.options
+        assert isinstance(options, FakeOptions)
+        unmet: list[Unmet] = []
+        policy = spec.placement
+        if policy.require_private_network and self._capabilities.private_network and not options.subnets:
+            unmet.append(Unmet(requirement="placement.require_private_network", reason="no subnets given in options.subnets"))
+        if policy.require_customer_managed_key and self._capabilities.customer_managed_keys and not options.kms_key:
+            unmet.append(Unmet(requirement="placement.require_customer_managed_key", reason="no key given in options.kms_key"))
+        hp = spec.hyperparameters
+        body: dict[str, Any] = {
+            "name": f"{spec.name}-{target.key}",
+            "base_model": spec.base_model,
+            "method": spec.method.type,
+            "adapter": spec.method.adapter,
+            "hyperparameters": hp.model_dump(mode="json", exclude_none=True),
+            "region": target.region,
+            "compute": target.compute.model_dump(mode="json", exclude_none=True),
+            "tags": dict(policy.tags),
+        }
+        if options.subnets:
+            body["subnets"] = list(options.subnets)
+        if options.kms_key:
+            body["kms_key"] = options.kms_key
+        train = request.datasets.get("train")
+        cost = None
+        epochs = hp.epochs
+        if train is not None and train.examples and train.billable_tokens is not None:
+            estimate = self.estimate_training(spec.base_model, train.examples, train.billable_tokens, hp.epochs)
+            epochs = estimate.epochs
+            cost = CostEstimate(amount=estimate.amount or 0.0, basis=estimate.basis, price_date=PRICE_DATE)
+        requests = [
+            NativeRequest(service="fake", operation="UploadFile", body={"role": role, "sha256": facts.sha256},
+                          purpose=f"stage the {role} dataset")
+            for role, facts in request.datasets.items()
+        ]
+        requests.append(NativeRequest(service="fake", operation="CreateJob", body=body, purpose="start training"))
+        return Plan(
+            target=target.key,
+            provider=self.name,
+            region=target.region,
+            options=options.model_dump(mode="json"),
+            epochs=epochs,
+            requests=requests,
+            cost=cost,
+            unmet=unmet,
+        )
+
+    # ------------------------------------------------------------------ state
+
+    def _root(self, plan_or_options: Mapping[str, Any]) -> Path:
+        root = plan_or_options.get("root") or os.environ.get("TUNEFLEET_FAKE_ROOT")
+        if not root:
+            raise ProviderError(self.name, "no state directory: set options.root or TUNEFLEET_FAKE_ROOT")
+        path = Path(root)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @contextmanager
+    def _locked(self, root: Path) -> Iterator[None]:
+        with (root / ".lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _job_root(self, job: JobRef) -> Path:
+        root = job.id.split("|", 1)[0]
+        return Path(root)
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any]:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+
+    @staticmethod
+    def _write(path: Path, data: dict[str, Any]) -> None:
+        partial = path.with_suffix(".tmp")
+        partial.write_text(json.dumps(data))
+        os.replace(partial, path)
+
+    # ------------------------------------------------------------------ jobs
+
+    def stage(self, plan: Plan, role: str, path: Path, sha256: str) -> DatasetRef:
+        root = self._root(plan.options)
+        objects = root / "objects"
+        objects.mkdir(exist_ok=True)
+        target = objects / sha256
+        with self._locked(root):
+            if not target.exists():
+                actual = hashlib.sha256(path.read_bytes()).hexdigest()
+                if actual != sha256:
+                    raise ProviderError(self.name, f"{path} changed while staging (sha256 {actual})")
+                shutil.copyfile(path, target)
+                with (root / "uploads.log").open("a") as log:
+                    log.write(f"{sha256}\n")
+        return DatasetRef(provider=self.name, role=role, uri=f"fake://{root}/objects/{sha256}", sha256=sha256,
+                          size_bytes=target.stat().st_size)
+
+    def find(self, plan: Plan, run_key: str) -> JobRef | None:
+        root = self._root(plan.options)
+        path = root / "jobs" / f"{run_key}.json"
+        if not path.exists():
+            return None
+        data = self._read(path)
+        return JobRef(provider=self.name, target=data["target"], id=data["id"], region=data["region"], run_key=run_key)
+
+    def submit(self, plan: Plan, datasets: Mapping[str, DatasetRef], run_key: str) -> JobRef:
+        root = self._root(plan.options)
+        jobs = root / "jobs"
+        jobs.mkdir(exist_ok=True)
+        with self._locked(root):
+            existing = self.find(plan, run_key)
+            if existing is not None:
+                raise ProviderError(self.name, f"a job for run key {run_key} exists already: {existing.id}")
+            job_id = f"{root}|{run_key}"
+            options = FakeOptions.model_validate(plan.options)
+            self._write(jobs / f"{run_key}.json", {
+                "id": job_id, "target": plan.target, "region": plan.region, "run_key": run_key,
+                "state": "queued", "step": 0, "steps": options.steps, "fail_at_step": options.fail_at_step,
+                "datasets": {role: ref.uri for role, ref in datasets.items()},
+                "events": [self._status_event(0, JobState.QUEUED, "queued")],
+                "price": options.price_per_million_tokens,
+            })
+            with (root / "submits.log").open("a") as log:
+                log.write(f"{run_key}\n")
+        return JobRef(provider=self.name, target=plan.target, id=job_id, region=plan.region, run_key=run_key)
+
+    @staticmethod
+    def _status_event(seq: int, state: JobState, message: str) -> dict[str, Any]:
+        return StatusEvent(id=f"e{seq}", time=datetime.now(UTC), state=state, message=message).model_dump(mode="json")
+
+    def _job_path(self, job: JobRef) -> Path:
+        return self._job_root(job) / "jobs" / f"{job.run_key}.json"
+
+    def _advance(self, data: dict[str, Any]) -> None:
+        state = JobState(data["state"])
+        if state.terminal:
+            return
+        events = data["events"]
+        now = datetime.now(UTC)
+
+        def add(event: BaseModel) -> None:
+            events.append(event.model_dump(mode="json"))
+
+        if state == JobState.STOPPING:
+            data["state"] = "cancelled"
+            add(StatusEvent(id=f"e{len(events)}", time=now, state=JobState.CANCELLED, message="cancelled"))
+            return
+        if state == JobState.QUEUED:
+            data["state"] = "running"
+            add(StatusEvent(id=f"e{len(events)}", time=now, state=JobState.RUNNING, message="running"))
+            return
+        step = data["step"] + 1
+        data["step"] = step
+        if data["fail_at_step"] == step:
+            data["state"] = "failed"
+            add(StatusEvent(id=f"e{len(events)}", time=now, state=JobState.FAILED, message=f"diverged at step {step}"))
+            return
+        loss = round(2.5 / (1 + step), 4)
+        add(MetricEvent(id=f"e{len(events)}", time=now, step=step, total_steps=data["steps"], epoch=step / data["steps"],
+                        train_loss=loss, valid_loss=round(loss * 1.1, 4), train_token_accuracy=min(1.0, 0.5 + step / 20),
+                        learning_rate=1e-4))
+        if step % 2 == 0:
+            add(CheckpointEvent(id=f"e{len(events)}", time=now, step=step, uri=f"fake://checkpoints/{data['run_key']}/{step}"))
+        if step >= data["steps"]:
+            data["state"] = "succeeded"
+            add(CostEvent(id=f"e{len(events)}", time=now, amount=round(step * 0.01, 4), basis=f"{step} steps x $0.01"))
+            add(StatusEvent(id=f"e{len(events)}", time=now, state=JobState.SUCCEEDED, message="succeeded"))
+
+    def status(self, job: JobRef) -> JobStatus:
+        path = self._job_path(job)
+        with self._locked(self._job_root(job)):
+            if not path.exists():
+                raise ProviderError(self.name, f"no job {job.id}")
+            data = self._read(path)
+            self._advance(data)
+            self._write(path, data)
+        return JobStatus(state=JobState(data["state"]), message=data["events"][-1].get("message"),
+                         checked_at=datetime.now(UTC), trained_tokens=data["step"] * 1000)
+
+    def events(self, job: JobRef, cursor: str | None) -> EventPage:
+        data = self._read(self._job_path(job))
+        start = int(cursor) if cursor else 0
+        chunk = data["events"][start : start + PAGE_SIZE]
+        from pydantic import TypeAdapter
+
+        from tunefleet.events import Event
+
+        adapter: TypeAdapter[Any] = TypeAdapter(list[Event])
+        return EventPage(events=adapter.validate_python(chunk), cursor=str(start + len(chunk)))
+
+    def cancel(self, job: JobRef) -> None:
+        path = self._job_path(job)
+        with self._locked(self._job_root(job)):
+            data = self._read(path)
+            if not JobState(data["state"]).terminal:
+                data["state"] = "stopping"
+                data["events"].append(self._status_event(len(data["events"]), JobState.STOPPING, "stopping"))
+                self._write(path, data)
+
+    def artifacts(self, job: JobRef) -> list[ArtifactRef]:
+        data = self._read(self._job_path(job))
+        if data["state"] != "succeeded":
+            raise ProviderError(self.name, f"job {job.id} has not succeeded (state {data['state']})")
+        return [
+            ArtifactRef(kind="adapter", uri=f"fake://models/{job.run_key}/adapter"),
+            ArtifactRef(kind="metrics", uri=f"fake://models/{job.run_key}/metrics.json"),
+        ]
+
+    # ------------------------------------------------------------------ endpoints
+
+    def _endpoint_path(self, plan_options: Mapping[str, Any], name: str) -> Path:
+        folder = self._root(plan_options) / "endpoints"
+        folder.mkdir(exist_ok=True)
+        return folder / f"{name}.json"
+
+    def deploy(self, plan: Plan, artifact: ArtifactRef, name: str) -> EndpointRef:
+        if not self.capabilities().endpoints:
+            raise CapabilityError(self.name, "this provider cannot serve models")
+        path = self._endpoint_path(plan.options, name)
+        self._write(path, {"name": name, "versions": {artifact.uri: 100}, "root": str(self._root(plan.options))})
+        return EndpointRef(provider=self.name, name=name, region=plan.region, url=f"fake://{path}")
+
+    def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
+        if sum(weights.values()) != 100:
+            raise ProviderError(self.name, "traffic weights must add up to 100")
+        path = Path(str(endpoint.url).removeprefix("fake://"))
+        data = self._read(path)
+        data["versions"] = dict(weights)
+        self._write(path, data)
+
+    def delete_endpoint(self, endpoint: EndpointRef) -> None:
+        if endpoint.url:
+            Path(endpoint.url.removeprefix("fake://")).unlink(missing_ok=True)
+
+
+class FakeHostedProvider(FakeProvider):
+    """Like a hosted fine-tuning API: no regions, no network or key control, no endpoints."""
+
+    name: ClassVar[str] = "fake_hosted"
+    _capabilities = Capabilities(methods=frozenset({"supervised", "dpo"}))
+
+    def deploy(self, plan: Plan, artifact: ArtifactRef, name: str) -> EndpointRef:
+        raise CapabilityError(self.name, "this provider cannot serve models behind an endpoint")
+
+    def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
+        raise CapabilityError(self.name, "this provider cannot split traffic")
+
+    def delete_endpoint(self, endpoint: EndpointRef) -> None:
+        raise CapabilityError(self.name, "this provider has no endpoints")
+
+
+@hookimpl
+def tunefleet_providers() -> Sequence[type[Any]]:
+    return [FakeProvider, FakeHostedProvider]

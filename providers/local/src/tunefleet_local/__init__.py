@@ -1,0 +1,1 @@
+"""tunefleet-local: fine-tuning on this machine, tunefleet's embedded default provider."""

@@ -1,0 +1,73 @@
+"""Offline tokenizer files: verified against tiktoken's own hashes, never downloaded."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import socket
+from pathlib import Path
+
+import pytest
+
+from tunefleet.data import tokens
+from tunefleet.errors import TokenizerError
+
+
+def test_pinned_urls_and_hashes_match_the_installed_tiktoken() -> None:
+    import tiktoken_ext.openai_public as public
+
+    source = Path(public.__file__).read_text()
+    for name, (url, expected) in tokens.BPE_FILES.items():
+        block = re.search(rf"def {name}\(\):(.*?)\n\n", source, re.S)
+        assert block is not None, name
+        assert url in block.group(1) and expected in block.group(1), name
+
+
+def test_encodings_load_with_the_network_blocked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TUNEFLEET_CACHE_DIR", str(tmp_path))
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    import tiktoken.registry
+
+    monkeypatch.setattr(tiktoken.registry, "ENCODINGS", {})  # force a fresh load
+    for name in tokens.BPE_FILES:
+        encoding = tokens.get_encoding(name)
+        assert encoding.decode(encoding.encode_ordinary("Grüße, 世界!")) == "Grüße, 世界!"
+
+
+def test_a_tampered_cache_file_is_replaced(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TUNEFLEET_CACHE_DIR", str(tmp_path))
+    url, expected = tokens.BPE_FILES["cl100k_base"]
+    cached = tmp_path / "tiktoken" / hashlib.sha1(url.encode()).hexdigest()  # noqa: S324
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"tampered")
+    tokens._seed_cache("cl100k_base")
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == expected
+
+
+def test_data_that_fails_its_hash_is_refused() -> None:
+    with pytest.raises(TokenizerError, match="does not match"):
+        tokens._checked("cl100k_base", b"not the real file", tokens.BPE_FILES["cl100k_base"][1])
+
+
+@pytest.mark.parametrize(
+    ("model", "encoding", "exact"),
+    [
+        ("gpt-4o-mini-2024-07-18", "o200k_base", True),
+        ("ft:gpt-4o-mini-2024-07-18:acme::abc123", "o200k_base", True),
+        ("gpt-3.5-turbo-0125", "cl100k_base", True),
+        ("meta-llama/Llama-3.1-8B", "cl100k_base", False),
+    ],
+)
+def test_encoding_choice(model: str, encoding: str, exact: bool) -> None:
+    assert tokens.choose_encoding(model) == tokens.EncodingChoice(encoding, exact)
+
+
+def test_context_limits() -> None:
+    assert tokens.context_limit_for("gpt-4o-mini-2024-07-18")[0] == 65_536
+    assert tokens.context_limit_for("gpt-3.5-turbo-0125")[0] == 16_385
+    assert tokens.context_limit_for("my-model")[0] == tokens.DEFAULT_CONTEXT_LIMIT

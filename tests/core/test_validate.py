@@ -1,0 +1,169 @@
+"""Dataset validation: every code, the statistics, parallel equality, bounded findings."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+
+from tunefleet.data import validate_dataset
+from tunefleet.data.findings import CODES
+from tunefleet.data.validate import ValidationOptions, validate_file
+from tunefleet.errors import InputFileError
+
+SYS = {"role": "system", "content": "Be kind."}
+USER = {"role": "user", "content": "Hi there"}
+BOT = {"role": "assistant", "content": "Hello!"}
+
+
+def chat(*messages: object, **extra: object) -> str:
+    return json.dumps({"messages": list(messages), **extra})
+
+
+CASES: dict[str, tuple[str, ...]] = {
+    "E002": ('{"messages": [',),
+    "E003": ("   ",),
+    "E010": ("[1, 2]", '"text"'),
+    "E011": ("{}", '{"messages": []}', '{"messages": "hi"}'),
+    "E012": (chat(SYS, "hello", BOT),),
+    "E013": (chat(SYS, {"content": "no role"}, BOT), chat(SYS, {"role": "user"}, BOT)),
+    "E014": (chat(SYS, {**USER, "mood": "happy"}, BOT),),
+    "E015": (chat(SYS, {"role": "robot", "content": "beep"}, BOT),),
+    "E016": (chat(SYS, {"role": "user", "content": ""}, BOT), chat(SYS, {"role": "user", "content": 5}, BOT),
+             chat(SYS, {"role": "user", "content": None}, BOT)),
+    "E017": (chat(SYS, USER),),
+    "E018": (chat(SYS, USER, {**BOT, "weight": 2}), chat(SYS, {**USER, "weight": 1}, BOT),
+             chat(SYS, USER, {**BOT, "weight": True})),
+    "E019": (chat(SYS, {"role": "user", "content": [{"type": "audio"}]}, BOT),
+             chat(SYS, USER, {"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "x"}}]})),
+    "E020": (chat(SYS, USER, {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]}),
+             chat(SYS, USER, {"role": "assistant", "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{bad"}}]})),
+    "E021": (chat(SYS, USER, BOT, tools=[{"type": "function"}]),),
+    "E022": (chat(SYS, USER, {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                  {"role": "tool", "content": "42"}, BOT),),
+    "W101": (chat(USER, BOT),),
+    "W102": (chat(SYS, BOT),),
+    "W105": (chat(SYS, USER, BOT, source="crm"),),
+    "W106": (chat(SYS, {"role": "user", "content": [{"type": "text", "text": "see"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}, BOT),),
+    "P201": (chat(SYS, {"role": "user", "content": "mail me at jane.doe@example.com"}, BOT),),
+    "P202": (chat(SYS, {"role": "user", "content": "call +44 20 7946 0958 today"}, BOT),),
+    "P203": (chat(SYS, {"role": "user", "content": "card 4111 1111 1111 1111 please"}, BOT),),
+    "P204": (chat(SYS, {"role": "user", "content": "IBAN GB82 WEST 1234 5698 7654 32"}, BOT),),
+}
+
+
+def run(tmp_path: Path, lines: list[str] | bytes, **options: object) -> object:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(lines if isinstance(lines, bytes) else ("\n".join(lines) + "\n").encode())
+    return validate_dataset(path, jobs=1, **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("code", "line"), [(c, l) for c, lines in CASES.items() for l in lines])
+def test_each_code_is_reported_at_its_line(tmp_path: Path, code: str, line: str) -> None:
+    good = chat(SYS, USER, BOT)
+    report = run(tmp_path, [good, line, good])
+    at_line_two = {f.code for f in report.findings if f.line == 2}
+    assert code in at_line_two, f"expected {code} on line 2, got {at_line_two}"
+    assert report.valid is (CODES[code].severity == "warning")
+    assert not any(f.line in (1, 3) and f.code != "W104" for f in report.findings)
+
+
+def test_every_code_has_a_case() -> None:
+    tested = set(CASES) | {"E001", "E004", "E030", "W103", "W104"}  # these have tests of their own below
+    assert tested == set(CODES)
+
+
+def test_invalid_utf8_and_too_long_lines(tmp_path: Path) -> None:
+    good = chat(SYS, USER, BOT).encode()
+    raw = good + b"\n" + b'{"messages": "\xff\xfe"}\n' + b"x" * 5000 + b"\n" + good + b"\n"
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(raw)
+    report = validate_file(path, ValidationOptions(jobs=1, max_line_bytes=1000))
+    codes = {(f.line, f.code) for f in report.findings}
+    assert (2, "E001") in codes
+    assert (3, "E004") in codes
+    assert report.examples == 2 and report.lines == 4
+    assert report.size_bytes == len(raw)
+
+
+def test_context_limit_duplicates_and_bom(tmp_path: Path) -> None:
+    long_bot = {"role": "assistant", "content": "word " * 300}
+    lines = ["\ufeff" + chat(SYS, USER, BOT), chat(SYS, USER, long_bot), chat(SYS, USER, BOT)]
+    report = run(tmp_path, lines, context_limit=100)
+    assert [(f.line, f.code) for f in report.findings] == [(2, "W103"), (3, "W104")]
+    assert report.findings[1].detail == "same as line 1" or report.findings[1].detail.startswith("same as line")
+    assert report.examples_over_limit == 1
+    assert report.billable_tokens == report.tokens_per_example.min * 2 + 100
+
+
+def test_offline_token_counts_match_the_cookbook(toy_dataset: Path) -> None:
+    report = validate_dataset(toy_dataset, model="gpt-4", context_limit=4096, jobs=1)
+    assert report.encoding == "cl100k_base" and report.tokens_exact
+    assert report.tokens_per_example.max == 8032
+    assert report.assistant_tokens_per_example.max == 8000
+    assert report.examples_over_limit == 1
+    assert report.missing_system == 1 and report.missing_user == 1
+    assert report.billable_tokens == 4306
+
+
+def test_model_picks_encoding_and_limit(toy_dataset: Path) -> None:
+    modern = validate_dataset(toy_dataset, model="gpt-4o-mini-2024-07-18", jobs=1)
+    assert modern.encoding == "o200k_base" and modern.tokens_exact
+    assert modern.context_limit == 65_536 and modern.examples_over_limit == 0
+    unknown = validate_dataset(toy_dataset, model="Qwen/Qwen2.5-0.5B", jobs=1)
+    assert unknown.encoding == "cl100k_base" and not unknown.tokens_exact
+    assert unknown.context_limit == 4096
+
+
+def test_provider_default_epochs_rule_gives_the_cost(toy_dataset: Path, registry) -> None:  # type: ignore[no-untyped-def]
+    report = validate_dataset(toy_dataset, model="gpt-4", context_limit=4096, provider="fake", registry=registry, jobs=1)
+    assert report.training is not None
+    assert report.training.epochs == 20  # 5 examples: min(25, 100 // 5)
+    assert report.training.trained_tokens == 4306 * 20
+    assert report.training.amount == pytest.approx(4306 * 20 * 2.0 / 1e6)
+    fixed = validate_dataset(toy_dataset, model="gpt-4", context_limit=4096, provider="fake", epochs=2,
+                             registry=registry, jobs=1)
+    assert fixed.training.epochs == 2 and fixed.training.epochs_source == "spec"
+
+
+def test_preference_format(tmp_path: Path) -> None:
+    good = json.dumps({"input": {"messages": [USER]}, "preferred_output": [BOT],
+                       "non_preferred_output": [{"role": "assistant", "content": "Go away."}]})
+    bad = json.dumps({"input": {"messages": [USER]}, "preferred_output": [BOT, BOT], "non_preferred_output": [BOT]})
+    report = run(tmp_path, [good, bad], data_format="preference")
+    assert [(f.line, f.code) for f in report.findings] == [(2, "E030")]
+    assert report.examples == 1
+
+
+def test_parallel_validation_gives_the_same_report(tmp_path: Path) -> None:
+    lines = [chat(SYS, {"role": "user", "content": f"question {i} " * (i % 7 + 1)}, BOT) for i in range(3000)]
+    lines[100] = "{broken"
+    lines[2000] = lines[5]
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    serial = validate_file(path, ValidationOptions(jobs=1))
+    parallel = validate_file(path, ValidationOptions(jobs=2))
+    assert serial.model_dump(exclude={"elapsed_seconds"}) == parallel.model_dump(exclude={"elapsed_seconds"})
+    assert serial.counts == {"E002": 1, "W104": 1}
+
+
+def test_findings_are_capped_but_counted(tmp_path: Path) -> None:
+    report = run(tmp_path, ["[]"] * 50, max_per_code=10)
+    assert report.counts["E010"] == 50
+    assert len(report.findings) == 10 and report.findings_omitted == 40
+    assert report.errors == 50
+
+
+@pytest.mark.parametrize(
+    ("content", "fragment"),
+    [(b"\x00\x00binary", "binary file"), (gzip.compress(b"{}\n"), "gzip-compressed")],
+)
+def test_files_that_are_not_jsonl_text(tmp_path: Path, content: bytes, fragment: str) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(content)
+    with pytest.raises(InputFileError, match=fragment):
+        validate_dataset(path)
+    with pytest.raises(InputFileError, match="no such file"):
+        validate_dataset(tmp_path / "missing.jsonl")
