@@ -15,7 +15,9 @@ DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Tokenizer files are seeded into a per-session cache, never the user's.
     monkeypatch.setenv("TUNEFLEET_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
 

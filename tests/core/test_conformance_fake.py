@@ -12,7 +12,9 @@ from tunefleet.testing.conformance import ConformanceHarness, ProviderConformanc
 from tunefleet.testing.fake import FakeHostedProvider, FakeProvider
 
 
-def harness_for(provider_name: str, tmp_path: Path, registry: Registry, region: str | None) -> ConformanceHarness:
+def harness_for(
+    provider_name: str, tmp_path: Path, registry: Registry, region: str | None
+) -> ConformanceHarness:
     data = tmp_path / "train.jsonl"
     data.write_text(
         '{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},'
@@ -24,7 +26,9 @@ def harness_for(provider_name: str, tmp_path: Path, registry: Registry, region: 
         f"targets:\n  - provider: {provider_name}\n{region_line}    options: {{root: {tmp_path / 'state'}}}\n",
         base_dir=tmp_path,
     )
-    return ConformanceHarness(provider=registry.provider(provider_name), spec=spec, registry=registry)
+    return ConformanceHarness(
+        provider=registry.provider(provider_name), spec=spec, registry=registry
+    )
 
 
 class TestFakeProvider(ProviderConformance):

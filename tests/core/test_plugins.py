@@ -65,5 +65,7 @@ def test_missing_first_party_provider_says_what_to_install(registry) -> None:  #
         registry.provider("sagemaker")
     assert "pip install 'tunefleet[sagemaker]'" in str(caught.value)
     assert "fake" in str(caught.value)  # lists what is installed
-    with pytest.raises(ProviderNotInstalledError, match="install the distribution that provides it"):
+    with pytest.raises(
+        ProviderNotInstalledError, match="install the distribution that provides it"
+    ):
         registry.provider("acme")

@@ -44,7 +44,9 @@ def test_error_names_file_line_and_key_path(tmp_path: Path) -> None:
     text = VALID + "    compute:\n      instance_count: 0\n"
     with pytest.raises(SpecError) as caught:
         load_spec(write(tmp_path, text))
-    assert messages(caught.value) == [f"{tmp_path / 'spec.yaml'}:9 targets[0].compute.instance_count: must be >= 1"]
+    assert messages(caught.value) == [
+        f"{tmp_path / 'spec.yaml'}:9 targets[0].compute.instance_count: must be >= 1"
+    ]
 
 
 def test_unknown_key_is_an_error_with_a_suggestion(tmp_path: Path) -> None:
@@ -74,9 +76,12 @@ def test_every_problem_is_reported_in_file_order(tmp_path: Path) -> None:
         ("name: [unclosed\n", 2, "invalid YAML"),
         ("- just\n- a list\n", 1, "must be a mapping"),
         ("1: one\n", 1, "must be a string"),
-        ("a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
-         "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n",
-         None, "more than 100000 nodes"),
+        (
+            "a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+            "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n",
+            None,
+            "more than 100000 nodes",
+        ),
     ],
 )
 def test_malformed_yaml_fails_with_its_line(text: str, line: int | None, fragment: str) -> None:
@@ -89,7 +94,10 @@ def test_malformed_yaml_fails_with_its_line(text: str, line: int | None, fragmen
 
 
 def test_secrets_are_refused_without_echoing_them(tmp_path: Path) -> None:
-    text = VALID + "    options:\n      api_key: hunter2-very-secret\n      note: sk-abcdefghijklmnopqrstuvwxyz123456\n"
+    text = (
+        VALID
+        + "    options:\n      api_key: hunter2-very-secret\n      note: sk-abcdefghijklmnopqrstuvwxyz123456\n"
+    )
     with pytest.raises(SpecError) as caught:
         load_spec(write(tmp_path, text))
     rendered = str(caught.value)
@@ -107,12 +115,17 @@ def test_secrets_are_refused_without_echoing_them(tmp_path: Path) -> None:
         ("  - provider: fake\n", "both named 'fake'"),
         ("method: {type: supervised, beta: 0.1}\n", "beta applies only"),
         ("evaluation:\n  golden_set: g.jsonl\n  metrics: [llm_judge]\n", "needs judge_model"),
-        ("endpoint:\n  autoscaling: {min_instances: 3, max_instances: 2}\n", "min_instances must be <= max_instances"),
+        (
+            "endpoint:\n  autoscaling: {min_instances: 3, max_instances: 2}\n",
+            "min_instances must be <= max_instances",
+        ),
         ("description: x\ndataset: ftp://host/train.jsonl\n", "URI scheme 'ftp'"),
     ],
 )
 def test_inconsistent_specs_are_refused(tmp_path: Path, extra: str, fragment: str) -> None:
-    text = VALID.replace("method: dpo\n", "") + extra if extra.startswith("method") else VALID + extra
+    text = (
+        VALID.replace("method: dpo\n", "") + extra if extra.startswith("method") else VALID + extra
+    )
     if "dataset: ftp" in extra:
         text = VALID.replace("dataset: data/train.jsonl\n", "") + extra
     with pytest.raises(SpecError) as caught:
@@ -130,7 +143,12 @@ def test_hostile_names_are_refused(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "fragment"),
-    [(None, "no such file"), (b"\x00\x01binary", "binary file"), (b"", "empty"), (b"name: \xff\xfe\n", "not valid UTF-8")],
+    [
+        (None, "no such file"),
+        (b"\x00\x01binary", "binary file"),
+        (b"", "empty"),
+        (b"name: \xff\xfe\n", "not valid UTF-8"),
+    ],
 )
 def test_unreadable_spec_files(tmp_path: Path, content: bytes | None, fragment: str) -> None:
     path = tmp_path / "spec.yaml"

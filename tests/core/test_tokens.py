@@ -23,7 +23,9 @@ def test_pinned_urls_and_hashes_match_the_installed_tiktoken() -> None:
         assert url in block.group(1) and expected in block.group(1), name
 
 
-def test_encodings_load_with_the_network_blocked(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_encodings_load_with_the_network_blocked(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("TUNEFLEET_CACHE_DIR", str(tmp_path))
 
     def refuse(*args: object, **kwargs: object) -> None:
@@ -42,7 +44,7 @@ def test_encodings_load_with_the_network_blocked(monkeypatch: pytest.MonkeyPatch
 def test_a_tampered_cache_file_is_replaced(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("TUNEFLEET_CACHE_DIR", str(tmp_path))
     url, expected = tokens.BPE_FILES["cl100k_base"]
-    cached = tmp_path / "tiktoken" / hashlib.sha1(url.encode()).hexdigest()  # noqa: S324
+    cached = tmp_path / "tiktoken" / hashlib.sha1(url.encode()).hexdigest()
     cached.parent.mkdir(parents=True)
     cached.write_bytes(b"tampered")
     tokens._seed_cache("cl100k_base")

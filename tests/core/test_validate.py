@@ -31,22 +31,76 @@ CASES: dict[str, tuple[str, ...]] = {
     "E013": (chat(SYS, {"content": "no role"}, BOT), chat(SYS, {"role": "user"}, BOT)),
     "E014": (chat(SYS, {**USER, "mood": "happy"}, BOT),),
     "E015": (chat(SYS, {"role": "robot", "content": "beep"}, BOT),),
-    "E016": (chat(SYS, {"role": "user", "content": ""}, BOT), chat(SYS, {"role": "user", "content": 5}, BOT),
-             chat(SYS, {"role": "user", "content": None}, BOT)),
+    "E016": (
+        chat(SYS, {"role": "user", "content": ""}, BOT),
+        chat(SYS, {"role": "user", "content": 5}, BOT),
+        chat(SYS, {"role": "user", "content": None}, BOT),
+    ),
     "E017": (chat(SYS, USER),),
-    "E018": (chat(SYS, USER, {**BOT, "weight": 2}), chat(SYS, {**USER, "weight": 1}, BOT),
-             chat(SYS, USER, {**BOT, "weight": True})),
-    "E019": (chat(SYS, {"role": "user", "content": [{"type": "audio"}]}, BOT),
-             chat(SYS, USER, {"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "x"}}]})),
-    "E020": (chat(SYS, USER, {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}]}),
-             chat(SYS, USER, {"role": "assistant", "tool_calls": [{"id": "1", "type": "function", "function": {"name": "f", "arguments": "{bad"}}]})),
+    "E018": (
+        chat(SYS, USER, {**BOT, "weight": 2}),
+        chat(SYS, {**USER, "weight": 1}, BOT),
+        chat(SYS, USER, {**BOT, "weight": True}),
+    ),
+    "E019": (
+        chat(SYS, {"role": "user", "content": [{"type": "audio"}]}, BOT),
+        chat(
+            SYS,
+            USER,
+            {"role": "assistant", "content": [{"type": "image_url", "image_url": {"url": "x"}}]},
+        ),
+    ),
+    "E020": (
+        chat(
+            SYS,
+            USER,
+            {
+                "role": "assistant",
+                "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": "{}"}}],
+            },
+        ),
+        chat(
+            SYS,
+            USER,
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{bad"}}
+                ],
+            },
+        ),
+    ),
     "E021": (chat(SYS, USER, BOT, tools=[{"type": "function"}]),),
-    "E022": (chat(SYS, USER, {"role": "assistant", "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
-                  {"role": "tool", "content": "42"}, BOT),),
+    "E022": (
+        chat(
+            SYS,
+            USER,
+            {
+                "role": "assistant",
+                "tool_calls": [
+                    {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+                ],
+            },
+            {"role": "tool", "content": "42"},
+            BOT,
+        ),
+    ),
     "W101": (chat(USER, BOT),),
     "W102": (chat(SYS, BOT),),
     "W105": (chat(SYS, USER, BOT, source="crm"),),
-    "W106": (chat(SYS, {"role": "user", "content": [{"type": "text", "text": "see"}, {"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}, BOT),),
+    "W106": (
+        chat(
+            SYS,
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "see"},
+                    {"type": "image_url", "image_url": {"url": "https://x/y.png"}},
+                ],
+            },
+            BOT,
+        ),
+    ),
     "P201": (chat(SYS, {"role": "user", "content": "mail me at jane.doe@example.com"}, BOT),),
     "P202": (chat(SYS, {"role": "user", "content": "call +44 20 7946 0958 today"}, BOT),),
     "P203": (chat(SYS, {"role": "user", "content": "card 4111 1111 1111 1111 please"}, BOT),),
@@ -60,7 +114,9 @@ def run(tmp_path: Path, lines: list[str] | bytes, **options: object) -> object:
     return validate_dataset(path, jobs=1, **options)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("code", "line"), [(c, l) for c, lines in CASES.items() for l in lines])
+@pytest.mark.parametrize(
+    ("code", "line"), [(c, line) for c, lines in CASES.items() for line in lines]
+)
 def test_each_code_is_reported_at_its_line(tmp_path: Path, code: str, line: str) -> None:
     good = chat(SYS, USER, BOT)
     report = run(tmp_path, [good, line, good])
@@ -71,7 +127,13 @@ def test_each_code_is_reported_at_its_line(tmp_path: Path, code: str, line: str)
 
 
 def test_every_code_has_a_case() -> None:
-    tested = set(CASES) | {"E001", "E004", "E030", "W103", "W104"}  # these have tests of their own below
+    tested = set(CASES) | {
+        "E001",
+        "E004",
+        "E030",
+        "W103",
+        "W104",
+    }  # these have tests of their own below
     assert tested == set(CODES)
 
 
@@ -93,7 +155,9 @@ def test_context_limit_duplicates_and_bom(tmp_path: Path) -> None:
     lines = ["\ufeff" + chat(SYS, USER, BOT), chat(SYS, USER, long_bot), chat(SYS, USER, BOT)]
     report = run(tmp_path, lines, context_limit=100)
     assert [(f.line, f.code) for f in report.findings] == [(2, "W103"), (3, "W104")]
-    assert report.findings[1].detail == "same as line 1" or report.findings[1].detail.startswith("same as line")
+    assert report.findings[1].detail == "same as line 1" or report.findings[1].detail.startswith(
+        "same as line"
+    )
     assert report.examples_over_limit == 1
     assert report.billable_tokens == report.tokens_per_example.min * 2 + 100
 
@@ -118,34 +182,59 @@ def test_model_picks_encoding_and_limit(toy_dataset: Path) -> None:
 
 
 def test_provider_default_epochs_rule_gives_the_cost(toy_dataset: Path, registry) -> None:  # type: ignore[no-untyped-def]
-    report = validate_dataset(toy_dataset, model="gpt-4", context_limit=4096, provider="fake", registry=registry, jobs=1)
+    report = validate_dataset(
+        toy_dataset, model="gpt-4", context_limit=4096, provider="fake", registry=registry, jobs=1
+    )
     assert report.training is not None
     assert report.training.epochs == 20  # 5 examples: min(25, 100 // 5)
     assert report.training.trained_tokens == 4306 * 20
     assert report.training.amount == pytest.approx(4306 * 20 * 2.0 / 1e6)
-    fixed = validate_dataset(toy_dataset, model="gpt-4", context_limit=4096, provider="fake", epochs=2,
-                             registry=registry, jobs=1)
+    fixed = validate_dataset(
+        toy_dataset,
+        model="gpt-4",
+        context_limit=4096,
+        provider="fake",
+        epochs=2,
+        registry=registry,
+        jobs=1,
+    )
     assert fixed.training.epochs == 2 and fixed.training.epochs_source == "spec"
 
 
 def test_preference_format(tmp_path: Path) -> None:
-    good = json.dumps({"input": {"messages": [USER]}, "preferred_output": [BOT],
-                       "non_preferred_output": [{"role": "assistant", "content": "Go away."}]})
-    bad = json.dumps({"input": {"messages": [USER]}, "preferred_output": [BOT, BOT], "non_preferred_output": [BOT]})
+    good = json.dumps(
+        {
+            "input": {"messages": [USER]},
+            "preferred_output": [BOT],
+            "non_preferred_output": [{"role": "assistant", "content": "Go away."}],
+        }
+    )
+    bad = json.dumps(
+        {
+            "input": {"messages": [USER]},
+            "preferred_output": [BOT, BOT],
+            "non_preferred_output": [BOT],
+        }
+    )
     report = run(tmp_path, [good, bad], data_format="preference")
     assert [(f.line, f.code) for f in report.findings] == [(2, "E030")]
     assert report.examples == 1
 
 
 def test_parallel_validation_gives_the_same_report(tmp_path: Path) -> None:
-    lines = [chat(SYS, {"role": "user", "content": f"question {i} " * (i % 7 + 1)}, BOT) for i in range(3000)]
+    lines = [
+        chat(SYS, {"role": "user", "content": f"question {i} " * (i % 7 + 1)}, BOT)
+        for i in range(3000)
+    ]
     lines[100] = "{broken"
     lines[2000] = lines[5]
     path = tmp_path / "data.jsonl"
     path.write_text("\n".join(lines) + "\n")
     serial = validate_file(path, ValidationOptions(jobs=1))
     parallel = validate_file(path, ValidationOptions(jobs=2))
-    assert serial.model_dump(exclude={"elapsed_seconds"}) == parallel.model_dump(exclude={"elapsed_seconds"})
+    assert serial.model_dump(exclude={"elapsed_seconds"}) == parallel.model_dump(
+        exclude={"elapsed_seconds"}
+    )
     assert serial.counts == {"E002": 1, "W104": 1}
 
 

@@ -113,7 +113,9 @@ class SpecError(TunefleetError, ValueError):
         return "\n".join(str(issue) for issue in self.issues)
 
     @classmethod
-    def single(cls, source: str, message: str, *, line: int | None = None, path: str = "") -> SpecError:
+    def single(
+        cls, source: str, message: str, *, line: int | None = None, path: str = ""
+    ) -> SpecError:
         """A SpecError with one issue."""
         return cls([SpecIssue(source=source, line=line, path=path, message=message)])
 

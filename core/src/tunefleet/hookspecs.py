@@ -69,7 +69,7 @@ def tunefleet_dataset_checks() -> Sequence[ExampleCheck]:  # type: ignore[empty-
 
 
 @hookspec
-def tunefleet_check_plan(spec: RunSpec, plan: Plan) -> Sequence[Unmet] | None:  # type: ignore[empty-body]
+def tunefleet_check_plan(spec: RunSpec, plan: Plan) -> Sequence[Unmet] | None:
     """Policy and budget checks on a finished plan.
 
     Return the requirements the plan breaks (an over-budget cost, a forbidden instance

@@ -32,7 +32,9 @@ def _not_reserved_tag(key: str) -> str:
     lowered = key.lower()
     for prefix in _RESERVED_TAG_PREFIXES:
         if lowered.startswith(prefix):
-            raise ValueError(f"tag keys may not start with {prefix!r} (reserved by a cloud or tunefleet)")
+            raise ValueError(
+                f"tag keys may not start with {prefix!r} (reserved by a cloud or tunefleet)"
+            )
     return key
 
 
@@ -43,7 +45,9 @@ ProviderName = Annotated[str, StringConstraints(pattern=PROVIDER_NAME_PATTERN)]
 Region = Annotated[str, StringConstraints(pattern=REGION_PATTERN)]
 RegionGlob = Annotated[str, StringConstraints(pattern=REGION_GLOB_PATTERN)]
 InstanceType = Annotated[str, StringConstraints(pattern=INSTANCE_TYPE_PATTERN)]
-TagKey = Annotated[str, StringConstraints(pattern=TAG_KEY_PATTERN), AfterValidator(_not_reserved_tag)]
+TagKey = Annotated[
+    str, StringConstraints(pattern=TAG_KEY_PATTERN), AfterValidator(_not_reserved_tag)
+]
 TagValue = Annotated[str, StringConstraints(pattern=TAG_VALUE_PATTERN)]
 
 

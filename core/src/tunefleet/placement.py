@@ -8,18 +8,20 @@ the provider's plan's to report.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase
 
 from tunefleet.provider import Capabilities, Unmet
 from tunefleet.spec import RunSpec, TargetSpec
 
 
-def _listing(values: object) -> str:
-    items = sorted(values) if isinstance(values, (set, frozenset)) else list(values)  # type: ignore[call-overload]
-    return ", ".join(str(v) for v in items) or "none"
+def _listing(values: Iterable[str]) -> str:
+    return ", ".join(sorted(values)) or "none"
 
 
-def check_target(spec: RunSpec, target: TargetSpec, caps: Capabilities, provider: str) -> list[Unmet]:
+def check_target(
+    spec: RunSpec, target: TargetSpec, caps: Capabilities, provider: str
+) -> list[Unmet]:
     """Every requirement of ``spec`` on ``target`` that ``caps`` rules out, with the reason."""
     unmet: list[Unmet] = []
 
@@ -27,18 +29,29 @@ def check_target(spec: RunSpec, target: TargetSpec, caps: Capabilities, provider
         unmet.append(Unmet(requirement=requirement, reason=reason))
 
     if spec.method.type not in caps.methods:
-        refuse("method.type", f"{provider} supports methods {_listing(caps.methods)}, not {spec.method.type!r}")
+        refuse(
+            "method.type",
+            f"{provider} supports methods {_listing(caps.methods)}, not {spec.method.type!r}",
+        )
     adapter = spec.method.adapter
     if adapter is not None and adapter not in caps.adapters:
         if caps.adapters:
-            refuse("method.adapter", f"{provider} supports adapters {_listing(caps.adapters)}, not {adapter!r}")
+            refuse(
+                "method.adapter",
+                f"{provider} supports adapters {_listing(caps.adapters)}, not {adapter!r}",
+            )
         else:
-            refuse("method.adapter", f"{provider} chooses the adapter itself; remove method.adapter")
+            refuse(
+                "method.adapter", f"{provider} chooses the adapter itself; remove method.adapter"
+            )
     _check_region(spec, target, caps, provider, refuse)
 
     policy = spec.placement
     if policy.require_private_network and not (caps.private_network or caps.runs_locally):
-        refuse("placement.require_private_network", f"{provider} cannot run inside a private network you control")
+        refuse(
+            "placement.require_private_network",
+            f"{provider} cannot run inside a private network you control",
+        )
     if policy.require_customer_managed_key and not caps.customer_managed_keys:
         refuse(
             "placement.require_customer_managed_key",
@@ -53,7 +66,9 @@ def check_target(spec: RunSpec, target: TargetSpec, caps: Capabilities, provider
     if compute.instance_type is not None and not caps.instance_types:
         refuse("compute.instance_type", f"{provider} does not let you choose the machine type")
     if compute.instance_count > 1 and not caps.multi_node:
-        refuse("compute.instance_count", f"{provider} trains on one machine; instance_count must be 1")
+        refuse(
+            "compute.instance_count", f"{provider} trains on one machine; instance_count must be 1"
+        )
 
     endpoint = spec.endpoint
     if endpoint is not None:
@@ -63,11 +78,19 @@ def check_target(spec: RunSpec, target: TargetSpec, caps: Capabilities, provider
             if endpoint.autoscaling is not None and not caps.autoscaling:
                 refuse("endpoint.autoscaling", f"{provider} endpoints do not autoscale")
             if endpoint.canary is not None and not caps.traffic_split:
-                refuse("endpoint.canary", f"{provider} endpoints cannot split traffic between versions")
+                refuse(
+                    "endpoint.canary", f"{provider} endpoints cannot split traffic between versions"
+                )
     return unmet
 
 
-def _check_region(spec: RunSpec, target: TargetSpec, caps: Capabilities, provider: str, refuse) -> None:  # type: ignore[no-untyped-def]
+def _check_region(
+    spec: RunSpec,
+    target: TargetSpec,
+    caps: Capabilities,
+    provider: str,
+    refuse: Callable[[str, str], None],
+) -> None:
     region = target.region
     allowed = spec.placement.allowed_regions
     if caps.runs_locally:
@@ -84,6 +107,12 @@ def _check_region(spec: RunSpec, target: TargetSpec, caps: Capabilities, provide
             f"{provider} does not let you choose where it trains, so it cannot be pinned to {_listing(allowed)}",
         )
     elif region is None:
-        refuse("placement.allowed_regions", f"the placement policy pins regions ({_listing(allowed)}); set the target's region")
+        refuse(
+            "placement.allowed_regions",
+            f"the placement policy pins regions ({_listing(allowed)}); set the target's region",
+        )
     elif not any(fnmatchcase(region, pattern) for pattern in allowed):
-        refuse("placement.allowed_regions", f"region {region!r} is outside the allowed regions {_listing(allowed)}")
+        refuse(
+            "placement.allowed_regions",
+            f"region {region!r} is outside the allowed regions {_listing(allowed)}",
+        )

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tunefleet.data import validate_dataset
+from tunefleet.data.checks import DataFormat
 from tunefleet.data.report import DatasetReport
 from tunefleet.errors import DatasetInvalidError, PlanError, SpecError
 from tunefleet.placement import check_target
@@ -42,7 +43,11 @@ class RunPlan(BaseModel):
         """Raise PlanError listing each unmet requirement with its reason."""
         if not self.ok:
             raise PlanError(
-                {p.target: [(u.requirement, u.reason) for u in p.unmet] for p in self.plans if p.unmet}
+                {
+                    p.target: [(u.requirement, u.reason) for u in p.unmet]
+                    for p in self.plans
+                    if p.unmet
+                }
             )
 
 
@@ -75,7 +80,7 @@ def plan_run(
 def _validate_datasets(
     spec: RunSpec, registry: Registry, progress: Callable[[str, int, int], None] | None
 ) -> dict[str, DatasetReport]:
-    data_format = "preference" if spec.method.type == "dpo" else "chat"
+    data_format: DataFormat = "preference" if spec.method.type == "dpo" else "chat"
     locations = {"train": spec.dataset.train, "validation": spec.dataset.validation}
     reports: dict[str, DatasetReport] = {}
     for role, location in locations.items():
@@ -103,7 +108,7 @@ def _validate_datasets(
 
 def _facts(role: str, spec: RunSpec, report: DatasetReport) -> DatasetFacts:
     return DatasetFacts(
-        role=role,  # type: ignore[arg-type]
+        role=role,
         location=spec.resolve_location(getattr(spec.dataset, role)),
         examples=report.examples,
         tokens=report.total_tokens,
@@ -131,7 +136,11 @@ def _validated_options(spec: RunSpec, target: TargetSpec, provider: Provider) ->
 
 
 def _plan_target(
-    spec: RunSpec, target: TargetSpec, provider: Provider, facts: dict[str, DatasetFacts], registry: Registry
+    spec: RunSpec,
+    target: TargetSpec,
+    provider: Provider,
+    facts: dict[str, DatasetFacts],
+    registry: Registry,
 ) -> Plan:
     options = _validated_options(spec, target, provider)
     core_unmet = check_target(spec, target, provider.capabilities(), provider.name)

@@ -8,11 +8,11 @@ from the ``tunefleet_providers`` hook and only instantiated when a command needs
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 import pluggy
 
@@ -73,10 +73,13 @@ class Registry:
         # Call each implementation on its own to know which distribution returned what.
         for impl in self.manager.hook.tunefleet_providers.get_hookimpls():
             distribution, version = self._origin.get(impl.plugin_name, (impl.plugin_name, None))
-            for cls in impl.function() or ():
+            classes = cast("Sequence[type[Provider]] | None", impl.function())
+            for cls in classes or ():
                 name = getattr(cls, "name", None)
                 if not isinstance(name, str) or not name:
-                    raise PluginError(f"{distribution} registers a provider class {cls!r} without a name")
+                    raise PluginError(
+                        f"{distribution} registers a provider class {cls!r} without a name"
+                    )
                 if name in found:
                     raise ProviderClashError(name, [found[name].distribution, distribution])
                 found[name] = ProviderInfo(name, cls, distribution, version)

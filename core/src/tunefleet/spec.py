@@ -80,7 +80,9 @@ def _check_location(value: str) -> str:
         scheme = urlsplit(value).scheme
         if scheme not in DATASET_URI_SCHEMES:
             allowed = ", ".join(f"{s}://" for s in sorted(DATASET_URI_SCHEMES))
-            raise ValueError(f"URI scheme {scheme!r} is not supported (use a local path or {allowed})")
+            raise ValueError(
+                f"URI scheme {scheme!r} is not supported (use a local path or {allowed})"
+            )
     return value
 
 
@@ -220,7 +222,9 @@ class PlacementPolicy(_Model):
     def _required_tags_are_set(self) -> PlacementPolicy:
         missing = [key for key in self.required_tags if key not in self.tags]
         if missing:
-            raise ValueError(f"required tag(s) {', '.join(map(repr, missing))} not set in placement.tags")
+            raise ValueError(
+                f"required tag(s) {', '.join(map(repr, missing))} not set in placement.tags"
+            )
         return self
 
 
@@ -351,7 +355,9 @@ def load_spec(path: str | Path) -> RunSpec:
         if not file.is_file():
             raise InputFileError(source, "not a regular file")
         if size > MAX_SPEC_BYTES:
-            raise InputFileError(source, f"{size:,} bytes is too large for a spec (limit {MAX_SPEC_BYTES:,})")
+            raise InputFileError(
+                source, f"{size:,} bytes is too large for a spec (limit {MAX_SPEC_BYTES:,})"
+            )
         raw = file.read_bytes()
     except FileNotFoundError:
         raise InputFileError(source, "no such file") from None
@@ -379,10 +385,7 @@ def parse_spec(text: str, *, source: str = "<spec>", base_dir: Path | None = Non
     secrets = list(_find_secrets(data, ()))
     if secrets:
         raise SpecError(
-            [
-                SpecIssue(source, positions.line_for(p), format_path(p), why)
-                for p, why in secrets
-            ]
+            [SpecIssue(source, positions.line_for(p), format_path(p), why) for p, why in secrets]
         )
     try:
         spec = RunSpec.model_validate(data)
@@ -420,17 +423,13 @@ def _data_path(loc: tuple[int | str, ...], data: Any) -> KeyPath:
 
 def _allowed_keys(model: type[BaseModel], path: KeyPath) -> list[str]:
     """The field names of the model that sits at ``path`` in a RunSpec, if one does."""
-    current: Any = model
+    current: type[BaseModel] | None = model
     for part in path:
         if isinstance(part, int):
             continue
-        field = current.model_fields.get(part) if isinstance(current, type) else None
-        if field is None:
-            return []
-        current = _model_in(field.annotation)
-        if current is None:
-            return []
-    return list(current.model_fields) if isinstance(current, type) else []
+        field = current.model_fields.get(part) if current is not None else None
+        current = _model_in(field.annotation) if field is not None else None
+    return list(current.model_fields) if current is not None else []
 
 
 def _model_in(annotation: Any) -> type[BaseModel] | None:
@@ -480,7 +479,12 @@ def _issue(err: ErrorDetails, data: Any, positions: Positions, source: str) -> S
     if kind in _MESSAGES:
         message = _MESSAGES[kind]
     elif kind in {"greater_than_equal", "greater_than", "less_than_equal", "less_than"}:
-        op = {"greater_than_equal": ">=", "greater_than": ">", "less_than_equal": "<=", "less_than": "<"}
+        op = {
+            "greater_than_equal": ">=",
+            "greater_than": ">",
+            "less_than_equal": "<=",
+            "less_than": "<",
+        }
         bound = next(iter(ctx.values()))
         message = f"must be {op[kind]} {bound}"
     elif kind == "literal_error":
@@ -512,7 +516,9 @@ _SECRET_VALUE = re.compile(
     r"(?:\bsk-[A-Za-z0-9_-]{20,}|\bAKIA[0-9A-Z]{16}\b|AccountKey=|SharedAccessSignature=|"
     r"-----BEGIN [A-Z ]*PRIVATE KEY-----|\bghp_[A-Za-z0-9]{30,}|\bxox[bap]-[A-Za-z0-9-]{10,})"
 )
-_SECRET_REASON = "looks like a secret; a spec holds none (credentials come from each cloud's standard chain)"
+_REFUSAL = (
+    "looks like a secret; a spec holds none (credentials come from each cloud's standard chain)"
+)
 
 
 def _find_secrets(node: Any, path: KeyPath) -> Iterator[tuple[KeyPath, str]]:
@@ -520,14 +526,14 @@ def _find_secrets(node: Any, path: KeyPath) -> Iterator[tuple[KeyPath, str]]:
         for key, value in node.items():
             sub = (*path, key)
             if isinstance(key, str) and _SECRET_KEY.search(key) and value not in (None, ""):
-                yield sub, _SECRET_REASON
+                yield sub, _REFUSAL
             else:
                 yield from _find_secrets(value, sub)
     elif isinstance(node, list):
         for index, item in enumerate(node):
             yield from _find_secrets(item, (*path, index))
     elif isinstance(node, str) and _SECRET_VALUE.search(node):
-        yield path, _SECRET_REASON
+        yield path, _REFUSAL
 
 
 def local_dataset_paths(spec: RunSpec) -> dict[str, Path]:

@@ -4,7 +4,7 @@ that ``tunefleet --help`` stays fast and never imports a cloud SDK."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -40,7 +40,9 @@ def _root(
 
 @app.command()
 def init(
-    directory: Annotated[Path, typer.Argument(help="Where to write the starter project.")] = Path("."),
+    directory: Annotated[Path, typer.Argument(help="Where to write the starter project.")] = Path(
+        "."
+    ),
     force: Annotated[bool, typer.Option(help="Overwrite files that exist.")] = False,
 ) -> None:
     """Write a starter spec (tunefleet.yaml) and sample chat data."""
@@ -53,7 +55,9 @@ def init(
 
 @app.command()
 def schema(
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write to a file instead.")] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to a file instead.")
+    ] = None,
 ) -> None:
     """Print the JSON Schema of the run spec (for editors and CI checks)."""
     import json
@@ -81,13 +85,29 @@ def providers(
 @data_app.command("validate")
 def data_validate(
     file: Annotated[Path, typer.Argument(help="A JSONL dataset.")],
-    model: Annotated[str, typer.Option(help="Base model: picks the tokenizer and context limit.")] = "gpt-4o-mini-2024-07-18",
-    data_format: Annotated[str, typer.Option("--format", help="chat, or preference for DPO pairs.")] = "chat",
-    max_tokens: Annotated[Optional[int], typer.Option(help="Context limit per example (default: the model's).", min=1)] = None,
-    provider: Annotated[Optional[str], typer.Option(help="Estimate training cost with this provider's rules.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs for the estimate (default: the provider's rule).", min=1)] = None,
-    jobs: Annotated[Optional[int], typer.Option(help="Worker processes (default: all cores for large files).", min=1)] = None,
-    max_per_code: Annotated[int, typer.Option(help="Findings listed per code; 0 lists all.", min=0)] = 1000,
+    model: Annotated[
+        str, typer.Option(help="Base model: picks the tokenizer and context limit.")
+    ] = "gpt-4o-mini-2024-07-18",
+    data_format: Annotated[
+        str, typer.Option("--format", help="chat, or preference for DPO pairs.")
+    ] = "chat",
+    max_tokens: Annotated[
+        int | None, typer.Option(help="Context limit per example (default: the model's).", min=1)
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option(help="Estimate training cost with this provider's rules.")
+    ] = None,
+    epochs: Annotated[
+        int | None,
+        typer.Option(help="Epochs for the estimate (default: the provider's rule).", min=1),
+    ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(help="Worker processes (default: all cores for large files).", min=1),
+    ] = None,
+    max_per_code: Annotated[
+        int, typer.Option(help="Findings listed per code; 0 lists all.", min=0)
+    ] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report.")] = False,
 ) -> None:
     """Check a chat dataset: format, tokens, context limit, duplicates, likely PII, cost.
@@ -120,7 +140,7 @@ def data_validate(
 @app.command()
 def plan(
     spec: Annotated[Path, typer.Argument(help="The run spec (YAML).")],
-    target: Annotated[Optional[str], typer.Option(help="Plan only this target.")] = None,
+    target: Annotated[str | None, typer.Option(help="Plan only this target.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
 ) -> None:
     """Show what a run would do on each target: requests, cost, and anything it cannot honour.
@@ -134,7 +154,9 @@ def plan(
 
     try:
         with render.progress_bar("validating datasets") as advance:
-            run_plan = plan_run(spec, target=target, progress=lambda role, done, total: advance(done, total))
+            run_plan = plan_run(
+                spec, target=target, progress=lambda role, done, total: advance(done, total)
+            )
     except DatasetInvalidError as exc:
         if exc.report is not None and not as_json:
             render.dataset_report(exc.report, as_json=False)  # type: ignore[arg-type]

@@ -89,7 +89,14 @@ def providers(registry: Registry, *, as_json: bool) -> None:
     rows: list[tuple[str, Callable[[str], str]]] = [
         ("methods", lambda n: ", ".join(sorted(caps[n].methods))),
         ("adapters", lambda n: ", ".join(sorted(caps[n].adapters)) or "service picks"),
-        ("regions", lambda n: "this machine" if caps[n].runs_locally else (f"{len(caps[n].regions)}" if caps[n].regions else "not selectable")),
+        (
+            "regions",
+            lambda n: (
+                "this machine"
+                if caps[n].runs_locally
+                else (f"{len(caps[n].regions)}" if caps[n].regions else "not selectable")
+            ),
+        ),
         ("private network", lambda n: yes(caps[n].private_network or caps[n].runs_locally)),
         ("customer-managed keys", lambda n: yes(caps[n].customer_managed_keys)),
         ("spot capacity", lambda n: yes(caps[n].spot)),
@@ -124,16 +131,24 @@ def dataset_report(report: DatasetReport, *, as_json: bool) -> None:
             f"{escape(finding.detail)}"
         )
     if report.findings_omitted:
-        out.print(f"... {report.findings_omitted:,} more finding(s) not listed (use --max-per-code 0 to list all)")
+        out.print(
+            f"... {report.findings_omitted:,} more finding(s) not listed (use --max-per-code 0 to list all)"
+        )
     out.print(_summary(report))
     if report.tokens_per_example is not None:
         t = report.tokens_per_example
         a = report.assistant_tokens_per_example
         m = report.messages_per_example
-        out.print(f"  messages per example: min {m.min}, median {m.median:g}, max {m.max}" if m else "")
-        out.print(f"  tokens per example:   min {t.min:,}, median {t.median:g}, p95 {t.p95:,}, max {t.max:,}")
+        out.print(
+            f"  messages per example: min {m.min}, median {m.median:g}, max {m.max}" if m else ""
+        )
+        out.print(
+            f"  tokens per example:   min {t.min:,}, median {t.median:g}, p95 {t.p95:,}, max {t.max:,}"
+        )
         if a is not None:
-            out.print(f"  assistant tokens:     min {a.min:,}, median {a.median:g}, p95 {a.p95:,}, max {a.max:,}")
+            out.print(
+                f"  assistant tokens:     min {a.min:,}, median {a.median:g}, p95 {a.p95:,}, max {a.max:,}"
+            )
         out.print(
             f"  billable tokens: {report.billable_tokens:,} per epoch (context limit {report.context_limit:,}: "
             f"{report.context_limit_source}; {report.examples_over_limit:,} example(s) over it)"
@@ -155,7 +170,9 @@ def run_plan(run_plan: RunPlan, *, as_json: bool) -> None:
         out.print(f"{role}: {_summary(report)}")
     for plan in run_plan.plans:
         region = plan.region or "-"
-        out.print(f"\n[bold]target {plan.target}[/bold] (provider {plan.provider}, region {region})")
+        out.print(
+            f"\n[bold]target {plan.target}[/bold] (provider {plan.provider}, region {region})"
+        )
         if plan.epochs is not None:
             out.print(f"  epochs: {plan.epochs}")
         for request in plan.requests:
@@ -165,10 +182,16 @@ def run_plan(run_plan: RunPlan, *, as_json: bool) -> None:
                 out.print(f"    {escape(line)}")
         if plan.cost is not None:
             dated = f", prices of {plan.cost.price_date}" if plan.cost.price_date else ""
-            out.print(f"  estimated cost: {plan.cost.amount:,.2f} {plan.cost.currency} ({escape(plan.cost.basis)}{dated})")
+            out.print(
+                f"  estimated cost: {plan.cost.amount:,.2f} {plan.cost.currency} ({escape(plan.cost.basis)}{dated})"
+            )
         for note in plan.notes:
             out.print(f"  note: {escape(note)}")
         for unmet in plan.unmet:
             out.print(f"  [red]cannot honour {unmet.requirement}[/red]: {escape(unmet.reason)}")
-    verdict = "every target can run as specified" if run_plan.ok else "some targets cannot run as specified"
+    verdict = (
+        "every target can run as specified"
+        if run_plan.ok
+        else "some targets cannot run as specified"
+    )
     out.print(f"\n{verdict}")

@@ -27,7 +27,9 @@ from tunefleet.data.findings import Finding
 DataFormat = Literal["chat", "preference"]
 
 ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function"})
-MESSAGE_KEYS = frozenset({"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call"})
+MESSAGE_KEYS = frozenset(
+    {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call"}
+)
 CHAT_EXAMPLE_KEYS = frozenset({"messages", "tools", "parallel_tool_calls", "functions"})
 PREFERENCE_EXAMPLE_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"})
 _BOM = b"\xef\xbb\xbf"
@@ -52,7 +54,15 @@ Check = Callable[[Mapping[str, Any], int], Iterable[Finding]]
 class _Tally:
     """Token and role counts accumulated over one example's messages."""
 
-    __slots__ = ("assistant", "has_assistant", "has_system", "has_user", "images", "messages", "tokens")
+    __slots__ = (
+        "assistant",
+        "has_assistant",
+        "has_system",
+        "has_user",
+        "images",
+        "messages",
+        "tokens",
+    )
 
     def __init__(self) -> None:
         self.tokens = 0
@@ -117,11 +127,19 @@ class ExampleChecker:
             out.append(Finding("W106", line, "image parts are not counted in token totals"))
         if tally.tokens > self._context_limit:
             out.append(
-                Finding("W103", line, f"{tally.tokens} tokens > context limit {self._context_limit}")
+                Finding(
+                    "W103", line, f"{tally.tokens} tokens > context limit {self._context_limit}"
+                )
             )
         digest = int.from_bytes(hashlib.blake2b(body, digest_size=8).digest(), "little")
         return ExampleStats(
-            line, tally.tokens, tally.assistant, tally.messages, tally.has_system, tally.has_user, digest
+            line,
+            tally.tokens,
+            tally.assistant,
+            tally.messages,
+            tally.has_system,
+            tally.has_user,
+            digest,
         )
 
     # ------------------------------------------------------------------ formats
@@ -132,7 +150,9 @@ class ExampleChecker:
             out.append(Finding("W105", line, f"unrecognized key(s): {', '.join(unknown)}"))
         messages = example.get("messages")
         if not isinstance(messages, list) or not messages:
-            detail = "no `messages` key" if messages is None else "`messages` must be a non-empty list"
+            detail = (
+                "no `messages` key" if messages is None else "`messages` must be a non-empty list"
+            )
             out.append(Finding("E011", line, detail))
             return None
         tally = _Tally()
@@ -154,14 +174,22 @@ class ExampleChecker:
             return None
         tally = _Tally()
         self._messages(messages, "input.messages", line, out, tally)
-        tally.tokens += 3 + self._tools(source.get("tools") if isinstance(source, dict) else None, line, out)
+        tally.tokens += 3 + self._tools(
+            source.get("tools") if isinstance(source, dict) else None, line, out
+        )
         prompt_tokens = tally.tokens
         longest = 0
         for key in ("preferred_output", "non_preferred_output"):
             output = example.get(key)
-            if not (isinstance(output, list) and len(output) == 1 and isinstance(output[0], dict)
-                    and output[0].get("role") == "assistant"):
-                out.append(Finding("E030", line, f"`{key}` must be a list of one assistant message"))
+            if not (
+                isinstance(output, list)
+                and len(output) == 1
+                and isinstance(output[0], dict)
+                and output[0].get("role") == "assistant"
+            ):
+                out.append(
+                    Finding("E030", line, f"`{key}` must be a list of one assistant message")
+                )
                 return None
             before = tally.tokens
             self._messages(output, key, line, out, tally)
@@ -192,7 +220,9 @@ class ExampleChecker:
                 out.append(Finding("E013", line, f"{at} has no `{missing}`"))
             unknown = sorted(k for k in message if k not in MESSAGE_KEYS)
             if unknown:
-                out.append(Finding("E014", line, f"{at} has unrecognized key(s): {', '.join(unknown)}"))
+                out.append(
+                    Finding("E014", line, f"{at} has unrecognized key(s): {', '.join(unknown)}")
+                )
             if "role" in message and role not in ROLES:
                 out.append(Finding("E015", line, f"{at} has role {_short(role)}"))
             tokens = 3
@@ -205,9 +235,15 @@ class ExampleChecker:
             if "weight" in message:
                 weight = message["weight"]
                 if role != "assistant":
-                    out.append(Finding("E018", line, f"{at}: `weight` is only allowed on assistant messages"))
+                    out.append(
+                        Finding(
+                            "E018", line, f"{at}: `weight` is only allowed on assistant messages"
+                        )
+                    )
                 elif isinstance(weight, bool) or weight not in (0, 1):
-                    out.append(Finding("E018", line, f"{at}: weight must be 0 or 1, got {_short(weight)}"))
+                    out.append(
+                        Finding("E018", line, f"{at}: weight must be 0 or 1, got {_short(weight)}")
+                    )
             name = message.get("name")
             if name is not None:
                 tokens += 1 + (self._count(name) if isinstance(name, str) else 0)
@@ -247,7 +283,13 @@ class ExampleChecker:
                 out.append(Finding("E016", line, f"{at} has null content"))
             return 0
         if not isinstance(content, list):
-            out.append(Finding("E016", line, f"{at}: content must be a string or a list of parts, not {_json_type(content)}"))
+            out.append(
+                Finding(
+                    "E016",
+                    line,
+                    f"{at}: content must be a string or a list of parts, not {_json_type(content)}",
+                )
+            )
             return 0
         if not content:
             out.append(Finding("E016", line, f"{at} has an empty list of content parts"))
@@ -258,11 +300,17 @@ class ExampleChecker:
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text" and isinstance(part.get("text"), str):
                 tokens += self._count(part["text"])
-            elif kind == "image_url" and role == "user" and isinstance(part.get("image_url"), dict) \
-                    and isinstance(part["image_url"].get("url"), str):
+            elif (
+                kind == "image_url"
+                and role == "user"
+                and isinstance(part.get("image_url"), dict)
+                and isinstance(part["image_url"].get("url"), str)
+            ):
                 tally.images = True
             elif kind == "image_url":
-                out.append(Finding("E019", line, f"{where}: image parts need role user and image_url.url"))
+                out.append(
+                    Finding("E019", line, f"{where}: image parts need role user and image_url.url")
+                )
             else:
                 out.append(Finding("E019", line, f"{where}: expected {{type: text, text: string}}"))
         return tokens
@@ -309,9 +357,15 @@ class ExampleChecker:
             return 0
         for index, tool in enumerate(tools):
             function = tool.get("function") if isinstance(tool, dict) else None
-            if (not isinstance(tool, dict) or tool.get("type") != "function" or not isinstance(function, dict)
-                    or not isinstance(function.get("name"), str)):
-                out.append(Finding("E021", line, f"tools[{index}] needs type 'function' and function.name"))
+            if (
+                not isinstance(tool, dict)
+                or tool.get("type") != "function"
+                or not isinstance(function, dict)
+                or not isinstance(function.get("name"), str)
+            ):
+                out.append(
+                    Finding("E021", line, f"tools[{index}] needs type 'function' and function.name")
+                )
                 return 0
         return self._count(orjson.dumps(tools).decode())
 
@@ -327,9 +381,13 @@ class ExampleChecker:
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
-    return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}.get(
-        type(value), "an object"
-    )
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+    }.get(type(value), "an object")
 
 
 def _short(value: Any) -> str:

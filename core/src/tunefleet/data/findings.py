@@ -56,21 +56,61 @@ CODES: dict[str, Code] = {
         _error("E011", "missing_messages_list", "The example has no non-empty `messages` list."),
         _error("E012", "message_not_object", "A message is not a JSON object."),
         _error("E013", "message_missing_key", "A message lacks `role` or `content`."),
-        _error("E014", "message_unrecognized_key", "A message has a key the format does not define."),
-        _error("E015", "unrecognized_role", "A message's role is not system, developer, user, assistant, tool or function."),
-        _error("E016", "missing_content", "A message's content is missing, empty or not a string or list of parts."),
-        _error("E017", "example_missing_assistant_message", "No assistant message: nothing to learn from."),
-        _error("E018", "invalid_weight", "A `weight` other than 0 or 1, or on a message that is not the assistant's."),
-        _error("E019", "invalid_content_part", "A content part is malformed, or of a type this role cannot send."),
-        _error("E020", "invalid_tool_call", "An assistant tool call lacks an id, a function name or JSON arguments."),
+        _error(
+            "E014", "message_unrecognized_key", "A message has a key the format does not define."
+        ),
+        _error(
+            "E015",
+            "unrecognized_role",
+            "A message's role is not system, developer, user, assistant, tool or function.",
+        ),
+        _error(
+            "E016",
+            "missing_content",
+            "A message's content is missing, empty or not a string or list of parts.",
+        ),
+        _error(
+            "E017",
+            "example_missing_assistant_message",
+            "No assistant message: nothing to learn from.",
+        ),
+        _error(
+            "E018",
+            "invalid_weight",
+            "A `weight` other than 0 or 1, or on a message that is not the assistant's.",
+        ),
+        _error(
+            "E019",
+            "invalid_content_part",
+            "A content part is malformed, or of a type this role cannot send.",
+        ),
+        _error(
+            "E020",
+            "invalid_tool_call",
+            "An assistant tool call lacks an id, a function name or JSON arguments.",
+        ),
         _error("E021", "invalid_tools", "The example's `tools` list is malformed."),
-        _error("E022", "missing_tool_call_id", "A tool message lacks the `tool_call_id` it answers."),
-        _error("E030", "invalid_preference_example", "A preference (DPO) example lacks `input.messages` or a one-message assistant `preferred_output` / `non_preferred_output`."),
+        _error(
+            "E022", "missing_tool_call_id", "A tool message lacks the `tool_call_id` it answers."
+        ),
+        _error(
+            "E030",
+            "invalid_preference_example",
+            "A preference (DPO) example lacks `input.messages` or a one-message assistant `preferred_output` / `non_preferred_output`.",
+        ),
         _warning("W101", "missing_system_message", "The example has no system message."),
         _warning("W102", "missing_user_message", "The example has no user message."),
-        _warning("W103", "over_context_limit", "The example has more tokens than the model's context limit; it would be truncated."),
+        _warning(
+            "W103",
+            "over_context_limit",
+            "The example has more tokens than the model's context limit; it would be truncated.",
+        ),
         _warning("W104", "duplicate_example", "The example repeats an earlier line exactly."),
-        _warning("W105", "unrecognized_example_key", "The example has a top-level key the format does not define."),
+        _warning(
+            "W105",
+            "unrecognized_example_key",
+            "The example has a top-level key the format does not define.",
+        ),
         _warning("W106", "tokens_not_counted", "Image parts are not counted in token totals."),
         _warning("P201", "pii_email", "Likely e-mail address."),
         _warning("P202", "pii_phone", "Likely phone number."),

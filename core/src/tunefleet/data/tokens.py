@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import importlib.util
 import os
 import threading
 from dataclasses import dataclass
-import importlib.util
 from pathlib import Path
 
 from tunefleet.errors import TokenizerError
@@ -101,7 +101,9 @@ def verified_bpe_bytes(name: str) -> bytes:
 def _checked(name: str, data: bytes, expected: str) -> bytes:
     actual = hashlib.sha256(data).hexdigest()
     if actual != expected:
-        raise TokenizerError(f"{name}: sha256 {actual} does not match the expected {expected}; refusing to use it")
+        raise TokenizerError(
+            f"{name}: sha256 {actual} does not match the expected {expected}; refusing to use it"
+        )
     return data
 
 

@@ -75,7 +75,10 @@ def _make_checker(config: _WorkerConfig) -> ExampleChecker:
         return len(encode(text))
 
     return ExampleChecker(
-        count, context_limit=config.context_limit, data_format=config.data_format, extra_checks=config.checks
+        count,
+        context_limit=config.context_limit,
+        data_format=config.data_format,
+        extra_checks=config.checks,
     )
 
 
@@ -126,7 +129,9 @@ class _Reader:
             if len(raw) > self._max and not raw.endswith(b"\n"):
                 length = len(raw) + self._skip_rest_of_line()
                 self.too_long.append(
-                    Finding("E004", self.lines, f"line is {length:,} bytes; the limit is {self._max:,}")
+                    Finding(
+                        "E004", self.lines, f"line is {length:,} bytes; the limit is {self._max:,}"
+                    )
                 )
                 if batch:
                     yield first, batch
@@ -198,7 +203,9 @@ def _resolve_jobs(jobs: int | None, size: int) -> int:
         return jobs
     if size < PARALLEL_MIN_BYTES:
         return 1
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return max(
+        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    )
 
 
 def _results(
@@ -211,7 +218,9 @@ def _results(
         return
     # spawn: safe with threads in the parent (progress bars) and the same on every OS.
     context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=(config,))
+    pool = ProcessPoolExecutor(
+        jobs, mp_context=context, initializer=_init_worker, initargs=(config,)
+    )
     pending: deque[Future[_BatchResult]] = deque()
     try:
         for first, lines in batches:
@@ -273,7 +282,9 @@ def validate_file(
         merger.add(reader.too_long)
     if progress is not None:
         progress(reader.bytes_read, total)
-    return _report(file, options, reader, merger, choice.name, choice.exact, limit, limit_source, started)
+    return _report(
+        file, options, reader, merger, choice.name, choice.exact, limit, limit_source, started
+    )
 
 
 def _report(
@@ -308,7 +319,13 @@ def _report(
         warnings=sum(counts.values()) - errors,
         counts=dict(sorted(counts.items())),
         findings=[
-            FindingOut(code=f.code, name=name_of(f.code), severity=severity_of(f.code), line=f.line, detail=f.detail)
+            FindingOut(
+                code=f.code,
+                name=name_of(f.code),
+                severity=severity_of(f.code),
+                line=f.line,
+                detail=f.detail,
+            )
             for f in findings
         ],
         findings_omitted=merger.omitted,

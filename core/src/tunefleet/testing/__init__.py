@@ -14,7 +14,9 @@ from pathlib import Path
 __all__ = ["write_entry_point"]
 
 
-def write_entry_point(site: Path, distribution: str, plugins: dict[str, str], version: str = "0.0.0") -> Path:
+def write_entry_point(
+    site: Path, distribution: str, plugins: dict[str, str], version: str = "0.0.0"
+) -> Path:
     """Write ``<distribution>.dist-info`` into ``site`` declaring ``plugins`` (name -> module).
 
     Put ``site`` on ``sys.path`` (or ``PYTHONPATH`` for a subprocess) and
@@ -22,7 +24,9 @@ def write_entry_point(site: Path, distribution: str, plugins: dict[str, str], ve
     """
     folder = site / f"{re.sub(r'[-.]+', '_', distribution)}-{version}.dist-info"
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n")
+    (folder / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {distribution}\nVersion: {version}\n"
+    )
     lines = ["[tunefleet]", *(f"{name} = {module}" for name, module in plugins.items())]
     (folder / "entry_points.txt").write_text("\n".join(lines) + "\n")
     return folder

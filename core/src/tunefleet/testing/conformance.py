@@ -30,7 +30,7 @@ from tunefleet.events import JobState, MetricEvent, StatusEvent
 from tunefleet.names import PROVIDER_NAME_PATTERN
 from tunefleet.planning import plan_run
 from tunefleet.plugins import Registry
-from tunefleet.provider import Capabilities, DatasetRef, JobRef, Plan, Provider
+from tunefleet.provider import ArtifactRef, Capabilities, DatasetRef, JobRef, Plan, Provider
 from tunefleet.spec import RunSpec
 
 __all__ = ["ConformanceHarness", "ProviderConformance"]
@@ -65,7 +65,9 @@ class ProviderConformance:
     # ------------------------------------------------------------------ helpers
 
     def _plan(self, harness: ConformanceHarness) -> Plan:
-        run_plan = plan_run(harness.spec, target=harness.spec.targets[0].key, registry=harness.registry)
+        run_plan = plan_run(
+            harness.spec, target=harness.spec.targets[0].key, registry=harness.registry
+        )
         plan = run_plan.plans[0]
         assert plan.ok, f"the harness spec should plan cleanly, unmet: {plan.unmet}"
         return plan
@@ -93,7 +95,9 @@ class ProviderConformance:
         provider = harness.provider
         assert re.fullmatch(PROVIDER_NAME_PATTERN, provider.name)
         assert issubclass(provider.options_model, BaseModel)
-        assert provider.options_model.model_config.get("extra") == "forbid", "unknown options must be errors"
+        assert provider.options_model.model_config.get("extra") == "forbid", (
+            "unknown options must be errors"
+        )
         caps = provider.capabilities()
         assert isinstance(caps, Capabilities)
         assert caps.methods, "a provider trains with at least one method"
@@ -126,11 +130,15 @@ class ProviderConformance:
         assert harness.provider.find(plan, run_key) is None
         job = harness.provider.submit(plan, self._staged(harness, plan), run_key)
         found = harness.provider.find(plan, run_key)
-        assert found is not None and found.id == job.id, "find must reattach to the job of a run key"
+        assert found is not None and found.id == job.id, (
+            "find must reattach to the job of a run key"
+        )
 
     def test_job_succeeds_with_each_event_once(self, harness: ConformanceHarness) -> None:
         plan = self._plan(harness)
-        job = harness.provider.submit(plan, self._staged(harness, plan), f"conformance-run-{time.time_ns()}")
+        job = harness.provider.submit(
+            plan, self._staged(harness, plan), f"conformance-run-{time.time_ns()}"
+        )
         assert self._wait(harness, job) == JobState.SUCCEEDED
         seen: list[str] = []
         events = []
@@ -143,7 +151,9 @@ class ProviderConformance:
             events.extend(page.events)
             cursor = page.cursor
         assert len(seen) == len(set(seen)), "paging with the cursor must not repeat an event"
-        assert not harness.provider.events(job, cursor).events, "reading on from the last cursor gives nothing new"
+        assert not harness.provider.events(job, cursor).events, (
+            "reading on from the last cursor gives nothing new"
+        )
         states = [e.state for e in events if isinstance(e, StatusEvent)]
         assert states and states[-1] == JobState.SUCCEEDED
         steps = [e.step for e in events if isinstance(e, MetricEvent)]
@@ -153,7 +163,9 @@ class ProviderConformance:
 
     def test_cancel_stops_the_job(self, harness: ConformanceHarness) -> None:
         plan = self._plan(harness)
-        job = harness.provider.submit(plan, self._staged(harness, plan), f"conformance-cancel-{time.time_ns()}")
+        job = harness.provider.submit(
+            plan, self._staged(harness, plan), f"conformance-cancel-{time.time_ns()}"
+        )
         harness.provider.cancel(job)
         assert self._wait(harness, job) == JobState.CANCELLED
         harness.provider.cancel(job)  # cancelling a finished job is a no-op
@@ -165,7 +177,9 @@ class ProviderConformance:
             with pytest.raises(CapabilityError):
                 provider.deploy(plan, _any_artifact(), "conformance-endpoint")
             return
-        job = provider.submit(plan, self._staged(harness, plan), f"conformance-serve-{time.time_ns()}")
+        job = provider.submit(
+            plan, self._staged(harness, plan), f"conformance-serve-{time.time_ns()}"
+        )
         assert self._wait(harness, job) == JobState.SUCCEEDED
         endpoint = provider.deploy(plan, provider.artifacts(job)[0], "conformance-endpoint")
         assert endpoint.provider == provider.name
@@ -173,7 +187,5 @@ class ProviderConformance:
         provider.delete_endpoint(endpoint)  # deleting a missing endpoint is a no-op
 
 
-def _any_artifact():  # type: ignore[no-untyped-def]
-    from tunefleet.provider import ArtifactRef
-
+def _any_artifact() -> ArtifactRef:
     return ArtifactRef(kind="adapter", uri="conformance://adapter")

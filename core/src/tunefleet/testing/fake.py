@@ -125,10 +125,28 @@ class FakeProvider:
         assert isinstance(options, FakeOptions)
         unmet: list[Unmet] = []
         policy = spec.placement
-        if policy.require_private_network and self._capabilities.private_network and not options.subnets:
-            unmet.append(Unmet(requirement="placement.require_private_network", reason="no subnets given in options.subnets"))
-        if policy.require_customer_managed_key and self._capabilities.customer_managed_keys and not options.kms_key:
-            unmet.append(Unmet(requirement="placement.require_customer_managed_key", reason="no key given in options.kms_key"))
+        if (
+            policy.require_private_network
+            and self._capabilities.private_network
+            and not options.subnets
+        ):
+            unmet.append(
+                Unmet(
+                    requirement="placement.require_private_network",
+                    reason="no subnets given in options.subnets",
+                )
+            )
+        if (
+            policy.require_customer_managed_key
+            and self._capabilities.customer_managed_keys
+            and not options.kms_key
+        ):
+            unmet.append(
+                Unmet(
+                    requirement="placement.require_customer_managed_key",
+                    reason="no key given in options.kms_key",
+                )
+            )
         hp = spec.hyperparameters
         body: dict[str, Any] = {
             "name": f"{spec.name}-{target.key}",
@@ -148,15 +166,27 @@ class FakeProvider:
         cost = None
         epochs = hp.epochs
         if train is not None and train.examples and train.billable_tokens is not None:
-            estimate = self.estimate_training(spec.base_model, train.examples, train.billable_tokens, hp.epochs)
+            estimate = self.estimate_training(
+                spec.base_model, train.examples, train.billable_tokens, hp.epochs
+            )
             epochs = estimate.epochs
-            cost = CostEstimate(amount=estimate.amount or 0.0, basis=estimate.basis, price_date=PRICE_DATE)
+            cost = CostEstimate(
+                amount=estimate.amount or 0.0, basis=estimate.basis, price_date=PRICE_DATE
+            )
         requests = [
-            NativeRequest(service="fake", operation="UploadFile", body={"role": role, "sha256": facts.sha256},
-                          purpose=f"stage the {role} dataset")
+            NativeRequest(
+                service="fake",
+                operation="UploadFile",
+                body={"role": role, "sha256": facts.sha256},
+                purpose=f"stage the {role} dataset",
+            )
             for role, facts in request.datasets.items()
         ]
-        requests.append(NativeRequest(service="fake", operation="CreateJob", body=body, purpose="start training"))
+        requests.append(
+            NativeRequest(
+                service="fake", operation="CreateJob", body=body, purpose="start training"
+            )
+        )
         return Plan(
             target=target.key,
             provider=self.name,
@@ -173,7 +203,9 @@ class FakeProvider:
     def _root(self, plan_or_options: Mapping[str, Any]) -> Path:
         root = plan_or_options.get("root") or os.environ.get("TUNEFLEET_FAKE_ROOT")
         if not root:
-            raise ProviderError(self.name, "no state directory: set options.root or TUNEFLEET_FAKE_ROOT")
+            raise ProviderError(
+                self.name, "no state directory: set options.root or TUNEFLEET_FAKE_ROOT"
+            )
         path = Path(root)
         path.mkdir(parents=True, exist_ok=True)
         return path
@@ -212,12 +244,19 @@ class FakeProvider:
             if not target.exists():
                 actual = hashlib.sha256(path.read_bytes()).hexdigest()
                 if actual != sha256:
-                    raise ProviderError(self.name, f"{path} changed while staging (sha256 {actual})")
+                    raise ProviderError(
+                        self.name, f"{path} changed while staging (sha256 {actual})"
+                    )
                 shutil.copyfile(path, target)
                 with (root / "uploads.log").open("a") as log:
                     log.write(f"{sha256}\n")
-        return DatasetRef(provider=self.name, role=role, uri=f"fake://{root}/objects/{sha256}", sha256=sha256,
-                          size_bytes=target.stat().st_size)
+        return DatasetRef(
+            provider=self.name,
+            role=role,
+            uri=f"fake://{root}/objects/{sha256}",
+            sha256=sha256,
+            size_bytes=target.stat().st_size,
+        )
 
     def find(self, plan: Plan, run_key: str) -> JobRef | None:
         root = self._root(plan.options)
@@ -225,7 +264,13 @@ class FakeProvider:
         if not path.exists():
             return None
         data = self._read(path)
-        return JobRef(provider=self.name, target=data["target"], id=data["id"], region=data["region"], run_key=run_key)
+        return JobRef(
+            provider=self.name,
+            target=data["target"],
+            id=data["id"],
+            region=data["region"],
+            run_key=run_key,
+        )
 
     def submit(self, plan: Plan, datasets: Mapping[str, DatasetRef], run_key: str) -> JobRef:
         root = self._root(plan.options)
@@ -234,23 +279,38 @@ class FakeProvider:
         with self._locked(root):
             existing = self.find(plan, run_key)
             if existing is not None:
-                raise ProviderError(self.name, f"a job for run key {run_key} exists already: {existing.id}")
+                raise ProviderError(
+                    self.name, f"a job for run key {run_key} exists already: {existing.id}"
+                )
             job_id = f"{root}|{run_key}"
             options = FakeOptions.model_validate(plan.options)
-            self._write(jobs / f"{run_key}.json", {
-                "id": job_id, "target": plan.target, "region": plan.region, "run_key": run_key,
-                "state": "queued", "step": 0, "steps": options.steps, "fail_at_step": options.fail_at_step,
-                "datasets": {role: ref.uri for role, ref in datasets.items()},
-                "events": [self._status_event(0, JobState.QUEUED, "queued")],
-                "price": options.price_per_million_tokens,
-            })
+            self._write(
+                jobs / f"{run_key}.json",
+                {
+                    "id": job_id,
+                    "target": plan.target,
+                    "region": plan.region,
+                    "run_key": run_key,
+                    "state": "queued",
+                    "step": 0,
+                    "steps": options.steps,
+                    "fail_at_step": options.fail_at_step,
+                    "datasets": {role: ref.uri for role, ref in datasets.items()},
+                    "events": [self._status_event(0, JobState.QUEUED, "queued")],
+                    "price": options.price_per_million_tokens,
+                },
+            )
             with (root / "submits.log").open("a") as log:
                 log.write(f"{run_key}\n")
-        return JobRef(provider=self.name, target=plan.target, id=job_id, region=plan.region, run_key=run_key)
+        return JobRef(
+            provider=self.name, target=plan.target, id=job_id, region=plan.region, run_key=run_key
+        )
 
     @staticmethod
     def _status_event(seq: int, state: JobState, message: str) -> dict[str, Any]:
-        return StatusEvent(id=f"e{seq}", time=datetime.now(UTC), state=state, message=message).model_dump(mode="json")
+        return StatusEvent(
+            id=f"e{seq}", time=datetime.now(UTC), state=state, message=message
+        ).model_dump(mode="json")
 
     def _job_path(self, job: JobRef) -> Path:
         return self._job_root(job) / "jobs" / f"{job.run_key}.json"
@@ -267,28 +327,71 @@ class FakeProvider:
 
         if state == JobState.STOPPING:
             data["state"] = "cancelled"
-            add(StatusEvent(id=f"e{len(events)}", time=now, state=JobState.CANCELLED, message="cancelled"))
+            add(
+                StatusEvent(
+                    id=f"e{len(events)}", time=now, state=JobState.CANCELLED, message="cancelled"
+                )
+            )
             return
         if state == JobState.QUEUED:
             data["state"] = "running"
-            add(StatusEvent(id=f"e{len(events)}", time=now, state=JobState.RUNNING, message="running"))
+            add(
+                StatusEvent(
+                    id=f"e{len(events)}", time=now, state=JobState.RUNNING, message="running"
+                )
+            )
             return
         step = data["step"] + 1
         data["step"] = step
         if data["fail_at_step"] == step:
             data["state"] = "failed"
-            add(StatusEvent(id=f"e{len(events)}", time=now, state=JobState.FAILED, message=f"diverged at step {step}"))
+            add(
+                StatusEvent(
+                    id=f"e{len(events)}",
+                    time=now,
+                    state=JobState.FAILED,
+                    message=f"diverged at step {step}",
+                )
+            )
             return
         loss = round(2.5 / (1 + step), 4)
-        add(MetricEvent(id=f"e{len(events)}", time=now, step=step, total_steps=data["steps"], epoch=step / data["steps"],
-                        train_loss=loss, valid_loss=round(loss * 1.1, 4), train_token_accuracy=min(1.0, 0.5 + step / 20),
-                        learning_rate=1e-4))
+        add(
+            MetricEvent(
+                id=f"e{len(events)}",
+                time=now,
+                step=step,
+                total_steps=data["steps"],
+                epoch=step / data["steps"],
+                train_loss=loss,
+                valid_loss=round(loss * 1.1, 4),
+                train_token_accuracy=min(1.0, 0.5 + step / 20),
+                learning_rate=1e-4,
+            )
+        )
         if step % 2 == 0:
-            add(CheckpointEvent(id=f"e{len(events)}", time=now, step=step, uri=f"fake://checkpoints/{data['run_key']}/{step}"))
+            add(
+                CheckpointEvent(
+                    id=f"e{len(events)}",
+                    time=now,
+                    step=step,
+                    uri=f"fake://checkpoints/{data['run_key']}/{step}",
+                )
+            )
         if step >= data["steps"]:
             data["state"] = "succeeded"
-            add(CostEvent(id=f"e{len(events)}", time=now, amount=round(step * 0.01, 4), basis=f"{step} steps x $0.01"))
-            add(StatusEvent(id=f"e{len(events)}", time=now, state=JobState.SUCCEEDED, message="succeeded"))
+            add(
+                CostEvent(
+                    id=f"e{len(events)}",
+                    time=now,
+                    amount=round(step * 0.01, 4),
+                    basis=f"{step} steps x $0.01",
+                )
+            )
+            add(
+                StatusEvent(
+                    id=f"e{len(events)}", time=now, state=JobState.SUCCEEDED, message="succeeded"
+                )
+            )
 
     def status(self, job: JobRef) -> JobStatus:
         path = self._job_path(job)
@@ -298,8 +401,12 @@ class FakeProvider:
             data = self._read(path)
             self._advance(data)
             self._write(path, data)
-        return JobStatus(state=JobState(data["state"]), message=data["events"][-1].get("message"),
-                         checked_at=datetime.now(UTC), trained_tokens=data["step"] * 1000)
+        return JobStatus(
+            state=JobState(data["state"]),
+            message=data["events"][-1].get("message"),
+            checked_at=datetime.now(UTC),
+            trained_tokens=data["step"] * 1000,
+        )
 
     def events(self, job: JobRef, cursor: str | None) -> EventPage:
         data = self._read(self._job_path(job))
@@ -318,13 +425,17 @@ class FakeProvider:
             data = self._read(path)
             if not JobState(data["state"]).terminal:
                 data["state"] = "stopping"
-                data["events"].append(self._status_event(len(data["events"]), JobState.STOPPING, "stopping"))
+                data["events"].append(
+                    self._status_event(len(data["events"]), JobState.STOPPING, "stopping")
+                )
                 self._write(path, data)
 
     def artifacts(self, job: JobRef) -> list[ArtifactRef]:
         data = self._read(self._job_path(job))
         if data["state"] != "succeeded":
-            raise ProviderError(self.name, f"job {job.id} has not succeeded (state {data['state']})")
+            raise ProviderError(
+                self.name, f"job {job.id} has not succeeded (state {data['state']})"
+            )
         return [
             ArtifactRef(kind="adapter", uri=f"fake://models/{job.run_key}/adapter"),
             ArtifactRef(kind="metrics", uri=f"fake://models/{job.run_key}/metrics.json"),
@@ -341,7 +452,10 @@ class FakeProvider:
         if not self.capabilities().endpoints:
             raise CapabilityError(self.name, "this provider cannot serve models")
         path = self._endpoint_path(plan.options, name)
-        self._write(path, {"name": name, "versions": {artifact.uri: 100}, "root": str(self._root(plan.options))})
+        self._write(
+            path,
+            {"name": name, "versions": {artifact.uri: 100}, "root": str(self._root(plan.options))},
+        )
         return EndpointRef(provider=self.name, name=name, region=plan.region, url=f"fake://{path}")
 
     def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:

@@ -76,7 +76,12 @@ class LocalProvider:
         assert isinstance(options, LocalOptions)
         train = request.datasets.get("train")
         estimate = (
-            self.estimate_training(spec.base_model, train.examples or 0, train.billable_tokens or 0, spec.hyperparameters.epochs)
+            self.estimate_training(
+                spec.base_model,
+                train.examples or 0,
+                train.billable_tokens or 0,
+                spec.hyperparameters.epochs,
+            )
             if train is not None
             else None
         )
@@ -95,9 +100,20 @@ class LocalProvider:
             region=None,
             options=options.model_dump(mode="json"),
             epochs=estimate.epochs if estimate else spec.hyperparameters.epochs,
-            requests=[NativeRequest(service="local", operation="RunTrainer", body=body, purpose="train on this machine")],
-            cost=CostEstimate(amount=0.0, basis="runs on this machine: no charge") if estimate else None,
-            notes=[] if not spec.placement.tags else ["tags are recorded in the journal; local files carry none"],
+            requests=[
+                NativeRequest(
+                    service="local",
+                    operation="RunTrainer",
+                    body=body,
+                    purpose="train on this machine",
+                )
+            ],
+            cost=CostEstimate(amount=0.0, basis="runs on this machine: no charge")
+            if estimate
+            else None,
+            notes=[]
+            if not spec.placement.tags
+            else ["tags are recorded in the journal; local files carry none"],
         )
 
     def stage(self, plan: Plan, role: str, path: Path, sha256: str) -> DatasetRef:

@@ -1,0 +1,62 @@
+"""tunefleet: one declarative spec, any cloud.
+
+The public Python API. Names load on first use, so ``import tunefleet`` is cheap and never
+imports a cloud SDK::
+
+    import tunefleet
+
+    spec = tunefleet.load_spec("tunefleet.yaml")
+    report = tunefleet.validate_dataset("data/train.jsonl", model=spec.base_model)
+    run_plan = tunefleet.plan_run(spec)
+    run_plan.raise_for_unmet()
+
+Errors are documented in :mod:`tunefleet.errors`; the provider contract in
+:mod:`tunefleet.provider` and :mod:`tunefleet.hookspecs`.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tunefleet.data import validate_dataset
+    from tunefleet.data.report import DatasetReport
+    from tunefleet.planning import RunPlan, plan_run
+    from tunefleet.provider import Plan
+    from tunefleet.spec import RunSpec, load_spec, parse_spec
+
+__all__ = [
+    "DatasetReport",
+    "Plan",
+    "RunPlan",
+    "RunSpec",
+    "load_spec",
+    "parse_spec",
+    "plan_run",
+    "validate_dataset",
+]
+
+_HOMES = {
+    "DatasetReport": "tunefleet.data.report",
+    "Plan": "tunefleet.provider",
+    "RunPlan": "tunefleet.planning",
+    "RunSpec": "tunefleet.spec",
+    "load_spec": "tunefleet.spec",
+    "parse_spec": "tunefleet.spec",
+    "plan_run": "tunefleet.planning",
+    "validate_dataset": "tunefleet.data",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'tunefleet' has no attribute {name!r}")
+    value = getattr(import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

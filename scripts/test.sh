@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up the development environment and runs everything CI checks: lint, types, tests.
+# Extra arguments go to pytest (e.g. scripts/test.sh -k spec -x).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh --dev
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,170 @@
+"""The CLI as users run it: real subprocesses, exit codes, one-line errors, no SDK imports."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunefleet.testing import write_entry_point
+
+CLOUD_SDKS = (
+    "boto3",
+    "botocore",
+    "sagemaker",
+    "openai",
+    "azure",
+    "google",
+    "vertexai",
+    "torch",
+    "transformers",
+)
+
+
+def tunefleet(
+    *args: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tunefleet", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_help_imports_no_cloud_sdk() -> None:
+    code = (
+        "import sys; from tunefleet.cli import main; status = main(['--help']);"
+        "from tunefleet.plugins import default_registry; default_registry().providers;"
+        f"loaded = sorted(m for m in sys.modules if m.split('.')[0] in {CLOUD_SDKS!r});"
+        "print(status, loaded)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "0 []"
+    assert "data" in result.stdout and "plan" in result.stdout
+
+
+def test_init_validate_and_plan_the_starter(tmp_path: Path) -> None:
+    assert tunefleet("init", str(tmp_path / "proj")).returncode == 0
+    again = tunefleet("init", str(tmp_path / "proj"))
+    assert again.returncode == 2 and "exists already; use --force" in again.stderr
+    valid = tunefleet("data", "validate", str(tmp_path / "proj" / "data" / "train.jsonl"), "--json")
+    assert valid.returncode == 0, valid.stderr
+    report = json.loads(valid.stdout)
+    assert report["examples"] == 12 and report["errors"] == 0
+    planned = tunefleet("plan", str(tmp_path / "proj" / "tunefleet.yaml"), "--json")
+    assert planned.returncode == 0, planned.stderr
+    plans = json.loads(planned.stdout)["plans"]
+    assert plans[0]["provider"] == "local" and plans[0]["requests"][0]["operation"] == "RunTrainer"
+
+
+def test_validate_exit_codes_and_finding_lines(tmp_path: Path, toy_dataset: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": []}\nnot json\n')
+    result = tunefleet("data", "validate", str(bad))
+    assert result.returncode == 1
+    assert f"{bad}:1: E011 missing_messages_list" in result.stdout
+    assert f"{bad}:2: E002 invalid_json" in result.stdout
+    ok = tunefleet("data", "validate", str(toy_dataset), "--model", "gpt-4", "--max-tokens", "4096")
+    assert ok.returncode == 0
+    assert "billable tokens: 4,306" in ok.stdout
+    usage = tunefleet("data", "validate", str(toy_dataset), "--format", "xml")
+    assert (
+        usage.returncode == 2
+        and usage.stderr.strip() == "error: --format must be chat or preference, not 'xml'"
+    )
+    assert tunefleet("data", "validate").returncode == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "error: {path}: no such file"),
+        (b"\x7fELF\x00\x00binary", "error: {path}: is a binary file, not a YAML spec"),
+        (b"name: [oops\n", "error: {path}:2: invalid YAML"),
+        (b"name: demo\ntargets: 3\n", "error: {path}:1 base_model: required key is missing"),
+        (b"name: demo\ntargets: 3\n", "error: {path}:2 targets: must be a list"),
+    ],
+)
+def test_bad_specs_get_one_clear_line_and_no_traceback(
+    tmp_path: Path, content: bytes | None, expected: str
+) -> None:
+    path = tmp_path / "spec.yaml"
+    if content is not None:
+        path.write_bytes(content)
+    result = tunefleet("plan", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert all(line.startswith("error: ") for line in lines), lines
+    assert any(line.startswith(expected.format(path=path)) for line in lines), lines
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    result = tunefleet("--debug", "plan", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2 and "Traceback" in result.stderr
+
+
+def test_plan_names_the_install_command_for_a_missing_provider(tmp_path: Path) -> None:
+    (tmp_path / "train.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
+    )
+    (tmp_path / "spec.yaml").write_text(
+        "name: demo\nbase_model: gpt-4o-mini\ndataset: train.jsonl\ntargets:\n  - provider: openai\n"
+    )
+    result = tunefleet("plan", str(tmp_path / "spec.yaml"))
+    assert result.returncode == 2
+    assert "pip install 'tunefleet[openai]'" in result.stderr
+
+
+def test_plan_with_unmet_requirements_exits_1_with_reasons(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    write_entry_point(site, "tunefleet-fake", {"fake": "tunefleet.testing.fake"})
+    (tmp_path / "train.jsonl").write_text(
+        '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
+    )
+    (tmp_path / "spec.yaml").write_text(
+        "name: demo\nbase_model: gpt-4o-mini\ndataset: train.jsonl\ntargets:\n  - provider: fake_hosted\n"
+        "placement:\n  require_private_network: true\n"
+    )
+    result = tunefleet("plan", str(tmp_path / "spec.yaml"), env={"PYTHONPATH": str(site)})
+    assert result.returncode == 1
+    assert (
+        "error: target 'fake_hosted' cannot honour placement.require_private_network"
+        in result.stderr
+    )
+    providers = tunefleet("providers", "--json", env={"PYTHONPATH": str(site)})
+    names = {p["name"]: p for p in json.loads(providers.stdout)}
+    assert names["fake_hosted"]["distribution"] == "tunefleet-fake"
+    assert names["fake"]["capabilities"]["private_network"] is True
+
+
+def test_schema_is_json_schema(tmp_path: Path) -> None:
+    result = tunefleet("schema")
+    schema = json.loads(result.stdout)
+    assert schema["title"] == "RunSpec" and "targets" in schema["required"]
+
+
+@pytest.mark.slow
+def test_a_2gb_single_line_is_one_finding_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "huge.jsonl"
+    chunk = b"{" * (64 << 20)
+    with path.open("wb") as handle:
+        for _ in range(32):
+            handle.write(chunk)
+        handle.write(b"\n")
+    result = tunefleet("data", "validate", str(path), "--json")
+    path.unlink()
+    assert result.returncode == 1, result.stderr
+    report = json.loads(result.stdout)
+    assert report["counts"] == {"E004": 1}
+    assert report["findings"][0]["detail"].startswith("line is 2,147,483,649 bytes")
