@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,21 +38,34 @@ class Distribution(_Model):
     p95: int
 
     @classmethod
-    def of(cls, values: Sequence[int]) -> Distribution | None:
-        """The distribution of ``values``, or None for no values."""
-        if not values:
+    def of(cls, histogram: Mapping[int, int]) -> Distribution | None:
+        """The distribution described by ``histogram`` (value -> how many examples had it).
+
+        Percentiles are nearest-rank, the median the mean of the two middle values for an
+        even count: exactly what sorting every value would give.
+        """
+        total = sum(histogram.values())
+        if total == 0:
             return None
-        ordered = sorted(values)
-        n = len(ordered)
-        middle = n // 2
-        median = ordered[middle] if n % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+        values = sorted(histogram)
+
+        def nth(rank: int) -> int:  # the rank-th smallest value, 0-based
+            seen = 0
+            for value in values:
+                seen += histogram[value]
+                if seen > rank:
+                    return value
+            return values[-1]
+
+        middle = total // 2
+        median = nth(middle) if total % 2 else (nth(middle - 1) + nth(middle)) / 2
         return cls(
-            min=ordered[0],
-            max=ordered[-1],
-            mean=round(sum(ordered) / n, 2),
+            min=values[0],
+            max=values[-1],
+            mean=round(sum(v * n for v, n in histogram.items()) / total, 2),
             median=median,
-            p5=ordered[max(0, math.ceil(0.05 * n) - 1)],  # nearest-rank percentiles
-            p95=ordered[max(0, math.ceil(0.95 * n) - 1)],
+            p5=nth(max(0, math.ceil(0.05 * total) - 1)),
+            p95=nth(max(0, math.ceil(0.95 * total) - 1)),
         )
 
 
@@ -88,6 +101,8 @@ class DatasetReport(_Model):
     """Findings in line order, at most ``max_per_code`` of each code."""
     findings_omitted: int
     encoding: str
+    tokenizer: Literal["bpe-openai", "tiktoken"]
+    """The library that counted: bpe-openai's verified native tokenizer, or tiktoken."""
     tokens_exact: bool
     """False when the model is unknown to tiktoken and cl100k_base stood in."""
     context_limit: int

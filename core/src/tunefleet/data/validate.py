@@ -16,22 +16,31 @@ import os
 import time
 from array import array
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from tunefleet.data.checks import Check, DataFormat, ExampleChecker, ExampleStats
+from tunefleet.data._worker import (
+    BatchResult,
+    WorkerConfig,
+    check_batch,
+    check_lines,
+    init_worker,
+    make_checker,
+)
+from tunefleet.data.checks import Check, DataFormat
 from tunefleet.data.findings import Finding, name_of, severity_of
 from tunefleet.data.report import DatasetReport, Distribution, FindingOut
-from tunefleet.data.tokens import choose_encoding, context_limit_for, get_encoding
+from tunefleet.data.tokens import choose_encoding, context_limit_for, token_backend
 from tunefleet.errors import InputFileError, UsageError
 
 __all__ = ["ValidationOptions", "validate_file"]
 
 BATCH_BYTES = 1 << 20
-PARALLEL_MIN_BYTES = 8 << 20  # below this, starting workers costs more than it saves
+PARALLEL_MIN_BYTES = 8 << 20
+PRELOAD_ENV = "TUNEFLEET_PRELOAD_ENCODING"  # read by tunefleet.data._preload in the fork server  # below this, starting workers costs more than it saves
 DEFAULT_MAX_LINE_BYTES = 32 << 20
 
 Progress = Callable[[int, int], None]
@@ -54,55 +63,6 @@ class ValidationOptions:
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
     checks: Sequence[Check] = field(default_factory=tuple)
     """Extra per-example checks (the registry's ``tunefleet_dataset_checks``)."""
-
-
-@dataclass(frozen=True)
-class _WorkerConfig:
-    encoding: str
-    context_limit: int
-    data_format: DataFormat
-    checks: tuple[Check, ...]
-
-
-_checker: ExampleChecker | None = None
-
-
-def _make_checker(config: _WorkerConfig) -> ExampleChecker:
-    encoding = get_encoding(config.encoding)
-    encode = encoding.encode_ordinary
-
-    def count(text: str) -> int:
-        return len(encode(text))
-
-    return ExampleChecker(
-        count,
-        context_limit=config.context_limit,
-        data_format=config.data_format,
-        extra_checks=config.checks,
-    )
-
-
-def _init_worker(config: _WorkerConfig) -> None:
-    global _checker
-    _checker = _make_checker(config)
-
-
-_BatchResult = tuple[list[Finding], list[ExampleStats]]
-
-
-def _check_batch(first_line: int, lines: list[bytes]) -> _BatchResult:
-    assert _checker is not None, "worker not initialised"
-    return _check_lines(_checker, first_line, lines)
-
-
-def _check_lines(checker: ExampleChecker, first_line: int, lines: list[bytes]) -> _BatchResult:
-    findings: list[Finding] = []
-    stats: list[ExampleStats] = []
-    for offset, raw in enumerate(lines):
-        result = checker.check(raw, first_line + offset, findings)
-        if result is not None:
-            stats.append(result)
-    return findings, stats
 
 
 class _Reader:
@@ -161,20 +121,66 @@ class _Reader:
                 return skipped
 
 
+class _SeenDigests:
+    """The set of 64-bit example digests seen so far, each with the line it was first seen on.
+
+    Open addressing over two flat arrays (12 bytes a slot, at most half full): about 24
+    bytes per unique example, against ~100 for a dict of Python ints.
+    """
+
+    def __init__(self, capacity: int = 1 << 16) -> None:
+        self._digests = array("Q", bytes(8 * capacity))
+        self._lines = array("I", bytes(4 * capacity))
+        self._used = 0
+
+    def first_line(self, digest: int, line: int) -> int | None:
+        """The line ``digest`` was first seen on; None (and remember ``line``) if it is new."""
+        digest = digest or 1  # 0 marks an empty slot
+        digests = self._digests
+        mask = len(digests) - 1
+        slot = digest & mask
+        while True:
+            found = digests[slot]
+            if found == digest:
+                return self._lines[slot]
+            if found == 0:
+                digests[slot] = digest
+                self._lines[slot] = line
+                self._used += 1
+                if self._used * 2 > len(digests):
+                    self._grow()
+                return None
+            slot = (slot + 1) & mask
+
+    def _grow(self) -> None:
+        old = zip(self._digests, self._lines, strict=True)
+        self.__init__(len(self._digests) * 2)  # type: ignore[misc]
+        for digest, line in old:
+            if digest:
+                self.first_line(digest, line)
+
+
 class _Merger:
-    """Merges batch results in line order into counters and capped findings."""
+    """Merges batch results in line order into counters, histograms and capped findings.
+
+    Memory does not grow with the size of the file: statistics are histograms (exact, sized
+    by the number of distinct values) and duplicates are found with a compact digest set.
+    """
 
     def __init__(self, max_per_code: int) -> None:
         self.max_per_code = max_per_code
         self.counts: Counter[str] = Counter()
         self.kept: list[Finding] = []
         self.omitted = 0
-        self.tokens = array("L")
-        self.assistant = array("L")
-        self.messages = array("L")
-        self.first_seen: dict[int, int] = {}
+        self.examples = 0
+        self.total_tokens = 0
+        self.billable_tokens = 0
+        self.tokens: Counter[int] = Counter()
+        self.assistant: Counter[int] = Counter()
+        self.messages: Counter[int] = Counter()
+        self.seen = _SeenDigests()
 
-    def add(self, findings: list[Finding]) -> None:
+    def add(self, findings: Iterable[Finding]) -> None:
         for finding in findings:
             self.counts[finding.code] += 1
             if self.max_per_code and self.counts[finding.code] > self.max_per_code:
@@ -182,18 +188,21 @@ class _Merger:
             else:
                 self.kept.append(finding)
 
-    def merge(self, result: _BatchResult) -> None:
+    def merge(self, result: BatchResult, context_limit: int) -> None:
         findings, stats = result
         self.add(findings)
-        duplicates: list[Finding] = []
+        repeats = []
         for example in stats:
-            self.tokens.append(example.tokens)
-            self.assistant.append(example.assistant_tokens)
-            self.messages.append(example.messages)
-            original = self.first_seen.setdefault(example.digest, example.line)
-            if original != example.line:
-                duplicates.append(Finding("W104", example.line, f"same as line {original}"))
-        self.add(duplicates)
+            self.examples += 1
+            self.total_tokens += example.tokens
+            self.billable_tokens += min(example.tokens, context_limit)
+            self.tokens[example.tokens] += 1
+            self.assistant[example.assistant_tokens] += 1
+            self.messages[example.messages] += 1
+            original = self.seen.first_line(example.digest, example.line)
+            if original is not None:
+                repeats.append(Finding("W104", example.line, f"same as line {original}"))
+        self.add(repeats)
 
 
 def _resolve_jobs(jobs: int | None, size: int) -> int:
@@ -209,28 +218,54 @@ def _resolve_jobs(jobs: int | None, size: int) -> int:
 
 
 def _results(
-    batches: Iterator[tuple[int, list[bytes]]], config: _WorkerConfig, jobs: int
-) -> Iterator[_BatchResult]:
+    batches: Iterator[tuple[int, list[bytes]]], config: WorkerConfig, jobs: int
+) -> Iterator[BatchResult]:
     if jobs == 1:
-        checker = _make_checker(config)
+        checker, _ = make_checker(config)
         for first, lines in batches:
-            yield _check_lines(checker, first, lines)
+            yield check_lines(checker, first, lines)
         return
-    # spawn: safe with threads in the parent (progress bars) and the same on every OS.
-    context = multiprocessing.get_context("spawn")
+    context = _pool_context(config.encoding)
     pool = ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=_init_worker, initargs=(config,)
+        jobs, mp_context=context, initializer=init_worker, initargs=(config,)
     )
-    pending: deque[Future[_BatchResult]] = deque()
+    pending: deque[Future[BatchResult]] = deque()
     try:
         for first, lines in batches:
-            pending.append(pool.submit(_check_batch, first, lines))
+            pending.append(pool.submit(check_batch, first, lines))
             while len(pending) >= jobs * 3:  # bounded: memory stays flat however big the file
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _pool_context(encoding: str) -> multiprocessing.context.BaseContext:
+    """A fork server that preloads the tokenizer, so workers share its memory.
+
+    Workers forked from a fork server (a clean process with no threads, unlike ours with
+    its progress bar) share the tokenizer's pages copy-on-write; counting only reads them.
+    Where there is no fork server (Windows), workers are spawned and load their own.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["tunefleet.data._preload"])
+    # The fork server inherits the environment once, when it starts; a later validation
+    # with another encoding still works, its workers just build their own tokenizer.
+    previous = os.environ.get(PRELOAD_ENV)
+    os.environ[PRELOAD_ENV] = encoding
+    try:
+        forkserver.ensure_running()
+    finally:
+        if previous is None:
+            os.environ.pop(PRELOAD_ENV, None)
+        else:
+            os.environ[PRELOAD_ENV] = previous
+    return context
 
 
 def _open(path: Path) -> IO[bytes]:
@@ -269,21 +304,30 @@ def validate_file(
         limit, limit_source = options.context_limit, "given"
     else:
         limit, limit_source = context_limit_for(options.model)
-    config = _WorkerConfig(choice.name, limit, options.data_format, tuple(options.checks))
+    config = WorkerConfig(choice.name, limit, options.data_format, tuple(options.checks))
     with _open(file) as handle:
         total = os.fstat(handle.fileno()).st_size
         jobs = _resolve_jobs(options.jobs, total)
         reader = _Reader(handle, options.max_line_bytes)
         merger = _Merger(options.max_per_code)
         for result in _results(reader.batches(), config, jobs):
-            merger.merge(result)
+            merger.merge(result, limit)
             if progress is not None:
                 progress(reader.bytes_read, total)
         merger.add(reader.too_long)
     if progress is not None:
         progress(reader.bytes_read, total)
     return _report(
-        file, options, reader, merger, choice.name, choice.exact, limit, limit_source, started
+        file,
+        options,
+        reader,
+        merger,
+        encoding=choice.name,
+        backend=token_backend(choice.name),
+        exact=choice.exact,
+        limit=limit,
+        limit_source=limit_source,
+        started=started,
     )
 
 
@@ -292,7 +336,9 @@ def _report(
     options: ValidationOptions,
     reader: _Reader,
     merger: _Merger,
+    *,
     encoding: str,
+    backend: str,
     exact: bool,
     limit: int,
     limit_source: str,
@@ -301,7 +347,7 @@ def _report(
     counts = merger.counts
     errors = sum(n for code, n in counts.items() if severity_of(code) == "error")
     findings = sorted(merger.kept, key=lambda f: (f.line, f.code))
-    examples = len(merger.tokens)
+    examples = merger.examples
     fields: dict[str, Any] = {
         "messages_per_example": Distribution.of(merger.messages),
         "tokens_per_example": Distribution.of(merger.tokens),
@@ -330,11 +376,12 @@ def _report(
         ],
         findings_omitted=merger.omitted,
         encoding=encoding,
+        tokenizer=backend,
         tokens_exact=exact,
         context_limit=limit,
         context_limit_source=limit_source,
-        total_tokens=sum(merger.tokens),
-        billable_tokens=sum(min(limit, t) for t in merger.tokens),
+        total_tokens=merger.total_tokens,
+        billable_tokens=merger.billable_tokens,
         examples_over_limit=counts.get("W103", 0),
         missing_system=counts.get("W101", 0),
         missing_user=counts.get("W102", 0),
