@@ -13,7 +13,9 @@ Makes a multilingual chat dataset (about 2 KB per example, so 100,000 examples i
   once, worker processes on every core, plus duplicate and PII checks the baseline lacks).
 
 Both use cl100k_base (the baseline's encoding), loaded the same offline way. Peak memory is
-the largest sum of RSS over the whole process tree, sampled every 10 ms. Results are
+the largest sum of PSS (proportional set size: shared pages split between the processes
+sharing them) over the whole process tree, sampled every 50 ms; RSS would count the
+tokenizer that workers share once per worker. Results are
 printed as a table and written to .bench/results.json.
 """
 
@@ -256,7 +258,7 @@ def baseline(path: str) -> dict[str, int]:
 
 
 def measure(argv: list[str]) -> tuple[float, int, str]:
-    """Run ``argv``; return wall seconds, peak RSS of its whole process tree, and stdout."""
+    """Run ``argv``; return wall seconds, peak PSS of its whole process tree, and stdout."""
     started = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True)
     root = psutil.Process(proc.pid)
@@ -265,10 +267,10 @@ def measure(argv: list[str]) -> tuple[float, int, str]:
     while proc.poll() is None:
         try:
             tree = [root, *root.children(recursive=True)]
-            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
+            peak = max(peak, sum(p.memory_full_info().pss for p in tree if p.is_running()))
         except psutil.Error:
             pass
-        time.sleep(0.01)
+        time.sleep(0.05)
     elapsed = time.perf_counter() - started
     assert proc.stdout is not None
     output_parts.append(proc.stdout.read())
@@ -334,7 +336,7 @@ def main() -> None:
             ("tunefleet", n, path.stat().st_size / 1e6, seconds, rss, report["total_tokens"])
         )
     print(
-        f"{'run':<18} {'examples':>9} {'MB':>7} {'seconds':>8} {'examples/s':>11} {'MB/s':>6} {'tokens/s':>10} {'peak RSS MB':>11}"
+        f"{'run':<18} {'examples':>9} {'MB':>7} {'seconds':>8} {'examples/s':>11} {'MB/s':>6} {'tokens/s':>10} {'peak PSS MB':>11}"
     )
     for name, n, mb, seconds, rss, tokens in rows:
         print(

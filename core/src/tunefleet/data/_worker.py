@@ -23,6 +23,7 @@ class WorkerConfig:
     context_limit: int
     data_format: DataFormat
     checks: tuple[Check, ...]
+    max_line_bytes: int
 
 
 def make_checker(config: WorkerConfig) -> tuple[ExampleChecker, str]:
@@ -35,16 +36,27 @@ def make_checker(config: WorkerConfig) -> tuple[ExampleChecker, str]:
         context_limit=config.context_limit,
         data_format=config.data_format,
         extra_checks=config.checks,
+        max_line_bytes=config.max_line_bytes,
     )
     return checker, backend
 
 
-def check_lines(checker: ExampleChecker, first_line: int, lines: list[bytes]) -> BatchResult:
-    """Check consecutive ``lines`` numbered from ``first_line``."""
+def check_lines(checker: ExampleChecker, first_line: int, block: bytes) -> BatchResult:
+    """Check the lines of ``block`` (whole lines, the first numbered ``first_line``)."""
     findings: list[Finding] = []
     stats: list[ExampleStats] = []
+    lines = block.split(b"\n")
+    if block.endswith(b"\n"):
+        lines.pop()  # the empty string after the last newline is not a line
+    limit = checker.max_line_bytes
     for offset, raw in enumerate(lines):
-        result = checker.check(raw, first_line + offset, findings)
+        line = first_line + offset
+        if len(raw) > limit:
+            findings.append(
+                Finding("E004", line, f"line is {len(raw) + 1:,} bytes; the limit is {limit:,}")
+            )
+            continue
+        result = checker.check(raw, line, findings)
         if result is not None:
             stats.append(result)
     return findings, stats
@@ -59,8 +71,8 @@ def init_worker(config: WorkerConfig) -> None:
     _checker, _ = make_checker(config)
 
 
-def check_batch(first_line: int, lines: list[bytes]) -> BatchResult:
-    """Process-pool task: check one batch with this worker's checker."""
+def check_batch(first_line: int, block: bytes) -> BatchResult:
+    """Process-pool task: check one block of lines with this worker's checker."""
     if _checker is None:
         raise RuntimeError("validation worker was not initialised")
-    return check_lines(_checker, first_line, lines)
+    return check_lines(_checker, first_line, block)

@@ -30,6 +30,7 @@ ROLES = frozenset({"system", "developer", "user", "assistant", "tool", "function
 MESSAGE_KEYS = frozenset(
     {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call"}
 )
+_PLAIN_ROLES = frozenset({"system", "user", "assistant"})
 CHAT_EXAMPLE_KEYS = frozenset({"messages", "tools", "parallel_tool_calls", "functions"})
 PREFERENCE_EXAMPLE_KEYS = frozenset({"input", "preferred_output", "non_preferred_output"})
 _BOM = b"\xef\xbb\xbf"
@@ -81,8 +82,12 @@ class ExampleChecker:
         context_limit: int,
         data_format: DataFormat = "chat",
         extra_checks: Sequence[Check] = (),
+        max_line_bytes: int = 32 << 20,
     ) -> None:
         self._count = count_tokens
+        self.max_line_bytes = max_line_bytes
+        # System prompts repeat across a dataset, often verbatim: count each once.
+        self._prompt_tokens: dict[str, int] = {}
         self._context_limit = context_limit
         self._format = data_format
         self._extra = tuple(extra_checks)
@@ -145,8 +150,8 @@ class ExampleChecker:
     # ------------------------------------------------------------------ formats
 
     def _chat(self, example: dict[str, Any], line: int, out: list[Finding]) -> _Tally | None:
-        unknown = sorted(k for k in example if k not in CHAT_EXAMPLE_KEYS)
-        if unknown:
+        if not CHAT_EXAMPLE_KEYS.issuperset(example):
+            unknown = sorted(k for k in example if k not in CHAT_EXAMPLE_KEYS)
             out.append(Finding("W105", line, f"unrecognized key(s): {', '.join(unknown)}"))
         messages = example.get("messages")
         if not isinstance(messages, list) or not messages:
@@ -206,6 +211,23 @@ class ExampleChecker:
         self, messages: list[Any], where: str, line: int, out: list[Finding], tally: _Tally
     ) -> None:
         for index, message in enumerate(messages):
+            # Fast path: the usual message, {"role": ..., "content": "non-empty text"}.
+            if type(message) is dict and len(message) == 2:
+                role, content = message.get("role"), message.get("content")
+                if type(content) is str and content and role in _PLAIN_ROLES:
+                    tally.messages += 1
+                    if role == "assistant":
+                        text = self._count(content)
+                        tally.assistant += text
+                        tally.has_assistant = True
+                    elif role == "user":
+                        text = self._count(content)
+                        tally.has_user = True
+                    else:
+                        text = self._prompt(content)
+                        tally.has_system = True
+                    tally.tokens += 3 + self._role(role) + text
+                    continue
             at = f"{where}[{index}]"
             if not isinstance(message, dict):
                 out.append(Finding("E012", line, f"{at} is {_json_type(message)}, not an object"))
@@ -218,8 +240,8 @@ class ExampleChecker:
             if "role" not in message or ("content" not in message and not calls):
                 missing = "role" if "role" not in message else "content"
                 out.append(Finding("E013", line, f"{at} has no `{missing}`"))
-            unknown = sorted(k for k in message if k not in MESSAGE_KEYS)
-            if unknown:
+            if not MESSAGE_KEYS.issuperset(message):
+                unknown = sorted(k for k in message if k not in MESSAGE_KEYS)
                 out.append(
                     Finding("E014", line, f"{at} has unrecognized key(s): {', '.join(unknown)}")
                 )
@@ -277,6 +299,8 @@ class ExampleChecker:
         if isinstance(content, str):
             if not content and not calls:
                 out.append(Finding("E016", line, f"{at} has empty content"))
+            if role in ("system", "developer"):
+                return self._prompt(content)
             return self._count(content) if content else 0
         if content is None:
             if not (calls and role == "assistant"):
@@ -368,6 +392,14 @@ class ExampleChecker:
                 )
                 return 0
         return self._count(orjson.dumps(tools).decode())
+
+    def _prompt(self, text: str) -> int:
+        cached = self._prompt_tokens.get(text)
+        if cached is None:
+            if len(self._prompt_tokens) >= 256:  # bounded: datasets with varied prompts
+                self._prompt_tokens.clear()
+            cached = self._prompt_tokens[text] = self._count(text)
+        return cached
 
     def _role(self, role: str) -> int:
         if role not in ROLES:

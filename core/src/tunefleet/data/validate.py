@@ -66,7 +66,12 @@ class ValidationOptions:
 
 
 class _Reader:
-    """Reads a file in line batches, hashing it and reporting over-long lines on the way."""
+    """Reads a file in blocks of whole lines, hashing it on the way.
+
+    The main process only finds line boundaries (in C, with ``bytes.count``); workers split
+    the blocks. A line longer than ``max_line_bytes`` without a newline in sight is counted
+    and skipped as it streams past, never held whole in memory.
+    """
 
     def __init__(self, handle: IO[bytes], max_line_bytes: int) -> None:
         self._handle = handle
@@ -76,49 +81,43 @@ class _Reader:
         self.lines = 0
         self.too_long: list[Finding] = []
 
-    def batches(self) -> Iterator[tuple[int, list[bytes]]]:
-        batch: list[bytes] = []
-        size = 0
-        first = 1
-        while True:
-            raw = self._handle.readline(self._max + 1)
-            if not raw:
-                break
-            self._consume(raw)
+    def batches(self) -> Iterator[tuple[int, bytes]]:
+        """Yield (number of the block's first line, block of whole lines)."""
+        pending = bytearray()  # the start of a line whose end has not been read yet
+        skipped = -1  # bytes of an over-long line skipped so far; -1 when not skipping
+        while chunk := self._handle.read(BATCH_BYTES):
+            self.sha256.update(chunk)
+            self.bytes_read += len(chunk)
+            if skipped >= 0:
+                newline = chunk.find(b"\n")
+                if newline < 0:
+                    skipped += len(chunk)
+                    continue
+                self._skipped_line(skipped + newline + 1)
+                skipped = -1
+                chunk = chunk[newline + 1 :]
+            last = chunk.rfind(b"\n")
+            if last < 0:
+                pending += chunk
+            else:
+                block = bytes(pending) + chunk[: last + 1] if pending else chunk[: last + 1]
+                pending = bytearray(chunk[last + 1 :])
+                first = self.lines + 1
+                self.lines += block.count(b"\n")
+                yield first, block
+            if len(pending) > self._max:
+                skipped, pending = len(pending), bytearray()
+        if skipped >= 0:
+            self._skipped_line(skipped)
+        elif pending:
             self.lines += 1
-            if len(raw) > self._max and not raw.endswith(b"\n"):
-                length = len(raw) + self._skip_rest_of_line()
-                self.too_long.append(
-                    Finding(
-                        "E004", self.lines, f"line is {length:,} bytes; the limit is {self._max:,}"
-                    )
-                )
-                if batch:
-                    yield first, batch
-                batch, size, first = [], 0, self.lines + 1
-                continue
-            batch.append(raw)
-            size += len(raw)
-            if size >= BATCH_BYTES:
-                yield first, batch
-                batch, size, first = [], 0, self.lines + 1
-        if batch:
-            yield first, batch
+            yield self.lines, bytes(pending)
 
-    def _consume(self, chunk: bytes) -> None:
-        self.sha256.update(chunk)
-        self.bytes_read += len(chunk)
-
-    def _skip_rest_of_line(self) -> int:
-        skipped = 0
-        while True:
-            chunk = self._handle.readline(1 << 20)
-            if not chunk:
-                return skipped
-            self._consume(chunk)
-            skipped += len(chunk)
-            if chunk.endswith(b"\n"):
-                return skipped
+    def _skipped_line(self, length: int) -> None:
+        self.lines += 1
+        self.too_long.append(
+            Finding("E004", self.lines, f"line is {length:,} bytes; the limit is {self._max:,}")
+        )
 
 
 class _SeenDigests:
@@ -218,12 +217,12 @@ def _resolve_jobs(jobs: int | None, size: int) -> int:
 
 
 def _results(
-    batches: Iterator[tuple[int, list[bytes]]], config: WorkerConfig, jobs: int
+    batches: Iterator[tuple[int, bytes]], config: WorkerConfig, jobs: int
 ) -> Iterator[BatchResult]:
     if jobs == 1:
         checker, _ = make_checker(config)
-        for first, lines in batches:
-            yield check_lines(checker, first, lines)
+        for first, block in batches:
+            yield check_lines(checker, first, block)
         return
     context = _pool_context(config.encoding)
     pool = ProcessPoolExecutor(
@@ -231,8 +230,8 @@ def _results(
     )
     pending: deque[Future[BatchResult]] = deque()
     try:
-        for first, lines in batches:
-            pending.append(pool.submit(check_batch, first, lines))
+        for first, block in batches:
+            pending.append(pool.submit(check_batch, first, block))
             while len(pending) >= jobs * 3:  # bounded: memory stays flat however big the file
                 yield pending.popleft().result()
         while pending:
@@ -304,7 +303,9 @@ def validate_file(
         limit, limit_source = options.context_limit, "given"
     else:
         limit, limit_source = context_limit_for(options.model)
-    config = WorkerConfig(choice.name, limit, options.data_format, tuple(options.checks))
+    config = WorkerConfig(
+        choice.name, limit, options.data_format, tuple(options.checks), options.max_line_bytes
+    )
     with _open(file) as handle:
         total = os.fstat(handle.fileno()).st_size
         jobs = _resolve_jobs(options.jobs, total)
