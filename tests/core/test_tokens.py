@@ -73,3 +73,52 @@ def test_context_limits() -> None:
     assert tokens.context_limit_for("gpt-4o-mini-2024-07-18")[0] == 65_536
     assert tokens.context_limit_for("gpt-3.5-turbo-0125")[0] == 16_385
     assert tokens.context_limit_for("my-model")[0] == tokens.DEFAULT_CONTEXT_LIMIT
+
+
+HARD_TEXTS = [
+    "",
+    " ",
+    "hello world",
+    "<|endoftext|> is just text here",
+    "Grüße aus München — naïve café",
+    "привет, как дела? ЗАГЛАВНЫЕ буквы",
+    "こんにちは世界、東京タワー",
+    "مرحبا بالعالم",
+    "🙂🙃👩‍👩‍👧‍👦 emoji sequences",
+    "a" * 5000,
+    " \n\n\t  mixed   whitespace \r\n",
+    "12345678901234567890 3.14159 1,000,000",
+    "def f(x):\n    return x ** 2  # code",
+    "'s 're 've 'll 'd 'm 't contractions DON'T",
+]
+
+
+@pytest.mark.parametrize("name", sorted(tokens.BPE_FILES))
+def test_native_counter_agrees_with_tiktoken(name: str, toy_dataset: Path) -> None:
+    if tokens.token_backend(name) != "bpe-openai":
+        pytest.skip(
+            "bpe-openai's native tokenizer is not verified on this platform; tiktoken counts alone"
+        )
+    native, backend = tokens.token_counter(name)
+    assert backend == "bpe-openai"
+    encoding = tokens.get_encoding(name)
+    texts = [*HARD_TEXTS, *toy_dataset.read_text().splitlines()]
+    assert [native(t) for t in texts] == [len(encoding.encode_ordinary(t)) for t in texts]
+
+
+def test_tokenizer_can_be_forced_to_tiktoken(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNEFLEET_TOKENIZER", "tiktoken")
+    count, backend = tokens.token_counter("cl100k_base")
+    assert backend == "tiktoken"
+    assert count("hello world") == 2
+
+
+def test_an_unpinned_native_binary_is_not_used(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    fake_binary = tmp_path / "_bindings.abi3.so"
+    fake_binary.write_bytes(b"not the pinned binary")
+    monkeypatch.setenv("TUNEFLEET_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(tokens, "_native_binary", lambda: fake_binary)
+    assert tokens.token_backend("cl100k_base") == "tiktoken"
+    assert tokens.token_counter("cl100k_base")[1] == "tiktoken"

@@ -256,3 +256,21 @@ def test_files_that_are_not_jsonl_text(tmp_path: Path, content: bytes, fragment:
         validate_dataset(path)
     with pytest.raises(InputFileError, match="no such file"):
         validate_dataset(tmp_path / "missing.jsonl")
+
+
+def test_code_piped_to_python_validates_in_one_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(chat(SYS, USER, BOT) for _ in range(50)) + "\n")
+    script = (
+        "from tunefleet.data.validate import validate_file, ValidationOptions\n"
+        f"report = validate_file({str(path)!r}, ValidationOptions(jobs=2))\n"
+        "print(report.examples, report.counts['W104'])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-"], input=script, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["50", "49"]

@@ -116,7 +116,7 @@ class MethodSpec(_Model):
     """How the model is trained."""
 
     type: Method = "supervised"
-    """`supervised` (SFT on chat examples) or `dpo` (preference pairs)."""
+    """`supervised` (SFT on chat examples) or `dpo` (preference pairs, format `preference`)."""
     adapter: Adapter | None = None
     """`full`, `lora` or `qlora`; unset means the provider's default (hosted APIs choose)."""
     beta: float | None = Field(default=None, gt=0, le=10)
@@ -137,8 +137,11 @@ class LoraSettings(_Model):
     """Low-rank adapter shape, for adapters `lora` and `qlora`."""
 
     rank: int = Field(default=16, ge=1, le=1024)
+    """Rank of the low-rank update matrices."""
     alpha: float = Field(default=32, gt=0)
+    """Scale of the update (the effective scale is alpha / rank)."""
     dropout: float = Field(default=0.05, ge=0, lt=1)
+    """Dropout on the adapter's input."""
     target_modules: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.*-]{1,128}$")]] | None = None
     """Module names to adapt; unset lets the trainer pick the model's attention projections."""
 
@@ -151,19 +154,25 @@ class Hyperparameters(_Model):
     """
 
     epochs: int | None = Field(default=None, ge=1, le=100)
+    """Passes over the training data; unset takes the provider's default-epochs rule."""
     batch_size: int | None = Field(default=None, ge=1, le=4096)
     """Examples per optimizer step (the trainer reaches it with gradient accumulation)."""
     learning_rate: float | None = Field(default=None, gt=0, le=1)
+    """Peak learning rate (open-weight trainers); hosted APIs take a multiplier instead."""
     learning_rate_multiplier: float | None = Field(default=None, gt=0, le=100)
     """Scale of the provider's default learning rate (hosted APIs); exclusive with learning_rate."""
     warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
+    """Share of steps spent warming the learning rate up from 0."""
     scheduler: Scheduler | None = None
+    """Learning-rate schedule after warm-up."""
     max_seq_length: int | None = Field(default=None, ge=16, le=1_048_576)
     """Tokens per example; longer examples are truncated."""
     max_grad_norm: float | None = Field(default=None, gt=0)
     """Gradient clipping threshold."""
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    """Random seed, for runs that can be repeated exactly where the provider allows."""
     lora: LoraSettings | None = None
+    """Adapter shape for `lora` and `qlora`."""
 
     @model_validator(mode="after")
     def _one_learning_rate(self) -> Hyperparameters:
@@ -178,10 +187,13 @@ class ComputeSpec(_Model):
     instance_type: InstanceType | None = None
     """Provider-native machine type (ml.g5.2xlarge, Standard_NC24ads_A100_v4, a2-highgpu-1g)."""
     instance_count: int = Field(default=1, ge=1, le=512)
+    """Machines; more than one trains with torch distributed across nodes."""
     spot: bool = False
     """Use spot / low-priority capacity; the trainer resumes from checkpoints after preemption."""
     max_runtime_hours: float | None = Field(default=None, gt=0, le=720)
+    """Stop the job after this long; unset takes the provider's default."""
     volume_size_gb: int | None = Field(default=None, ge=1, le=16384)
+    """Disk per machine for data and checkpoints."""
 
 
 class TargetSpec(_Model):
@@ -190,8 +202,11 @@ class TargetSpec(_Model):
     name: ResourceName | None = None
     """Defaults to the provider name; required when two targets share a provider."""
     provider: ProviderName
+    """Installed provider name (`tunefleet providers` lists them)."""
     region: Region | None = None
+    """Provider region (eu-west-1, westeurope, europe-west4); some providers take none."""
     compute: ComputeSpec = ComputeSpec()
+    """Machines to train on."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Provider-specific settings, validated by the provider's own options model."""
 
@@ -234,12 +249,15 @@ class EvaluationSpec(_Model):
     golden_set: DatasetLocation
     """Chat examples whose last assistant turn is the expected answer."""
     metrics: list[Metric] = Field(min_length=1)
+    """Scores to compute on the golden set."""
     thresholds: dict[Metric, float] = Field(default_factory=dict)
     """Minimum score per metric (maximum for valid_loss); a miss fails the evaluation."""
     judge_model: str | None = None
     """Model that grades answers; required by the llm_judge metric."""
     max_examples: int | None = Field(default=None, ge=1)
+    """Evaluate on at most this many golden examples."""
     block_deploy_on_failure: bool = True
+    """Do not deploy a model that misses a threshold."""
 
     @model_validator(mode="after")
     def _consistent(self) -> EvaluationSpec:
@@ -255,8 +273,11 @@ class AutoscalingSpec(_Model):
     """Target-tracking autoscaling of an endpoint."""
 
     min_instances: int = Field(default=1, ge=0)
+    """Fewest instances; 0 lets the endpoint scale to zero where the provider can."""
     max_instances: int = Field(ge=1)
+    """Most instances."""
     target_invocations_per_instance: int | None = Field(default=None, ge=1)
+    """Invocations per instance per minute to track; unset takes the provider's default."""
 
     @model_validator(mode="after")
     def _ordered(self) -> AutoscalingSpec:
@@ -269,17 +290,24 @@ class CanarySpec(_Model):
     """Roll a new model version out to a share of traffic first."""
 
     traffic_percent: int = Field(ge=1, le=99)
+    """Share of traffic the new version gets first."""
     bake_minutes: int = Field(default=10, ge=0, le=1440)
+    """How long the canary serves before the rest of the traffic moves (or rolls back)."""
 
 
 class EndpointSpec(_Model):
     """How the trained model is served once it passes evaluation."""
 
     name: ResourceName | None = None
+    """Endpoint name; defaults to the run name."""
     instance_type: InstanceType | None = None
+    """Provider-native machine type for serving; unset takes the provider's default."""
     instance_count: int = Field(default=1, ge=1, le=100)
+    """Instances when not autoscaling."""
     autoscaling: AutoscalingSpec | None = None
+    """Scale with traffic; needs a provider with autoscaling."""
     canary: CanarySpec | None = None
+    """Roll new versions out gradually; needs a provider with traffic split."""
 
 
 class RunSpec(_Model):
@@ -290,15 +318,23 @@ class RunSpec(_Model):
     name: ResourceName
     """Run name: lowercase letters, digits and hyphens; it appears in cloud resource names."""
     description: str | None = Field(default=None, max_length=1024)
+    """Free text for people; not sent to any provider."""
     base_model: str = Field(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")
     """Hosted model id (gpt-4o-mini-2024-07-18), hub id (Qwen/Qwen2.5-0.5B) or local directory."""
     dataset: Annotated[DatasetSpec, BeforeValidator(_dataset_shorthand)]
+    """Training (and validation) data; a plain path means `{train: path}`."""
     method: Annotated[MethodSpec, BeforeValidator(_method_shorthand)] = MethodSpec()
+    """Training method and adapter; a plain word means `{type: word}`."""
     hyperparameters: Hyperparameters = Hyperparameters()
+    """Neutral training knobs; unset ones take the provider's default."""
     targets: list[TargetSpec] = Field(min_length=1)
+    """Where the run may execute; `tunefleet plan --target NAME` picks one."""
     placement: PlacementPolicy = PlacementPolicy()
+    """Compliance requirements every target must honour, or fail at plan."""
     evaluation: EvaluationSpec | None = None
+    """How the trained model is evaluated before it is served."""
     endpoint: EndpointSpec | None = None
+    """How the trained model is served; omit to train only."""
 
     _source: str = PrivateAttr(default="<spec>")
     _base_dir: Path = PrivateAttr(default_factory=Path.cwd)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import sys
 import time
 from array import array
 from collections import Counter, deque
@@ -204,10 +205,22 @@ class _Merger:
         self.add(repeats)
 
 
+def _workers_can_start() -> bool:
+    """False where worker processes would fail: they re-import the main module by path,
+    which does not exist for code piped to ``python -``, and pools cannot nest."""
+    if multiprocessing.parent_process() is not None:
+        return False
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return getattr(main, "__spec__", None) is not None or path is None or Path(path).is_file()
+
+
 def _resolve_jobs(jobs: int | None, size: int) -> int:
+    if jobs is not None and jobs < 1:
+        raise UsageError(f"jobs must be >= 1, got {jobs}")
+    if not _workers_can_start():
+        return 1
     if jobs is not None:
-        if jobs < 1:
-            raise UsageError(f"jobs must be >= 1, got {jobs}")
         return jobs
     if size < PARALLEL_MIN_BYTES:
         return 1
