@@ -55,6 +55,10 @@ def test_help_imports_no_cloud_sdk() -> None:
 
 def test_init_validate_and_plan_the_starter(tmp_path: Path) -> None:
     assert tunefleet("init", str(tmp_path / "proj")).returncode == 0
+    schema = json.loads((tmp_path / "proj" / "tunefleet.schema.json").read_text())
+    assert schema["title"] == "RunSpec"
+    modeline = (tmp_path / "proj" / "tunefleet.yaml").read_text().splitlines()[0]
+    assert modeline == "# yaml-language-server: $schema=tunefleet.schema.json"
     again = tunefleet("init", str(tmp_path / "proj"))
     assert again.returncode == 2 and "exists already; use --force" in again.stderr
     valid = tunefleet("data", "validate", str(tmp_path / "proj" / "data" / "train.jsonl"), "--json")

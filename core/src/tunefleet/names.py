@@ -9,7 +9,6 @@ label rules after lower-casing. Providers with stricter rules check in their pla
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 
 from pydantic import AfterValidator, StringConstraints
@@ -49,8 +48,3 @@ TagKey = Annotated[
     str, StringConstraints(pattern=TAG_KEY_PATTERN), AfterValidator(_not_reserved_tag)
 ]
 TagValue = Annotated[str, StringConstraints(pattern=TAG_VALUE_PATTERN)]
-
-
-def is_resource_name(value: str) -> bool:
-    """True if ``value`` is a valid run, target or endpoint name."""
-    return re.fullmatch(NAME_PATTERN, value) is not None

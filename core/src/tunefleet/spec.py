@@ -15,7 +15,7 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterator, Mapping
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -570,20 +570,3 @@ def _find_secrets(node: Any, path: KeyPath) -> Iterator[tuple[KeyPath, str]]:
             yield from _find_secrets(item, (*path, index))
     elif isinstance(node, str) and _SECRET_VALUE.search(node):
         yield path, _REFUSAL
-
-
-def local_dataset_paths(spec: RunSpec) -> dict[str, Path]:
-    """The spec's local dataset files by role (train, validation, golden_set), resolved."""
-    out: dict[str, Path] = {}
-    locations = {"train": spec.dataset.train, "validation": spec.dataset.validation}
-    if spec.evaluation is not None:
-        locations["golden_set"] = spec.evaluation.golden_set
-    for role, location in locations.items():
-        if location is not None and is_local(location):
-            out[role] = Path(spec.resolve_location(location))
-    return out
-
-
-def posix_name(path: str) -> str:
-    """The last component of a local path or URI, for display."""
-    return PurePosixPath(urlsplit(path).path or path).name

@@ -1,7 +1,13 @@
-"""``tunefleet init``: a starter spec and sample chat data, ready to validate and plan."""
+"""``tunefleet init``: a starter spec and sample chat data, ready to validate and plan.
+
+It also writes ``tunefleet.schema.json``, the JSON Schema of the installed version, which
+the starter spec names in a ``yaml-language-server`` modeline so editors complete and check
+specs as they are typed.
+"""
 
 from __future__ import annotations
 
+import json
 from importlib import resources
 from pathlib import Path
 
@@ -13,6 +19,7 @@ STARTER_FILES = {
     "train.jsonl": "data/train.jsonl",
     "validation.jsonl": "data/validation.jsonl",
 }
+SCHEMA_FILE = "tunefleet.schema.json"
 
 
 def write_starter(directory: Path, *, force: bool = False) -> list[Path]:
@@ -20,15 +27,21 @@ def write_starter(directory: Path, *, force: bool = False) -> list[Path]:
 
     Checks every destination before writing any, so a refusal leaves nothing half-written.
     """
+    from tunefleet.spec import RunSpec
+
     templates = resources.files("tunefleet.templates")
-    targets = {directory / dest: templates.joinpath(src) for src, dest in STARTER_FILES.items()}
+    contents = {
+        directory / dest: templates.joinpath(src).read_bytes()
+        for src, dest in STARTER_FILES.items()
+    }
+    contents[directory / SCHEMA_FILE] = (
+        json.dumps(RunSpec.model_json_schema(), indent=2) + "\n"
+    ).encode()
     if not force:
-        existing = [str(path) for path in targets if path.exists()]
+        existing = [str(path) for path in contents if path.exists()]
         if existing:
             raise InputFileError(existing[0], "exists already; use --force to overwrite")
-    written = []
-    for path, template in targets.items():
+    for path, data in contents.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(template.read_bytes())
-        written.append(path)
-    return written
+        path.write_bytes(data)
+    return list(contents)
