@@ -139,9 +139,8 @@ def dataset_report(report: DatasetReport, *, as_json: bool) -> None:
         t = report.tokens_per_example
         a = report.assistant_tokens_per_example
         m = report.messages_per_example
-        out.print(
-            f"  messages per example: min {m.min}, median {m.median:g}, max {m.max}" if m else ""
-        )
+        if m is not None:
+            out.print(f"  messages per example: min {m.min}, median {m.median:g}, max {m.max}")
         out.print(
             f"  tokens per example:   min {t.min:,}, median {t.median:g}, p95 {t.p95:,}, max {t.max:,}"
         )

@@ -129,7 +129,10 @@ class _SeenDigests:
     """
 
     def __init__(self, capacity: int = 1 << 16) -> None:
-        self._digests = array("Q", bytes(8 * capacity))
+        self._allocate(capacity)
+
+    def _allocate(self, capacity: int) -> None:
+        self._digests = array("Q", bytes(8 * capacity))  # capacity is a power of two
         self._lines = array("I", bytes(4 * capacity))
         self._used = 0
 
@@ -153,9 +156,9 @@ class _SeenDigests:
             slot = (slot + 1) & mask
 
     def _grow(self) -> None:
-        old = zip(self._digests, self._lines, strict=True)
-        self.__init__(len(self._digests) * 2)  # type: ignore[misc]
-        for digest, line in old:
+        digests, lines = self._digests, self._lines
+        self._allocate(len(digests) * 2)
+        for digest, line in zip(digests, lines, strict=True):
             if digest:
                 self.first_line(digest, line)
 

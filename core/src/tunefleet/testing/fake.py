@@ -24,12 +24,13 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from tunefleet.errors import CapabilityError, ProviderError
 from tunefleet.events import (
     CheckpointEvent,
     CostEvent,
+    Event,
     EventPage,
     JobState,
     MetricEvent,
@@ -52,6 +53,7 @@ from tunefleet.provider import (
 )
 
 PRICE_DATE = date(2026, 11, 1)
+_EVENTS: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
 PAGE_SIZE = 3  # small, so tests exercise paging
 
 
@@ -412,12 +414,7 @@ class FakeProvider:
         data = self._read(self._job_path(job))
         start = int(cursor) if cursor else 0
         chunk = data["events"][start : start + PAGE_SIZE]
-        from pydantic import TypeAdapter
-
-        from tunefleet.events import Event
-
-        adapter: TypeAdapter[Any] = TypeAdapter(list[Event])
-        return EventPage(events=adapter.validate_python(chunk), cursor=str(start + len(chunk)))
+        return EventPage(events=_EVENTS.validate_python(chunk), cursor=str(start + len(chunk)))
 
     def cancel(self, job: JobRef) -> None:
         path = self._job_path(job)
