@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tunefleet.plugins import Registry, _builtin_plugins
+from tunefleet.plugins import Registry, builtin_plugins
 from tunefleet.testing import fake
 
 DATA = Path(__file__).parent / "data"
@@ -30,7 +30,7 @@ def toy_dataset() -> Path:
 @pytest.fixture
 def registry() -> Registry:
     """Built-in plugins plus the fake providers, registered in-process."""
-    return Registry([*_builtin_plugins(), (fake, "fake", "tunefleet-fake-tests", "0.0.0")])
+    return Registry([*builtin_plugins(), (fake, "fake", "tunefleet-fake-tests", "0.0.0")])
 
 
 @pytest.fixture

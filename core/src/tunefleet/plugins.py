@@ -100,7 +100,8 @@ class Registry:
         return checks
 
 
-def _builtin_plugins() -> list[tuple[object, str, str, str | None]]:
+def builtin_plugins() -> list[tuple[object, str, str, str | None]]:
+    """tunefleet's own plugins (the PII check), as ``Registry`` takes them."""
     from tunefleet.data import pii
 
     return [(pii, "tunefleet.pii", "tunefleet", None)]
@@ -108,7 +109,7 @@ def _builtin_plugins() -> list[tuple[object, str, str, str | None]]:
 
 def discover() -> Registry:
     """A registry with tunefleet's built-in plugins and every installed entry point."""
-    registry = Registry(_builtin_plugins())
+    registry = Registry(builtin_plugins())
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         dist = ep.dist
         distribution = dist.name if dist is not None else ep.value
