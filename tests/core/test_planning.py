@@ -52,6 +52,14 @@ def test_clean_plan_has_requests_and_cost(workdir: Path, registry: Registry) -> 
     assert p.epochs == 25  # one example: min(25, 100 // 1)
     assert p.cost is not None and p.cost.amount > 0
     assert run_plan.datasets["train"].examples == 1
+    free = plan(
+        workdir,
+        registry,
+        spec_text(
+            "  - provider: fake\n    region: fake-eu-1\n    options: {price_per_million_tokens: 0}\n"
+        ),
+    )
+    assert free.plans[0].cost is not None and free.plans[0].cost.amount == 0
 
 
 def test_region_pin_refuses_a_region_outside_it(workdir: Path, registry: Registry) -> None:

@@ -109,9 +109,15 @@ class FakeProvider:
     def estimate_training(
         self, base_model: str, examples: int, billable_tokens: int, epochs: int | None
     ) -> TrainingEstimate:
+        return self._estimate(
+            examples, billable_tokens, epochs, FakeOptions().price_per_million_tokens
+        )
+
+    def _estimate(
+        self, examples: int, billable_tokens: int, epochs: int | None, price: float
+    ) -> TrainingEstimate:
         chosen = epochs or openai_default_epochs(examples)
         trained = billable_tokens * chosen
-        price = FakeOptions().price_per_million_tokens
         return TrainingEstimate(
             provider=self.name,
             epochs=chosen,
@@ -168,8 +174,8 @@ class FakeProvider:
         cost = None
         epochs = hp.epochs
         if train is not None and train.examples and train.billable_tokens is not None:
-            estimate = self.estimate_training(
-                spec.base_model, train.examples, train.billable_tokens, hp.epochs
+            estimate = self._estimate(
+                train.examples, train.billable_tokens, hp.epochs, options.price_per_million_tokens
             )
             epochs = estimate.epochs
             cost = CostEstimate(
