@@ -25,9 +25,19 @@ secret: messages name keys and locations, never values that could be credentials
     ├── PlanError                         a target's plan has             exit 1
     │                                     requirements its provider
     │                                     cannot honour (each with reason)
+    ├── RunFailedError                    a run's job failed or was       exit 1
+    │                                     cancelled; exit 3 when a step
+    │                                     stopped on a provider error
+    ├── StateError                        the journal cannot be opened,   exit 2
+    │   │                                 or holds no such thing
+    │   ├── RunNotFoundError (LookupError) no run matches the reference
+    │   └── LeaseLostError                another process took over a
+    │                                     target this one was driving
     └── ProviderError                     a provider's call failed        exit 3
         ├── TransientProviderError        throttled, 5xx, timed out:
-        │                                 safe to retry
+        │   │                             safe to retry (``retry_after``)
+        │   └── ProviderBusyError         a concurrency or quota limit:
+        │                                 the engine queues the target
         └── CapabilityError               the provider cannot do this
             (NotImplementedError)         operation at all
 
@@ -44,13 +54,18 @@ __all__ = [
     "CapabilityError",
     "DatasetInvalidError",
     "InputFileError",
+    "LeaseLostError",
     "PlanError",
     "PluginError",
+    "ProviderBusyError",
     "ProviderClashError",
     "ProviderError",
     "ProviderNotInstalledError",
+    "RunFailedError",
+    "RunNotFoundError",
     "SpecError",
     "SpecIssue",
+    "StateError",
     "TokenizerError",
     "TransientProviderError",
     "TunefleetError",
@@ -190,6 +205,35 @@ class PlanError(TunefleetError):
         super().__init__("\n".join(lines))
 
 
+class RunFailedError(TunefleetError):
+    """A run ended without every target succeeding.
+
+    Exit 1 when a job failed or was cancelled; 3 when a step stopped on a provider error
+    (`tunefleet resume` retries it once the cause is fixed).
+    """
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, provider_error: bool = False) -> None:
+        super().__init__(message)
+        if provider_error:
+            self.exit_code = 3
+
+
+class StateError(TunefleetError):
+    """The journal cannot be opened or used (unreachable, newer schema, missing driver)."""
+
+    exit_code = 2
+
+
+class RunNotFoundError(StateError, LookupError):
+    """No run in the journal matches the id or prefix given (or the prefix is ambiguous)."""
+
+
+class LeaseLostError(StateError):
+    """Another process took over a target this one was driving (this one stalled too long)."""
+
+
 class ProviderError(TunefleetError):
     """A provider's call failed. ``provider`` names the backend; the message is the service's."""
 
@@ -201,7 +245,22 @@ class ProviderError(TunefleetError):
 
 
 class TransientProviderError(ProviderError):
-    """A failure worth retrying: throttling, a 5xx answer, a timeout, a dropped connection."""
+    """A failure worth retrying: throttling, a 5xx answer, a timeout, a dropped connection.
+
+    ``retry_after`` is the wait in seconds the service asked for (``Retry-After``), if any.
+    """
+
+    def __init__(self, provider: str, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(provider, message)
+        self.retry_after = retry_after
+
+
+class ProviderBusyError(TransientProviderError):
+    """The provider cannot accept the job yet: a concurrency or quota limit it reports.
+
+    The engine queues the target, shows this message as the reason, and submits again
+    later; waiting in the queue never exhausts the retries of transient errors.
+    """
 
 
 class CapabilityError(ProviderError, NotImplementedError):

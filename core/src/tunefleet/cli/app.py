@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from tunefleet.cli import run_commands
+
 app = typer.Typer(
     name="tunefleet",
     help="One declarative spec, any cloud: fine-tune language models anywhere they may run.",
@@ -30,12 +32,26 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    state: Annotated[
+        str | None,
+        typer.Option(
+            "--state",
+            metavar="URL",
+            envvar="TUNEFLEET_STATE",
+            show_envvar=True,
+            show_default=False,
+            help="The journal's database URL (default: SQLite in the user state directory; "
+            "postgresql://host/db for a team's shared journal).",
+        ),
+    ] = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
 ) -> None:
     """One declarative spec, any cloud: fine-tune language models anywhere they may run."""
+    ctx.obj = {"state": state}
 
 
 @app.command()
@@ -164,3 +180,6 @@ def plan(
     render.run_plan(run_plan, as_json=as_json)
     if not run_plan.ok:
         run_plan.raise_for_unmet()
+
+
+run_commands.register(app)

@@ -17,7 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
@@ -26,7 +26,13 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from tunefleet.errors import CapabilityError, ProviderError
+from tunefleet import _failpoints
+from tunefleet.errors import (
+    CapabilityError,
+    ProviderBusyError,
+    ProviderError,
+    TransientProviderError,
+)
 from tunefleet.events import (
     CheckpointEvent,
     CostEvent,
@@ -69,6 +75,14 @@ class FakeOptions(BaseModel):
     subnets: list[str] = Field(default_factory=list)
     kms_key: str | None = None
     price_per_million_tokens: float = Field(default=2.0, ge=0)
+    max_concurrent_jobs: int | None = Field(default=None, ge=1)
+    """Refuse submissions while this many jobs under ``root`` are unfinished, as services
+    with a per-account limit on concurrent jobs do."""
+    transient_failures: int = Field(default=0, ge=0)
+    """Fail each operation this many times (per job or dataset) with a retryable 503 first."""
+    hang_on: list[str] = Field(default_factory=list)
+    """Operations that stop answering: they sleep ``hang_seconds`` before doing anything."""
+    hang_seconds: float = Field(default=3600.0, ge=0)
 
 
 def openai_default_epochs(examples: int) -> int:
@@ -243,19 +257,48 @@ class FakeProvider:
 
     # ------------------------------------------------------------------ jobs
 
+    def _misbehave(self, options: Mapping[str, Any], operation: str, subject: str) -> None:
+        """Play the faults the options ask for: a hang, then transient failures."""
+        settings = FakeOptions.model_validate(options)
+        if operation in settings.hang_on:
+            time.sleep(settings.hang_seconds)
+        if not settings.transient_failures:
+            return
+        root = self._root(options)
+        counts_path = root / "faults.json"
+        with self._locked(root):
+            counts = self._read(counts_path) if counts_path.exists() else {}
+            key = f"{operation}:{subject}"
+            counts[key] = counts.get(key, 0) + 1
+            self._write(counts_path, counts)
+        if counts[key] <= settings.transient_failures:
+            raise TransientProviderError(
+                self.name, f"503 Service Unavailable ({operation}, failure {counts[key]})"
+            )
+
     def stage(self, plan: Plan, role: str, path: Path, sha256: str) -> DatasetRef:
+        self._misbehave(plan.options, "stage", sha256)
         root = self._root(plan.options)
         objects = root / "objects"
         objects.mkdir(exist_ok=True)
         target = objects / sha256
         with self._locked(root):
             if not target.exists():
-                actual = hashlib.sha256(path.read_bytes()).hexdigest()
+                data = path.read_bytes()
+                actual = hashlib.sha256(data).hexdigest()
                 if actual != sha256:
                     raise ProviderError(
                         self.name, f"{path} changed while staging (sha256 {actual})"
                     )
-                shutil.copyfile(path, target)
+                # Written under a temporary name and renamed, as object stores commit an
+                # upload: a crash mid-upload leaves no object that looks complete.
+                partial = objects / f".{sha256}.partial"
+                with partial.open("wb") as out:
+                    out.write(data[: len(data) // 2])
+                    out.flush()
+                    _failpoints.reached("fake-mid-upload")
+                    out.write(data[len(data) // 2 :])
+                os.replace(partial, target)
                 with (root / "uploads.log").open("a") as log:
                     log.write(f"{sha256}\n")
         return DatasetRef(
@@ -267,6 +310,7 @@ class FakeProvider:
         )
 
     def find(self, plan: Plan, run_key: str) -> JobRef | None:
+        self._misbehave(plan.options, "find", run_key)
         root = self._root(plan.options)
         path = root / "jobs" / f"{run_key}.json"
         if not path.exists():
@@ -281,17 +325,25 @@ class FakeProvider:
         )
 
     def submit(self, plan: Plan, datasets: Mapping[str, DatasetRef], run_key: str) -> JobRef:
+        self._misbehave(plan.options, "submit", run_key)
         root = self._root(plan.options)
         jobs = root / "jobs"
         jobs.mkdir(exist_ok=True)
+        options = FakeOptions.model_validate(plan.options)
         with self._locked(root):
-            existing = self.find(plan, run_key)
-            if existing is not None:
-                raise ProviderError(
-                    self.name, f"a job for run key {run_key} exists already: {existing.id}"
+            if (jobs / f"{run_key}.json").exists():
+                raise ProviderError(self.name, f"a job for run key {run_key} exists already")
+            if options.max_concurrent_jobs is not None:
+                active = sum(
+                    not JobState(self._read(path)["state"]).terminal for path in jobs.glob("*.json")
                 )
+                if active >= options.max_concurrent_jobs:
+                    raise ProviderBusyError(
+                        self.name,
+                        f"{active} jobs are running, the limit of concurrently running jobs "
+                        f"is {options.max_concurrent_jobs}",
+                    )
             job_id = f"{root}|{run_key}"
-            options = FakeOptions.model_validate(plan.options)
             self._write(
                 jobs / f"{run_key}.json",
                 {
@@ -306,6 +358,7 @@ class FakeProvider:
                     "datasets": {role: ref.uri for role, ref in datasets.items()},
                     "events": [self._status_event(0, JobState.QUEUED, "queued")],
                     "price": options.price_per_million_tokens,
+                    "options": plan.options,
                 },
             )
             with (root / "submits.log").open("a") as log:
@@ -401,7 +454,14 @@ class FakeProvider:
                 )
             )
 
+    def _job_options(self, job: JobRef) -> Mapping[str, Any]:
+        path = self._job_path(job)
+        if not path.exists():
+            raise ProviderError(self.name, f"no job {job.id}")
+        return self._read(path)["options"]  # type: ignore[no-any-return]
+
     def status(self, job: JobRef) -> JobStatus:
+        self._misbehave(self._job_options(job), "status", job.run_key)
         path = self._job_path(job)
         with self._locked(self._job_root(job)):
             if not path.exists():
@@ -417,6 +477,7 @@ class FakeProvider:
         )
 
     def events(self, job: JobRef, cursor: str | None) -> EventPage:
+        self._misbehave(self._job_options(job), "events", f"{job.run_key}@{cursor}")
         data = self._read(self._job_path(job))
         start = int(cursor) if cursor else 0
         chunk = data["events"][start : start + PAGE_SIZE]

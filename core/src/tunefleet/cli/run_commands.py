@@ -1,0 +1,403 @@
+"""Commands that apply runs and read the journal: run, runs, status, watch, logs, cancel,
+resume, report, audit.
+
+Exit status (beyond the CLI's usual ones): `run`, `resume` and `watch` exit 0 when every
+target's job succeeded, 1 when a job failed or was cancelled, 3 when a step stopped on a
+provider error, 130 when Ctrl-C detached from jobs that keep running.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+if TYPE_CHECKING:
+    from tunefleet.run import DriveHandle, Engine
+    from tunefleet.state import Journal
+    from tunefleet.state.models import Run
+
+RunArg = Annotated[
+    str, typer.Argument(metavar="RUN", help="Run id, a unique prefix of one, or a run name.")
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+TargetOpt = Annotated[str | None, typer.Option(help="Only this target.")]
+
+audit_app = typer.Typer(help="Check the journal's audit log.", no_args_is_help=True)
+
+
+def _journal(ctx: typer.Context) -> Journal:
+    from tunefleet.state import open_journal
+
+    return open_journal((ctx.obj or {}).get("state"))
+
+
+def _engine(journal: Journal, *, quiet: bool = False) -> Engine:
+    from tunefleet.cli.render import err
+    from tunefleet.run import Engine, EngineSettings
+
+    def notice(target: str, message: str) -> None:
+        if not quiet:
+            err.print(f"{target}: {message}", markup=False, highlight=False)
+
+    return Engine(journal, settings=EngineSettings.from_env(), notice=notice)
+
+
+def _target_ids(journal: Journal, run: Run, target: str | None) -> list[int] | None:
+    if target is None:
+        return None
+    rows = [row for row in journal.targets(run.id) if row.name == target]
+    if not rows:
+        from tunefleet.errors import UsageError
+
+        names = ", ".join(row.name for row in journal.targets(run.id))
+        raise UsageError(f"run {run.id} has no target {target!r} (it has: {names})")
+    return [rows[0].id]
+
+
+def _attach(journal: Journal, run: Run, handle: DriveHandle, *, as_json: bool) -> None:
+    """Show the run until it is done, then its summary; Ctrl-C detaches."""
+    from tunefleet.cli import runview
+    from tunefleet.cli.render import err
+    from tunefleet.run import run_progress
+
+    try:
+        runview.follow(journal, run, handle, live=not as_json)
+    except KeyboardInterrupt:
+        handle.detach()
+        err.print(
+            f"detached from run {run.id}; its jobs keep running. "
+            f"Reattach with: tunefleet watch {run.id}",
+            markup=False,
+        )
+        raise typer.Exit(130) from None
+    progress = run_progress(journal, run)
+    runview.summary(progress, as_json=as_json)
+    progress.raise_for_outcome()
+
+
+def _spawn_detached(journal: Journal, run: Run) -> Path:
+    """Drive the run from a background process that outlives this one; returns its log."""
+    import os
+    import subprocess
+    import sys
+
+    from platformdirs import user_log_dir
+
+    log_dir = Path(user_log_dir("tunefleet")) / "runs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{run.id}.log"
+    # The state URL travels in the environment, not argv: a password in it would show in
+    # `ps` to every user of the machine.
+    env = {**os.environ, "TUNEFLEET_STATE": journal.url}
+    with log_path.open("ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "tunefleet", "resume", run.id],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # Ctrl-C in this terminal must not reach it
+        )
+    return log_path
+
+
+def run(
+    ctx: typer.Context,
+    spec: Annotated[Path, typer.Argument(help="The run spec (YAML).")],
+    target: TargetOpt = None,
+    detach: Annotated[
+        bool, typer.Option(help="Start the run in the background and return at once.")
+    ] = False,
+    new_attempt: Annotated[
+        bool,
+        typer.Option(help="Train again even if this spec's job already finished (a new job)."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Plan and apply a spec: validate data, stage, submit, watch, collect artifacts.
+
+    Running the same spec again reattaches to its run instead of starting another job.
+    Ctrl-C detaches; the jobs keep running (reattach with `tunefleet watch RUN`).
+    """
+    from tunefleet.cli import render
+    from tunefleet.errors import DatasetInvalidError
+
+    journal = _journal(ctx)
+    engine = _engine(journal, quiet=as_json)
+    try:
+        with render.progress_bar("validating datasets") as advance:
+            started = engine.start(
+                spec,
+                target=target,
+                new_attempt=new_attempt,
+                progress=lambda role, done, total: advance(done, total),
+            )
+    except DatasetInvalidError as exc:
+        if exc.report is not None and not as_json:
+            render.dataset_report(exc.report, as_json=False)  # type: ignore[arg-type]
+        raise
+    run_row = started.run
+    verb = "started" if started.created else "reattached to"
+    if detach:
+        log_path = _spawn_detached(journal, run_row)
+        if as_json:
+            print(json.dumps({"run": run_row.id, "log": str(log_path)}))
+        else:
+            render.out.print(f"{verb} run {run_row.id} in the background; log: {log_path}")
+            render.out.print(f"watch it: tunefleet watch {run_row.id}")
+        return
+    if not as_json:
+        render.err.print(f"{verb} run {run_row.id} (journal: {journal.display_url})", markup=False)
+    handle = engine.drive(run_row.id, [row.id for row in started.targets], retry_errors=True)
+    _attach(journal, run_row, handle, as_json=as_json)
+
+
+def resume(
+    ctx: typer.Context,
+    run_ref: RunArg,
+    target: TargetOpt = None,
+    detach: Annotated[bool, typer.Option(help="Resume in the background.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Carry on with a run after a crash, a detach or a fixed error: reattach, never redo."""
+    journal = _journal(ctx)
+    run_row = journal.run(run_ref)
+    if detach:
+        from tunefleet.cli import render
+
+        log_path = _spawn_detached(journal, run_row)
+        render.out.print(f"resuming run {run_row.id} in the background; log: {log_path}")
+        return
+    engine = _engine(journal, quiet=as_json)
+    handle = engine.drive(run_row.id, _target_ids(journal, run_row, target), retry_errors=True)
+    _attach(journal, run_row, handle, as_json=as_json)
+
+
+def watch(
+    ctx: typer.Context,
+    run_ref: RunArg,
+    target: TargetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Live progress of a run: state, step, losses, elapsed time, cost.
+
+    If no other process is driving the run, watching drives it (polls its jobs and stores
+    their events). Ctrl-C stops watching; the jobs keep running.
+    """
+    journal = _journal(ctx)
+    run_row = journal.run(run_ref)
+    engine = _engine(journal, quiet=as_json)
+    handle = engine.drive(run_row.id, _target_ids(journal, run_row, target))
+    _attach(journal, run_row, handle, as_json=as_json)
+
+
+def runs(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="Show at most this many, newest first.", min=1)] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """List the runs in the journal, newest first."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from tunefleet.cli.render import out
+    from tunefleet.cli.runview import _state
+    from tunefleet.run import run_progress
+
+    journal = _journal(ctx)
+    progresses = [run_progress(journal, run_row) for run_row in journal.runs(limit)]
+    if as_json:
+        print(json.dumps([p.model_dump(mode="json") for p in progresses], indent=2))
+        return
+    if not progresses:
+        out.print(f"no runs in the journal at {journal.display_url}")
+        return
+    grid = Table()
+    for column in ("run", "created", "by", "targets"):
+        grid.add_column(column)
+    for p in progresses:
+        states = ", ".join(f"{t.name} {_state(t)}" for t in p.targets)
+        grid.add_row(
+            escape(p.id),
+            p.created_at.strftime("%Y-%m-%d %H:%M"),
+            escape(p.created_by),
+            escape(states),
+        )
+    out.print(grid)
+
+
+def status(ctx: typer.Context, run_ref: RunArg, as_json: JsonOpt = False) -> None:
+    """Where a run stands, from the journal (without calling any provider)."""
+    from tunefleet.cli import runview
+    from tunefleet.run import run_progress
+
+    journal = _journal(ctx)
+    runview.summary(run_progress(journal, journal.run(run_ref)), as_json=as_json)
+
+
+def logs(
+    ctx: typer.Context,
+    run_ref: RunArg,
+    target: TargetOpt = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing until the jobs finish.")
+    ] = False,
+) -> None:
+    """Print a run's events: status changes, metrics, checkpoints, log lines, cost."""
+    import sys
+
+    from tunefleet.cli.runview import event_line
+
+    journal = _journal(ctx)
+    run_row = journal.run(run_ref)
+    ids = _target_ids(journal, run_row, target)
+    rows = [row for row in journal.targets(run_row.id) if ids is None or row.id in ids]
+    seen = dict.fromkeys((row.id for row in rows), 0)
+
+    def flush() -> None:
+        for row in rows:
+            for event in journal.events(row.id, after_seq=seen[row.id]):
+                print(event_line(row.name, event))
+                seen[row.id] = event.seq
+        sys.stdout.flush()
+
+    flush()
+    if not follow:
+        return
+    handle = _engine(journal, quiet=True).drive(run_row.id, ids)
+    try:
+        while handle.alive:
+            handle.join(0.5)
+            flush()
+        flush()
+    except KeyboardInterrupt:
+        handle.detach()
+        raise typer.Exit(130) from None
+
+
+def cancel(
+    ctx: typer.Context,
+    run_ref: RunArg,
+    target: TargetOpt = None,
+    wait: Annotated[
+        bool, typer.Option(help="Wait until the jobs have stopped (default) or return at once.")
+    ] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a run's jobs (or one target's). Targets not yet submitted are never submitted."""
+    from tunefleet.cli import render, runview
+    from tunefleet.run import run_progress
+
+    journal = _journal(ctx)
+    run_row = journal.run(run_ref)
+    engine = _engine(journal, quiet=as_json)
+    requested = engine.cancel(run_row.id, target)
+    if not requested:
+        render.err.print(f"run {run_row.id} has nothing left to cancel", markup=False)
+    elif wait:
+        handle = engine.drive(run_row.id, [row.id for row in requested])
+        try:
+            handle.join()
+        except KeyboardInterrupt:
+            handle.detach()
+            raise typer.Exit(130) from None
+    elif not as_json:
+        names = ", ".join(row.name for row in requested)
+        render.err.print(f"cancel requested for {names}", markup=False)
+    runview.summary(run_progress(journal, run_row), as_json=as_json)
+
+
+def report(
+    ctx: typer.Context,
+    run_ref: RunArg,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Where to write (default: RUN.html).")
+    ] = None,
+) -> None:
+    """Write a self-contained HTML report: loss curves, timeline and cost per target."""
+    from tunefleet.cli.render import out
+    from tunefleet.run.report import write_report
+
+    journal = _journal(ctx)
+    run_row = journal.run(run_ref)
+    path = write_report(journal, run_row, output or Path(f"{run_row.id}.html"))
+    out.print(f"wrote {path}")
+
+
+@audit_app.command("verify")
+def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Check the audit log's hash chain; exit 1 if any entry was altered, removed or cut."""
+    from tunefleet.cli.render import err, out
+
+    journal = _journal(ctx)
+    result = journal.verify_audit()
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "ok": result.ok,
+                    "entries": result.entries,
+                    "head": {"seq": result.head_seq, "hash": result.head_hash},
+                    "problems": result.problems,
+                },
+                indent=2,
+            )
+        )
+    elif result.ok:
+        out.print(
+            f"audit log intact: {result.entries} entries, head {result.head_seq} "
+            f"{result.head_hash}",
+            markup=False,
+        )
+    else:
+        for problem in result.problems:
+            err.print(f"tampered: {problem}", markup=False)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("log")
+def audit_log(
+    ctx: typer.Context,
+    run_ref: Annotated[str | None, typer.Argument(help="Only this run's entries.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print audit entries, oldest first: who did what to which run, when."""
+    journal = _journal(ctx)
+    run_id = journal.run(run_ref).id if run_ref else None
+    entries = journal.audit_entries(run_id)
+    if as_json:
+        rows = [
+            {
+                "seq": e.seq,
+                "at": e.at,
+                "actor": e.actor,
+                "action": e.action,
+                "run": e.run_id,
+                "target": e.target,
+                "detail": json.loads(e.detail),
+                "hash": e.hash,
+            }
+            for e in entries
+        ]
+        print(json.dumps(rows, indent=2))
+        return
+    for e in entries:
+        where = "/".join(part for part in (e.run_id, e.target) if part)
+        print(f"{e.seq:>6} {e.at} {e.actor} {e.action} {where} {e.detail}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the CLI."""
+    app.command()(run)
+    app.command()(runs)
+    app.command()(status)
+    app.command()(watch)
+    app.command()(logs)
+    app.command()(cancel)
+    app.command()(resume)
+    app.command()(report)
+    app.add_typer(audit_app, name="audit")

@@ -1,0 +1,169 @@
+"""The append-only, hash-chained audit log.
+
+Each entry's hash is ``sha256(prev_hash + "\\n" + canonical JSON of its fields)``, and
+``audit_head`` holds the newest entry's sequence number and hash. Editing, deleting or
+reordering an entry breaks the chain at that entry; cutting entries off the end no longer
+matches the head. :func:`verify` reports each break. Appends lock the head row, so
+concurrent writers (several processes, one PostgreSQL database) extend one chain.
+
+The chain proves the journal's history was not altered *after the fact by someone who
+cannot also rewrite every later hash*. To defend against an administrator of the database
+itself, publish the head (``tunefleet audit verify --json`` prints it) somewhere they
+cannot write, and compare later.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tunefleet.state.models import AuditEntry, AuditHead
+
+__all__ = ["AuditVerification", "append", "current_actor", "entry_hash", "verify"]
+
+GENESIS = "0" * 64
+
+
+def current_actor() -> str:
+    """``user@host`` of this process: who is acting, never how they authenticated."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (containers)
+        user = f"uid{os.getuid()}"
+    return f"{user}@{socket.gethostname()}"
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no spaces: the same value always gives the same bytes."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def entry_hash(
+    *,
+    prev_hash: str,
+    seq: int,
+    at: str,
+    actor: str,
+    action: str,
+    run_id: str | None,
+    target: str | None,
+    detail: str,
+) -> str:
+    """The hash an entry with these fields must carry."""
+    fields = {
+        "seq": seq,
+        "at": at,
+        "actor": actor,
+        "action": action,
+        "run_id": run_id,
+        "target": target,
+        "detail": detail,
+    }
+    return hashlib.sha256(f"{prev_hash}\n{canonical_json(fields)}".encode()).hexdigest()
+
+
+def append(
+    session: Session,
+    action: str,
+    *,
+    actor: str,
+    run_id: str | None = None,
+    target: str | None = None,
+    detail: Mapping[str, Any] | None = None,
+) -> AuditEntry:
+    """Add an entry in ``session``'s transaction, so it commits with the change it records."""
+    head = session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+    ).scalar_one()
+    at = datetime.now(UTC).isoformat(timespec="microseconds")
+    body = canonical_json(dict(detail or {}))
+    seq = head.seq + 1
+    digest = entry_hash(
+        prev_hash=head.hash,
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        run_id=run_id,
+        target=target,
+        detail=body,
+    )
+    entry = AuditEntry(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        run_id=run_id,
+        target=target,
+        detail=body,
+        prev_hash=head.hash,
+        hash=digest,
+    )
+    session.add(entry)
+    head.seq, head.hash = seq, digest
+    return entry
+
+
+@dataclass
+class AuditVerification:
+    """What :func:`verify` found: entries checked, the head, and each break in the chain."""
+
+    entries: int = 0
+    head_seq: int = 0
+    head_hash: str = GENESIS
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(session: Session) -> AuditVerification:
+    """Walk the whole chain in order and report every entry that does not fit it."""
+    result = AuditVerification()
+    expected_prev, expected_seq = GENESIS, 1
+    rows = session.execute(select(AuditEntry).order_by(AuditEntry.seq)).yield_per(1000)
+    for entry in rows.scalars():
+        result.entries += 1
+        if entry.seq != expected_seq:
+            result.problems.append(
+                f"entry {expected_seq}"
+                + (f"-{entry.seq - 1}" if entry.seq - 1 > expected_seq else "")
+                + " missing (deleted?)"
+            )
+        if entry.prev_hash != expected_prev:
+            result.problems.append(f"entry {entry.seq}: does not follow the entry before it")
+        recomputed = entry_hash(
+            prev_hash=entry.prev_hash,
+            seq=entry.seq,
+            at=entry.at,
+            actor=entry.actor,
+            action=entry.action,
+            run_id=entry.run_id,
+            target=entry.target,
+            detail=entry.detail,
+        )
+        if recomputed != entry.hash:
+            result.problems.append(f"entry {entry.seq} ({entry.action}): contents were altered")
+        expected_prev, expected_seq = entry.hash, entry.seq + 1
+    head = session.get(AuditHead, 1)
+    if head is None:
+        result.problems.append("the chain's head record is missing")
+        return result
+    result.head_seq, result.head_hash = head.seq, head.hash
+    if (head.seq, head.hash) != (expected_seq - 1, expected_prev):
+        result.problems.append(
+            f"the head says the chain ends at entry {head.seq}, but it ends at "
+            f"{expected_seq - 1} (entries cut off the end, or the head edited)"
+        )
+    return result

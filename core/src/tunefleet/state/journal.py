@@ -1,0 +1,587 @@
+"""The journal: what the engine has done and seen, in terms of runs, targets and resources.
+
+Every method is one short transaction. Methods that change a target take the ``owner``
+that holds its lease and raise :class:`~tunefleet.errors.LeaseLostError` if another process
+has taken it over, in the same transaction as the change, so a stalled process can never
+act on a target someone else is driving. Each change worth auditing appends its audit
+entry in that same transaction.
+
+Rows come back detached (``expire_on_commit=False``): read-only snapshots of the moment.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import CursorResult, Engine, Result, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from tunefleet.errors import LeaseLostError, RunNotFoundError, UsageError
+from tunefleet.events import Event as EventModel
+from tunefleet.state import audit
+from tunefleet.state.database import connect, display_url, resolve_state_url
+from tunefleet.state.models import (
+    Artifact,
+    AuditEntry,
+    Event,
+    EventCursor,
+    Resource,
+    Run,
+    RunTarget,
+)
+
+__all__ = ["LEASE_TTL", "Journal", "Owner", "open_journal"]
+
+LEASE_TTL = timedelta(seconds=60)
+"""A lease whose holder has not renewed it for this long may be taken over."""
+
+DONE = "done"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _rowcount(result: Result[Any]) -> int:
+    assert isinstance(result, CursorResult)
+    return result.rowcount
+
+
+@dataclass(frozen=True)
+class Owner:
+    """The process driving a target: host, pid and a token unique to this engine."""
+
+    host: str
+    pid: int
+    token: str
+
+    @classmethod
+    def here(cls) -> Owner:
+        return cls(socket.gethostname(), os.getpid(), secrets.token_hex(4))
+
+    @classmethod
+    def parse(cls, text: str) -> Owner:
+        host, pid, token = text.rsplit(":", 2)
+        return cls(host, int(pid), token)
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.pid}:{self.token}"
+
+    def is_gone(self) -> bool:
+        """True when this owner is a process on this host that no longer runs."""
+        if self.host != socket.gethostname():
+            return False  # cannot tell; its lease expires with its heartbeat
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        stat = Path(f"/proc/{self.pid}/stat")
+        try:  # a killed child its parent has not reaped yet is a zombie: gone
+            return stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+        except (OSError, IndexError):
+            return False
+
+
+def open_journal(url: str | None = None) -> Journal:
+    """The journal at ``url`` (else ``$TUNEFLEET_STATE``, else the default SQLite file),
+    created or migrated as needed."""
+    resolved = resolve_state_url(url)
+    return Journal(connect(resolved), resolved)
+
+
+class Journal:
+    """Runs, targets, resources, events, artifacts and the audit log."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self._engine = engine
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self.url = url
+        """The URL it was opened with; print :attr:`display_url`, never this."""
+        self.actor = audit.current_actor()
+
+    @property
+    def display_url(self) -> str:
+        return display_url(self.url)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def _insert(self, model: type[Any]) -> Any:
+        dialect = postgresql if self._engine.dialect.name == "postgresql" else sqlite
+        return dialect.insert(model)
+
+    def _audit(
+        self,
+        session: Session,
+        action: str,
+        run_id: str | None = None,
+        target: str | None = None,
+        **detail: Any,
+    ) -> None:
+        audit.append(session, action, actor=self.actor, run_id=run_id, target=target, detail=detail)
+
+    # ------------------------------------------------------------------ runs
+
+    def ensure_run(
+        self,
+        *,
+        run_id: str,
+        name: str,
+        identity: str,
+        spec: dict[str, Any],
+        spec_source: str,
+        datasets: dict[str, Any],
+    ) -> tuple[Run, bool]:
+        """The run with this id, created if new; True when this call created it."""
+        with self._tx() as session:
+            inserted = _rowcount(
+                session.execute(
+                    self._insert(Run)
+                    .values(
+                        id=run_id,
+                        name=name,
+                        identity=identity,
+                        spec=spec,
+                        spec_source=spec_source,
+                        datasets=datasets,
+                        created_at=_now(),
+                        created_by=self.actor,
+                    )
+                    .on_conflict_do_nothing()
+                )
+            )
+            if inserted:
+                self._audit(session, "run.created", run_id, source=spec_source)
+            run = session.get(Run, run_id)
+            assert run is not None
+            return run, bool(inserted)
+
+    def run(self, ref: str) -> Run:
+        """The run whose id is ``ref`` or starts with it, or the newest run named ``ref``."""
+        with self._tx() as session:
+            run = session.get(Run, ref)
+            if run is not None:
+                return run
+            escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            matches = (
+                session.execute(select(Run).where(Run.id.like(f"{escaped}%", escape="\\")).limit(5))
+                .scalars()
+                .all()
+            )
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                ids = ", ".join(sorted(m.id for m in matches))
+                raise RunNotFoundError(f"run {ref!r} is ambiguous: it matches {ids}")
+            named = session.execute(
+                select(Run).where(Run.name == ref).order_by(Run.created_at.desc()).limit(1)
+            ).scalar_one_or_none()
+            if named is not None:
+                return named
+        raise RunNotFoundError(
+            f"no run {ref!r} in the journal at {self.display_url} (see `tunefleet runs`)"
+        )
+
+    def runs(self, limit: int = 50) -> list[Run]:
+        """The newest runs first."""
+        with self._tx() as session:
+            query = select(Run).order_by(Run.created_at.desc()).limit(limit)
+            return list(session.execute(query).scalars())
+
+    # ------------------------------------------------------------------ targets
+
+    def ensure_target(
+        self,
+        *,
+        run_id: str,
+        name: str,
+        config_hash: str,
+        run_key_for: Callable[[int], str],
+        provider: str,
+        region: str | None,
+        plan: dict[str, Any],
+        new_attempt: bool = False,
+    ) -> tuple[RunTarget, bool]:
+        """The target's current attempt, or a new attempt when the target's configuration
+        changed or ``new_attempt`` asks for one. True when this call created it.
+
+        Raises UsageError when a new attempt is needed while the current one is active.
+        """
+        with self._tx() as session:
+            latest = session.execute(
+                select(RunTarget)
+                .where(RunTarget.run_id == run_id, RunTarget.name == name)
+                .order_by(RunTarget.attempt.desc())
+                .limit(1)
+                .with_for_update()
+            ).scalar_one_or_none()
+            if latest is not None and latest.config_hash == config_hash and not new_attempt:
+                return latest, False
+            if latest is not None and latest.phase != DONE:
+                why = "its configuration changed" if not new_attempt else "a new attempt"
+                raise UsageError(
+                    f"target {name!r} of run {run_id} is still active ({latest.phase}); "
+                    f"cancel it or let it finish before starting {why}"
+                )
+            attempt = latest.attempt + 1 if latest is not None else 1
+            run_key = run_key_for(attempt)
+            now = _now()
+            inserted = _rowcount(
+                session.execute(
+                    self._insert(RunTarget)
+                    .values(
+                        run_id=run_id,
+                        name=name,
+                        attempt=attempt,
+                        run_key=run_key,
+                        config_hash=config_hash,
+                        provider=provider,
+                        region=region,
+                        plan=plan,
+                        phase="pending",
+                        cancel_requested=False,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    .on_conflict_do_nothing()
+                )
+            )
+            if inserted:
+                self._audit(
+                    session,
+                    "target.created",
+                    run_id,
+                    name,
+                    provider=provider,
+                    region=region,
+                    attempt=attempt,
+                    run_key=run_key,
+                )
+            target = session.execute(
+                select(RunTarget).where(RunTarget.run_key == run_key)
+            ).scalar_one()
+            return target, bool(inserted)
+
+    def targets(self, run_id: str, *, all_attempts: bool = False) -> list[RunTarget]:
+        """The run's targets in creation order; only each one's latest attempt by default."""
+        with self._tx() as session:
+            rows = list(
+                session.execute(
+                    select(RunTarget).where(RunTarget.run_id == run_id).order_by(RunTarget.id)
+                ).scalars()
+            )
+        if all_attempts:
+            return rows
+        latest: dict[str, RunTarget] = {}
+        for row in rows:
+            latest[row.name] = row
+        return list(latest.values())
+
+    def target(self, target_id: int) -> RunTarget:
+        with self._tx() as session:
+            row = session.get(RunTarget, target_id)
+            if row is None:
+                raise RunNotFoundError(f"no target with id {target_id}")
+            return row
+
+    # ------------------------------------------------------------------ leases
+
+    def acquire(self, target_id: int, owner: Owner) -> bool:
+        """Take (or renew) the lease on a target; False while a live process holds it."""
+        with self._tx() as session:
+            row = session.get(RunTarget, target_id, with_for_update=True)
+            if row is None:
+                raise RunNotFoundError(f"no target with id {target_id}")
+            now = _now()
+            me = str(owner)
+            if row.owner not in (None, me):
+                expired = row.heartbeat_at is None or now - row.heartbeat_at > LEASE_TTL
+                if not expired and not Owner.parse(row.owner).is_gone():
+                    return False
+                self._audit(session, "target.taken_over", row.run_id, row.name, previous=row.owner)
+            row.owner, row.heartbeat_at = me, now
+            return True
+
+    def heartbeat(self, owner: Owner) -> None:
+        """Renew every lease ``owner`` holds."""
+        with self._tx() as session:
+            session.execute(
+                update(RunTarget).where(RunTarget.owner == str(owner)).values(heartbeat_at=_now())
+            )
+
+    def release(self, target_id: int, owner: Owner) -> None:
+        with self._tx() as session:
+            session.execute(
+                update(RunTarget)
+                .where(RunTarget.id == target_id, RunTarget.owner == str(owner))
+                .values(owner=None, heartbeat_at=None)
+            )
+
+    def _owned(self, session: Session, target_id: int, owner: Owner) -> RunTarget:
+        row = session.get(RunTarget, target_id, with_for_update=True)
+        if row is None or row.owner != str(owner):
+            name = row.name if row is not None else target_id
+            raise LeaseLostError(f"another process took over target {name}")
+        now = _now()
+        row.heartbeat_at = row.updated_at = now
+        return row
+
+    # ------------------------------------------------------------------ changes
+
+    def update_target(
+        self,
+        target_id: int,
+        owner: Owner,
+        *,
+        audit_action: str | None = None,
+        audit_detail: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> RunTarget:
+        """Set ``fields`` on a target this owner drives, auditing the change if named."""
+        with self._tx() as session:
+            row = self._owned(session, target_id, owner)
+            for key, value in fields.items():
+                if not hasattr(RunTarget, key):
+                    raise AttributeError(key)
+                setattr(row, key, value)
+            if audit_action:
+                self._audit(session, audit_action, row.run_id, row.name, **(audit_detail or {}))
+            return row
+
+    def request_cancel(self, target_id: int) -> RunTarget:
+        """Mark a target for cancelling; whoever drives it stops it at its next step."""
+        with self._tx() as session:
+            row = session.get(RunTarget, target_id, with_for_update=True)
+            if row is None:
+                raise RunNotFoundError(f"no target with id {target_id}")
+            if not row.cancel_requested and row.phase != DONE:
+                row.cancel_requested = True
+                row.updated_at = _now()
+                self._audit(session, "target.cancel_requested", row.run_id, row.name)
+            return row
+
+    # ------------------------------------------------------------------ resources
+
+    def intend(
+        self,
+        target_id: int,
+        owner: Owner,
+        *,
+        kind: str,
+        key: str,
+        provider: str,
+        detail: Mapping[str, Any] | None = None,
+    ) -> Resource:
+        """Record that a resource is about to be created, before the create call.
+
+        Returns the existing record when there is one (confirmed, or an intent a crashed
+        process left), so the caller can reconcile it with the provider instead of
+        creating the resource again.
+        """
+        with self._tx() as session:
+            row = self._owned(session, target_id, owner)
+            existing = session.execute(
+                select(Resource).where(
+                    Resource.run_target_id == target_id, Resource.kind == kind, Resource.key == key
+                )
+            ).scalar_one_or_none()
+            if existing is not None:
+                return existing
+            resource = Resource(
+                run_target_id=target_id,
+                kind=kind,
+                key=key,
+                status="intent",
+                provider=provider,
+                detail=dict(detail or {}),
+                created_at=_now(),
+            )
+            session.add(resource)
+            self._audit(
+                session,
+                "resource.intent",
+                row.run_id,
+                row.name,
+                kind=kind,
+                key=key,
+                **(detail or {}),
+            )
+            return resource
+
+    def confirm(
+        self,
+        resource_id: int,
+        owner: Owner,
+        *,
+        native_id: str | None,
+        uri: str | None,
+        detail: Mapping[str, Any] | None = None,
+        how: str = "created",
+    ) -> Resource:
+        """Record that the resource exists (``how``: created, or found after a crash)."""
+        with self._tx() as session:
+            resource = session.get(Resource, resource_id, with_for_update=True)
+            assert resource is not None
+            row = self._owned(session, resource.run_target_id, owner)
+            resource.status = "confirmed"
+            resource.native_id, resource.uri = native_id, uri
+            resource.detail = {**resource.detail, **(detail or {})}
+            resource.confirmed_at = _now()
+            self._audit(
+                session,
+                "resource.confirmed",
+                row.run_id,
+                row.name,
+                kind=resource.kind,
+                key=resource.key,
+                native_id=native_id,
+                how=how,
+            )
+            return resource
+
+    def resources(self, target_id: int, kind: str | None = None) -> list[Resource]:
+        with self._tx() as session:
+            query = select(Resource).where(Resource.run_target_id == target_id)
+            if kind is not None:
+                query = query.where(Resource.kind == kind)
+            return list(session.execute(query.order_by(Resource.id)).scalars())
+
+    # ------------------------------------------------------------------ events
+
+    def cursor(self, target_id: int, source: str = "events") -> str | None:
+        with self._tx() as session:
+            row = session.get(EventCursor, (target_id, source))
+            return row.cursor if row is not None else None
+
+    def record_events(
+        self,
+        target_id: int,
+        owner: Owner,
+        events: Sequence[EventModel],
+        cursor: str | None,
+        source: str = "events",
+    ) -> int:
+        """Store a page of events and the cursor after it, atomically; returns how many
+        were new. An event already stored (same id) is skipped, never stored twice."""
+        with self._tx() as session:
+            self._owned(session, target_id, owner)
+            added = 0
+            for event in events:
+                added += _rowcount(
+                    session.execute(
+                        self._insert(Event)
+                        .values(
+                            run_target_id=target_id,
+                            event_id=event.id,
+                            kind=event.kind,
+                            time=event.time,
+                            payload=event.model_dump(mode="json"),
+                        )
+                        .on_conflict_do_nothing()
+                    )
+                )
+            session.merge(
+                EventCursor(
+                    run_target_id=target_id, source=source, cursor=cursor, updated_at=_now()
+                )
+            )
+            return added
+
+    def events(
+        self,
+        target_id: int,
+        *,
+        after_seq: int = 0,
+        kinds: Iterable[str] | None = None,
+        limit: int | None = None,
+    ) -> list[Event]:
+        """Stored events of a target in the order they were recorded."""
+        with self._tx() as session:
+            query = select(Event).where(Event.run_target_id == target_id, Event.seq > after_seq)
+            if kinds is not None:
+                query = query.where(Event.kind.in_(list(kinds)))
+            query = query.order_by(Event.seq)
+            if limit is not None:
+                query = query.limit(limit)
+            return list(session.execute(query).scalars())
+
+    def latest_event(self, target_id: int, kind: str) -> Event | None:
+        with self._tx() as session:
+            return session.execute(
+                select(Event)
+                .where(Event.run_target_id == target_id, Event.kind == kind)
+                .order_by(Event.seq.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+
+    def event_count(self, target_id: int) -> int:
+        with self._tx() as session:
+            query = select(func.count()).select_from(Event).where(Event.run_target_id == target_id)
+            return int(session.execute(query).scalar_one())
+
+    # ------------------------------------------------------------------ artifacts
+
+    def add_artifacts(
+        self, target_id: int, owner: Owner, artifacts: Sequence[tuple[str, str]]
+    ) -> None:
+        """Record ``(kind, uri)`` pairs a job produced; recording one twice is a no-op."""
+        with self._tx() as session:
+            row = self._owned(session, target_id, owner)
+            for kind, uri in artifacts:
+                session.execute(
+                    self._insert(Artifact)
+                    .values(run_target_id=target_id, kind=kind, uri=uri, recorded_at=_now())
+                    .on_conflict_do_nothing()
+                )
+            self._audit(
+                session,
+                "artifacts.recorded",
+                row.run_id,
+                row.name,
+                artifacts=[{"kind": k, "uri": u} for k, u in artifacts],
+            )
+
+    def artifacts(self, target_id: int) -> list[Artifact]:
+        with self._tx() as session:
+            query = select(Artifact).where(Artifact.run_target_id == target_id)
+            return list(session.execute(query.order_by(Artifact.id)).scalars())
+
+    # ------------------------------------------------------------------ audit
+
+    def audit_entries(
+        self, run_id: str | None = None, limit: int | None = None
+    ) -> list[AuditEntry]:
+        with self._tx() as session:
+            query = select(AuditEntry)
+            if run_id is not None:
+                query = query.where(AuditEntry.run_id == run_id)
+            query = query.order_by(AuditEntry.seq)
+            if limit is not None:
+                query = query.limit(limit)
+            return list(session.execute(query).scalars())
+
+    def verify_audit(self) -> audit.AuditVerification:
+        with self._tx() as session:
+            return audit.verify(session)

@@ -1,0 +1,203 @@
+"""The journal's tables, as SQLAlchemy models shared by SQLite and PostgreSQL.
+
+The schema changes only through Alembic migrations (``tunefleet/state/migrations``); a test
+compares these models with the migrated database, so the two cannot drift.
+
+* ``runs``: one per run identity (the spec without its targets, plus dataset hashes).
+* ``run_targets``: one per target attempt; it carries the run key, the plan, where the
+  engine is (``phase``), the job's state and the lease of the process driving it.
+* ``resources``: every cloud resource, written as an intent before the create call and
+  confirmed after it.
+* ``events`` and ``event_cursors``: the normalized event stream and where each source was
+  read up to, written in one transaction so a stream is stored exactly once.
+* ``artifacts``: what a finished job produced.
+* ``audit_log`` and ``audit_head``: the append-only, hash-chained audit log.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Artifact",
+    "AuditEntry",
+    "AuditHead",
+    "Base",
+    "Event",
+    "EventCursor",
+    "Resource",
+    "Run",
+    "RunTarget",
+    "UTCDateTime",
+]
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite has no time zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the journal stores timezone-aware datetimes only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON()}
+
+
+class Run(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    identity: Mapped[str] = mapped_column(String(64), unique=True)
+    """sha256 of the canonical spec without its targets, and the datasets' content hashes."""
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    spec_source: Mapped[str] = mapped_column(Text)
+    datasets: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """Role -> {path, sha256, size_bytes, examples, billable_tokens}."""
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(256))
+
+
+class RunTarget(Base):
+    __tablename__ = "run_targets"
+    __table_args__ = (UniqueConstraint("run_id", "name", "attempt"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer, default=1)
+    run_key: Mapped[str] = mapped_column(String(64), unique=True)
+    config_hash: Mapped[str] = mapped_column(String(64))
+    """sha256 of the target's spec: a changed target is a new attempt, not the same job."""
+    provider: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str | None] = mapped_column(String(64))
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    phase: Mapped[str] = mapped_column(String(16), default="pending")
+    """pending, staging, submitting, queued, watching, collecting, done, error."""
+    state: Mapped[str | None] = mapped_column(String(16))
+    """The job's JobState once submitted; `cancelled` also for targets cancelled before."""
+    message: Mapped[str | None] = mapped_column(Text)
+    """The provider's last word on the job, the queue reason, or the step's error."""
+    job: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    trained_tokens: Mapped[int | None] = mapped_column(Integer)
+    billable_seconds: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+    owner: Mapped[str | None] = mapped_column(String(256))
+    """The process driving this target: `host:pid:token`."""
+    heartbeat_at: Mapped[datetime | None]
+
+
+class Resource(Base):
+    __tablename__ = "resources"
+    __table_args__ = (UniqueConstraint("run_target_id", "kind", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_target_id: Mapped[int] = mapped_column(ForeignKey("run_targets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    """dataset, job, model, endpoint."""
+    key: Mapped[str] = mapped_column(String(160))
+    """What makes it this resource: `train:<sha256>`, the run key, an endpoint name."""
+    status: Mapped[str] = mapped_column(String(16))
+    """intent (about to be created), confirmed (exists), deleted."""
+    provider: Mapped[str] = mapped_column(String(64))
+    native_id: Mapped[str | None] = mapped_column(Text)
+    uri: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime]
+    confirmed_at: Mapped[datetime | None]
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (
+        UniqueConstraint("run_target_id", "event_id"),
+        Index("ix_events_target_seq", "run_target_id", "seq"),
+    )
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_target_id: Mapped[int] = mapped_column(ForeignKey("run_targets.id"))
+    event_id: Mapped[str] = mapped_column(String(256))
+    kind: Mapped[str] = mapped_column(String(16))
+    time: Mapped[datetime]
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class EventCursor(Base):
+    __tablename__ = "event_cursors"
+
+    run_target_id: Mapped[int] = mapped_column(ForeignKey("run_targets.id"), primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    cursor: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class Artifact(Base):
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("run_target_id", "uri"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_target_id: Mapped[int] = mapped_column(ForeignKey("run_targets.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    uri: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    """One audited action. ``hash`` = sha256(prev_hash + canonical JSON of the fields)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    at: Mapped[str] = mapped_column(String(40))
+    """ISO 8601 UTC, kept as text so the hashed bytes are exactly what is stored."""
+    actor: Mapped[str] = mapped_column(String(256))
+    action: Mapped[str] = mapped_column(String(64))
+    run_id: Mapped[str | None] = mapped_column(String(80), index=True)
+    target: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[str] = mapped_column(Text)
+    """Canonical JSON (sorted keys, no spaces)."""
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The chain's newest entry. Its row lock serializes appends; a cut tail shows here."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(Integer)
+    hash: Mapped[str] = mapped_column(String(64))
