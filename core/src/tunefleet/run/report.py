@@ -166,7 +166,8 @@ def render_report(journal: Journal, run: Run) -> str:
 def _describe(payload: dict[str, Any]) -> str:
     kind = payload["kind"]
     if kind == "status":
-        return payload["state"] + (f": {payload['message']}" if payload.get("message") else "")
+        state = str(payload["state"])
+        return state + (f": {payload['message']}" if payload.get("message") else "")
     if kind == "checkpoint":
         return f"step {payload['step']}: {payload['uri']}"
     if kind == "cost":
