@@ -81,7 +81,8 @@ class RunProgress(BaseModel):
             return
         lines = [f"target {t.name!r} stopped: {t.message}" for t in stopped]
         lines += [
-            f"target {t.name!r}: job {t.state}" + (f": {t.message}" if t.message else "")
+            f"target {t.name!r}: job {t.state}"
+            + (f": {t.message}" if t.message and t.message != t.state else "")
             for t in failed
         ]
         if stopped:

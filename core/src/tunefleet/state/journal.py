@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import CursorResult, Engine, Result, func, select, update
+from sqlalchemy import Engine, Result, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,9 +51,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _rowcount(result: Result[Any]) -> int:
-    assert isinstance(result, CursorResult)
-    return result.rowcount
+def _inserted(result: Result[Any]) -> int:
+    """1 if an ``INSERT ... ON CONFLICT DO NOTHING RETURNING 1`` inserted its row, else 0.
+
+    (Not ``rowcount``: psycopg reports -1 for these statements.)"""
+    return 0 if result.first() is None else 1
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,7 @@ class Journal:
     ) -> tuple[Run, bool]:
         """The run with this id, created if new; True when this call created it."""
         with self._tx() as session:
-            inserted = _rowcount(
+            inserted = _inserted(
                 session.execute(
                     self._insert(Run)
                     .values(
@@ -170,6 +172,7 @@ class Journal:
                         created_by=self.actor,
                     )
                     .on_conflict_do_nothing()
+                    .returning(literal_column("1"))
                 )
             )
             if inserted:
@@ -179,27 +182,25 @@ class Journal:
             return run, bool(inserted)
 
     def run(self, ref: str) -> Run:
-        """The run whose id is ``ref`` or starts with it, or the newest run named ``ref``."""
+        """The run whose id is ``ref``, else the newest run named ``ref``, else the one run
+        whose id starts with ``ref``."""
         with self._tx() as session:
             run = session.get(Run, ref)
             if run is not None:
                 return run
-            escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            matches = (
-                session.execute(select(Run).where(Run.id.like(f"{escaped}%", escape="\\")).limit(5))
-                .scalars()
-                .all()
-            )
-            if len(matches) == 1:
-                return matches[0]
-            if len(matches) > 1:
-                ids = ", ".join(sorted(m.id for m in matches))
-                raise RunNotFoundError(f"run {ref!r} is ambiguous: it matches {ids}")
             named = session.execute(
                 select(Run).where(Run.name == ref).order_by(Run.created_at.desc()).limit(1)
             ).scalar_one_or_none()
             if named is not None:
                 return named
+            escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = select(Run).where(Run.id.like(f"{escaped}%", escape="\\")).limit(5)
+            matches = session.execute(query).scalars().all()
+            if len(matches) == 1:
+                return matches[0]
+            if len(matches) > 1:
+                ids = ", ".join(sorted(m.id for m in matches))
+                raise RunNotFoundError(f"run {ref!r} is ambiguous: it matches {ids}")
         raise RunNotFoundError(
             f"no run {ref!r} in the journal at {self.display_url} (see `tunefleet runs`)"
         )
@@ -248,7 +249,7 @@ class Journal:
             attempt = latest.attempt + 1 if latest is not None else 1
             run_key = run_key_for(attempt)
             now = _now()
-            inserted = _rowcount(
+            inserted = _inserted(
                 session.execute(
                     self._insert(RunTarget)
                     .values(
@@ -266,6 +267,7 @@ class Journal:
                         updated_at=now,
                     )
                     .on_conflict_do_nothing()
+                    .returning(literal_column("1"))
                 )
             )
             if inserted:
@@ -489,7 +491,7 @@ class Journal:
             self._owned(session, target_id, owner)
             added = 0
             for event in events:
-                added += _rowcount(
+                added += _inserted(
                     session.execute(
                         self._insert(Event)
                         .values(
@@ -500,6 +502,7 @@ class Journal:
                             payload=event.model_dump(mode="json"),
                         )
                         .on_conflict_do_nothing()
+                        .returning(literal_column("1"))
                     )
                 )
             session.merge(
