@@ -10,6 +10,10 @@ imports a cloud SDK::
     run_plan = tunefleet.plan_run(spec)
     run_plan.raise_for_unmet()
 
+    engine = tunefleet.Engine(tunefleet.open_journal())   # the journal: SQLite by default
+    started = engine.start(spec)                           # plan and record (idempotent)
+    engine.drive(started.run.id, retry_errors=True).join() # stage, submit, watch, collect
+
 Errors are documented in :mod:`tunefleet.errors`; the provider contract in
 :mod:`tunefleet.provider` and :mod:`tunefleet.hookspecs`.
 """
@@ -24,14 +28,18 @@ if TYPE_CHECKING:
     from tunefleet.data.report import DatasetReport
     from tunefleet.planning import RunPlan, plan_run
     from tunefleet.provider import Plan
+    from tunefleet.run import Engine
     from tunefleet.spec import RunSpec, load_spec, parse_spec
+    from tunefleet.state import open_journal
 
 __all__ = [
     "DatasetReport",
+    "Engine",
     "Plan",
     "RunPlan",
     "RunSpec",
     "load_spec",
+    "open_journal",
     "parse_spec",
     "plan_run",
     "validate_dataset",
@@ -39,10 +47,12 @@ __all__ = [
 
 _HOMES = {
     "DatasetReport": "tunefleet.data.report",
+    "Engine": "tunefleet.run",
     "Plan": "tunefleet.provider",
     "RunPlan": "tunefleet.planning",
     "RunSpec": "tunefleet.spec",
     "load_spec": "tunefleet.spec",
+    "open_journal": "tunefleet.state",
     "parse_spec": "tunefleet.spec",
     "plan_run": "tunefleet.planning",
     "validate_dataset": "tunefleet.data",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -270,3 +271,23 @@ def test_a_new_attempt_trains_again_with_a_new_run_key(setup: Setup) -> None:
     rows = setup.journal.targets(run_id, all_attempts=True)
     assert [r.attempt for r in rows] == [1, 2]
     assert setup.submits() == [rows[0].run_key, rows[1].run_key]
+
+
+def test_an_untranslated_provider_exception_fails_the_step_in_its_own_words(setup: Setup) -> None:
+    spec = setup.spec({"provider": "fake", "region": "fake-eu-1", "options": {"steps": 50}})
+    engine = setup.engine()
+    started = engine.start(spec)
+    handle = engine.drive(started.run.id)
+    deadline = time.monotonic() + 20
+    while not list((setup.root / "jobs").glob("*.json")):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    (job,) = (setup.root / "jobs").glob("*.json")
+    while handle.alive:  # the provider's own state is corrupt: its code raises
+        assert time.monotonic() < deadline
+        job.write_text("{not json")
+        handle.join(0.01)
+    assert handle.crashes == [], "a provider's bug must not kill the engine"
+    (target,) = run_progress(setup.journal, started.run).targets
+    assert target.phase == "error" and target.message is not None
+    assert re.match(r"fake: (status|events) failed: JSONDecodeError: ", target.message)

@@ -75,7 +75,23 @@ def _attach(journal: Journal, run: Run, handle: DriveHandle, *, as_json: bool) -
         raise typer.Exit(130) from None
     progress = run_progress(journal, run)
     runview.summary(progress, as_json=as_json)
+    _raise_crash(handle)
     progress.raise_for_outcome()
+
+
+def _raise_crash(handle: DriveHandle) -> None:
+    """Re-raise what stopped a driver: journal trouble as StateError, a bug as itself."""
+    if not handle.crashes:
+        return
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from tunefleet.errors import StateError
+
+    crash = handle.crashes[0]
+    if isinstance(crash, SQLAlchemyError):
+        reason = str(getattr(crash, "orig", None) or crash).splitlines()[0]
+        raise StateError(f"lost the journal while driving the run: {reason}") from crash
+    raise crash
 
 
 def _spawn_detached(journal: Journal, run: Run) -> Path:
@@ -276,6 +292,7 @@ def logs(
     except KeyboardInterrupt:
         handle.detach()
         raise typer.Exit(130) from None
+    _raise_crash(handle)
 
 
 def cancel(
@@ -304,6 +321,7 @@ def cancel(
         except KeyboardInterrupt:
             handle.detach()
             raise typer.Exit(130) from None
+        _raise_crash(handle)
     elif not as_json:
         names = ", ".join(row.name for row in requested)
         render.err.print(f"cancel requested for {names}", markup=False)

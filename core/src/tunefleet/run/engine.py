@@ -221,7 +221,7 @@ class Engine:
         run = self.journal.run(run_id)
         handle = DriveHandle(self, [row.id for row in rows], stop or threading.Event())
         for row in rows:
-            driver = _TargetDriver(self, run, row.id, row.name, handle.stop_event, retry_errors)
+            driver = _TargetDriver(self, run, row.id, row.name, handle, retry_errors)
             handle._start(driver.loop, row.name)
         handle._start_heartbeat()
         return handle
@@ -252,6 +252,8 @@ class DriveHandle:
         self.stop_event = stop_event
         self._threads: list[threading.Thread] = []
         self._heartbeat: threading.Thread | None = None
+        self.crashes: list[BaseException] = []
+        """Unexpected exceptions that stopped a driver (a lost journal, a bug)."""
 
     def _start(self, target: Callable[[], None], name: str) -> None:
         # Daemon threads: a provider call that hangs must not keep the process alive
@@ -305,7 +307,7 @@ class _TargetDriver:
         run: Run,
         target_id: int,
         name: str,
-        stop: threading.Event,
+        handle: DriveHandle,
         retry_errors: bool,
     ) -> None:
         self.engine = engine
@@ -315,7 +317,8 @@ class _TargetDriver:
         self.run = run
         self.target_id = target_id
         self.name = name
-        self.stop = stop
+        self.handle = handle
+        self.stop = handle.stop_event
         self.retry_errors = retry_errors
         self._provider: Provider | None = None
 
@@ -326,9 +329,9 @@ class _TargetDriver:
             self._loop()
         except EngineStoppedError:
             pass
-        except Exception as exc:  # a bug or a dead journal: say so, never die silently
-            self.engine.notice(self.name, f"stopped: {type(exc).__name__}: {exc}")
-            raise
+        except Exception as exc:  # a lost journal or a bug: hand it to whoever waits
+            self.handle.crashes.append(exc)
+            return
         if not self.stop.is_set():
             self.journal.release(self.target_id, self.owner)
 

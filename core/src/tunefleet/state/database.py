@@ -61,7 +61,8 @@ def connect(url: str) -> Engine:
         raise StateError(f"state URL {display_url(url)!r} is not a database URL") from None
     if parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3, not psycopg2
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    # One connection per target's driver thread, plus the heartbeat and the live view.
+    options: dict[str, Any] = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 40}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
