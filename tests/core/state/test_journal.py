@@ -207,10 +207,8 @@ def test_audit_verify_detects_a_rehashed_edit_and_a_deleted_row(journal_url: str
 
     with _chain(journal_url) as journal:
         entry = journal.audit_entries()[1]
-        forged = entry_hash(
-            prev_hash=entry.prev_hash, seq=entry.seq, at=entry.at, actor="mallory",
-            action=entry.action, run_id=entry.run_id, target=entry.target, detail=entry.detail,
-        )  # fmt: skip
+        entry.actor = "mallory"  # a detached copy: this changes nothing in the database
+        forged = entry_hash(entry)
         _raw(
             journal_url, f"UPDATE audit_log SET actor = 'mallory', hash = '{forged}' WHERE seq = 2"
         )

@@ -48,28 +48,18 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
-def entry_hash(
-    *,
-    prev_hash: str,
-    seq: int,
-    at: str,
-    actor: str,
-    action: str,
-    run_id: str | None,
-    target: str | None,
-    detail: str,
-) -> str:
-    """The hash an entry with these fields must carry."""
+def entry_hash(entry: AuditEntry) -> str:
+    """The hash ``entry`` must carry: sha256 of its ``prev_hash`` and its other fields."""
     fields = {
-        "seq": seq,
-        "at": at,
-        "actor": actor,
-        "action": action,
-        "run_id": run_id,
-        "target": target,
-        "detail": detail,
+        "seq": entry.seq,
+        "at": entry.at,
+        "actor": entry.actor,
+        "action": entry.action,
+        "run_id": entry.run_id,
+        "target": entry.target,
+        "detail": entry.detail,
     }
-    return hashlib.sha256(f"{prev_hash}\n{canonical_json(fields)}".encode()).hexdigest()
+    return hashlib.sha256(f"{entry.prev_hash}\n{canonical_json(fields)}".encode()).hexdigest()
 
 
 def append(
@@ -85,32 +75,19 @@ def append(
     head = session.execute(
         select(AuditHead).where(AuditHead.id == 1).with_for_update()
     ).scalar_one()
-    at = datetime.now(UTC).isoformat(timespec="microseconds")
-    body = canonical_json(dict(detail or {}))
-    seq = head.seq + 1
-    digest = entry_hash(
-        prev_hash=head.hash,
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        run_id=run_id,
-        target=target,
-        detail=body,
-    )
     entry = AuditEntry(
-        seq=seq,
-        at=at,
+        seq=head.seq + 1,
+        at=datetime.now(UTC).isoformat(timespec="microseconds"),
         actor=actor,
         action=action,
         run_id=run_id,
         target=target,
-        detail=body,
+        detail=canonical_json(dict(detail or {})),
         prev_hash=head.hash,
-        hash=digest,
     )
+    entry.hash = entry_hash(entry)
     session.add(entry)
-    head.seq, head.hash = seq, digest
+    head.seq, head.hash = entry.seq, entry.hash
     return entry
 
 
@@ -143,17 +120,7 @@ def verify(session: Session) -> AuditVerification:
             )
         if entry.prev_hash != expected_prev:
             result.problems.append(f"entry {entry.seq}: does not follow the entry before it")
-        recomputed = entry_hash(
-            prev_hash=entry.prev_hash,
-            seq=entry.seq,
-            at=entry.at,
-            actor=entry.actor,
-            action=entry.action,
-            run_id=entry.run_id,
-            target=entry.target,
-            detail=entry.detail,
-        )
-        if recomputed != entry.hash:
+        if entry_hash(entry) != entry.hash:
             result.problems.append(f"entry {entry.seq} ({entry.action}): contents were altered")
         expected_prev, expected_seq = entry.hash, entry.seq + 1
     head = session.get(AuditHead, 1)
