@@ -45,6 +45,8 @@ LEASE_TTL = timedelta(seconds=60)
 """A lease whose holder has not renewed it for this long may be taken over."""
 
 DONE = "done"
+_ROWS_PER_STATEMENT = 1000
+"""Rows per multi-row INSERT: 5,000 bound values, well under SQLite's 32,766."""
 
 
 def _now() -> datetime:
@@ -490,21 +492,25 @@ class Journal:
         with self._tx() as session:
             self._owned(session, target_id, owner)
             added = 0
-            for event in events:
-                added += _inserted(
-                    session.execute(
+            if events:  # one multi-row statement per page: RETURNING yields the new rows
+                rows = [
+                    {
+                        "run_target_id": target_id,
+                        "event_id": event.id,
+                        "kind": event.kind,
+                        "time": event.time,
+                        "payload": event.model_dump(mode="json"),
+                    }
+                    for event in events
+                ]
+                for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                    statement = (
                         self._insert(Event)
-                        .values(
-                            run_target_id=target_id,
-                            event_id=event.id,
-                            kind=event.kind,
-                            time=event.time,
-                            payload=event.model_dump(mode="json"),
-                        )
+                        .values(rows[start : start + _ROWS_PER_STATEMENT])
                         .on_conflict_do_nothing()
                         .returning(literal_column("1"))
                     )
-                )
+                    added += len(session.execute(statement).all())
             session.merge(
                 EventCursor(
                     run_target_id=target_id, source=source, cursor=cursor, updated_at=_now()
