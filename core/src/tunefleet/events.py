@@ -43,7 +43,9 @@ class JobState(StrEnum):
 
 
 class _Event(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A diverged loss is NaN; JSON has no NaN, and PostgreSQL's json type refuses the
+    # non-standard token, so NaN and infinities travel as the strings "NaN"/"Infinity".
+    model_config = ConfigDict(extra="forbid", frozen=True, ser_json_inf_nan="strings")
 
     id: str = Field(min_length=1, max_length=256)
     """Unique within the job; the provider's event id or a stable derivation of it."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import threading
@@ -44,7 +45,7 @@ def _target(journal: Journal, run_id: str, name: str = "a", config: str = "c1"):
         run_key_for=lambda attempt: f"{run_id}-{name}-{config}-{attempt}",
         provider="fake",
         region=None,
-        plan={"target": name},
+        plan={"target": name, "provider": "fake", "region": None, "options": {}},
     )
     return row
 
@@ -183,6 +184,23 @@ def test_events_are_stored_once_with_their_cursor(journal_url: str) -> None:
             "e1",
             "e2",
         ]
+
+
+def test_a_diverged_nan_loss_is_stored_on_every_backend(journal_url: str) -> None:
+    from tunefleet.events import MetricEvent
+    from tunefleet.run.progress import target_progress
+
+    with open_journal(journal_url) as journal:
+        target = _target(journal, _run(journal))
+        owner = Owner.here()
+        journal.acquire(target.id, owner)
+        nan = MetricEvent(id="m", time=datetime.now(UTC), step=3, train_loss=float("nan"))
+        assert journal.record_events(target.id, owner, [nan], "1") == 1
+        (stored,) = journal.events(target.id)
+        assert MetricEvent.model_validate(stored.payload).train_loss != 0  # NaN != anything
+        progress = target_progress(journal, journal.target(target.id))
+        assert progress.step == 3 and progress.train_loss is not None
+        assert math.isnan(progress.train_loss)
 
 
 def _chain(journal_url: str) -> Journal:

@@ -146,7 +146,7 @@ def event_line(target: str, event: Event) -> str:
     elif kind == "metric":
         step = f"{p['step']}/{p['total_steps']}" if p.get("total_steps") else str(p["step"])
         fields = [
-            f"{name}={p[name]:.6g}"
+            f"{name}={float(p[name]):.6g}"
             for name in (
                 "epoch",
                 "train_loss",

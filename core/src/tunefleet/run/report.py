@@ -118,9 +118,14 @@ def chart(series: list[Series], *, title: str, width: int = 520, height: int = 2
     return Markup("".join(parts))  # noqa: S704
 
 
+def _points(events: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
+    """(step, value) for each finite value; a diverged (NaN) loss is left off the chart."""
+    found = ((e["step"], e.get(key)) for e in events)
+    return [(step, float(v)) for step, v in found if v is not None and math.isfinite(float(v))]
+
+
 def _loss_series(events: list[dict[str, Any]], label: str, color: str) -> list[Series]:
-    train = [(e["step"], e["train_loss"]) for e in events if e.get("train_loss") is not None]
-    valid = [(e["step"], e["valid_loss"]) for e in events if e.get("valid_loss") is not None]
+    train, valid = _points(events, "train_loss"), _points(events, "valid_loss")
     prefix = f"{label} " if label else ""
     return [
         Series(f"{prefix}train", train, color),

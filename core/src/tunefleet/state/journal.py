@@ -11,6 +11,7 @@ Rows come back detached (``expire_on_commit=False``): read-only snapshots of the
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -499,7 +500,8 @@ class Journal:
                         "event_id": event.id,
                         "kind": event.kind,
                         "time": event.time,
-                        "payload": event.model_dump(mode="json"),
+                        # Through JSON text so NaN losses become "NaN" (see events.py).
+                        "payload": json.loads(event.model_dump_json()),
                     }
                     for event in events
                 ]
