@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "METRIC_FIELDS",
     "CheckpointEvent",
     "CostEvent",
     "Event",
@@ -73,6 +74,12 @@ class MetricEvent(_Event):
     train_token_accuracy: float | None = Field(default=None, ge=0, le=1)
     valid_token_accuracy: float | None = Field(default=None, ge=0, le=1)
     learning_rate: float | None = Field(default=None, ge=0)
+
+
+METRIC_FIELDS: tuple[str, ...] = tuple(
+    name for name in MetricEvent.model_fields if name not in {"id", "time", "kind"}
+)
+"""What a metric event measures, in order: step, total_steps, epoch, losses, accuracies..."""
 
 
 class CheckpointEvent(_Event):

@@ -220,7 +220,7 @@ def runs(
     from rich.table import Table
 
     from tunefleet.cli.render import out
-    from tunefleet.cli.runview import _state
+    from tunefleet.cli.runview import state_label
     from tunefleet.run import run_progress
 
     journal = _journal(ctx)
@@ -235,7 +235,7 @@ def runs(
     for column in ("run", "created", "by", "targets"):
         grid.add_column(column)
     for p in progresses:
-        states = ", ".join(f"{t.name} {_state(t)}" for t in p.targets)
+        states = ", ".join(f"{t.name} {state_label(t)}" for t in p.targets)
         grid.add_row(
             escape(p.id),
             p.created_at.strftime("%Y-%m-%d %H:%M"),

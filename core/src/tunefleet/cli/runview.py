@@ -41,7 +41,8 @@ def _loss(value: float | None) -> str:
     return "" if value is None else f"{value:.4f}"
 
 
-def _state(target: TargetProgress) -> str:
+def state_label(target: TargetProgress) -> str:
+    """The word for where a target stands: its job's state, or the engine's phase."""
     if target.phase == "done":
         return target.state or "done"
     if target.phase == "watching":
@@ -70,7 +71,7 @@ def table(progress: RunProgress) -> Table:
         grid.add_row(
             escape(t.name),
             escape(t.provider + (f" {t.region}" if t.region else "")),
-            escape(_state(t)),
+            escape(state_label(t)),
             _step(t),
             _loss(t.train_loss),
             _loss(t.valid_loss),
@@ -83,7 +84,7 @@ def table(progress: RunProgress) -> Table:
 
 def line(target: TargetProgress) -> str:
     """One line that says where a target stands."""
-    parts = [f"{target.name}: {_state(target)}"]
+    parts = [f"{target.name}: {state_label(target)}"]
     if target.step is not None:
         parts.append(f"step {_step(target)}")
     if target.train_loss is not None:
@@ -138,30 +139,11 @@ def follow(journal: Journal, run: Run, handle: DriveHandle, *, live: bool) -> No
 
 def event_line(target: str, event: Event) -> str:
     """One event as a log line: time, target, what happened."""
-    p: dict[str, Any] = event.payload
+    from tunefleet.run.progress import describe_event
+
+    payload: dict[str, Any] = event.payload
+    prefix = {"status": "status ", "checkpoint": "checkpoint at ", "cost": "cost "}.get(
+        event.kind, f"[{payload.get('level', 'info')}] " if event.kind == "log" else ""
+    )
     stamp = event.time.strftime("%Y-%m-%dT%H:%M:%SZ")
-    kind = event.kind
-    if kind == "status":
-        text = f"status {p['state']}" + (f": {p['message']}" if p.get("message") else "")
-    elif kind == "metric":
-        step = f"{p['step']}/{p['total_steps']}" if p.get("total_steps") else str(p["step"])
-        fields = [
-            f"{name}={float(p[name]):.6g}"
-            for name in (
-                "epoch",
-                "train_loss",
-                "valid_loss",
-                "train_token_accuracy",
-                "valid_token_accuracy",
-                "learning_rate",
-            )
-            if p.get(name) is not None
-        ]
-        text = f"step {step} " + " ".join(fields)
-    elif kind == "checkpoint":
-        text = f"checkpoint at step {p['step']}: {p['uri']}"
-    elif kind == "cost":
-        text = f"cost {p['amount']:.4f} {p['currency']} ({p['basis']})"
-    else:
-        text = f"[{p.get('level', 'info')}] {p.get('message', '')}"
-    return f"{stamp} {target} {text}"
+    return f"{stamp} {target} {prefix}{describe_event(payload)}"

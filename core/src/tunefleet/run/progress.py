@@ -8,11 +8,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from tunefleet.errors import RunFailedError
+from tunefleet.events import METRIC_FIELDS
 from tunefleet.provider import Plan
 from tunefleet.state.journal import Journal
 from tunefleet.state.models import Run, RunTarget
 
-__all__ = ["RunProgress", "TargetProgress", "run_progress", "target_progress"]
+__all__ = ["RunProgress", "TargetProgress", "describe_event", "run_progress", "target_progress"]
 
 
 class TargetProgress(BaseModel):
@@ -68,10 +69,6 @@ class RunProgress(BaseModel):
     created_by: str
     spec_source: str
     targets: list[TargetProgress]
-
-    @property
-    def finished(self) -> bool:
-        return all(t.finished or t.phase == "error" for t in self.targets)
 
     def raise_for_outcome(self) -> None:
         """Raise RunFailedError naming each target that stopped or did not succeed."""
@@ -134,3 +131,26 @@ def run_progress(journal: Journal, run: Run) -> RunProgress:
         spec_source=run.spec_source,
         targets=[target_progress(journal, row) for row in journal.targets(run.id)],
     )
+
+
+def describe_event(payload: dict[str, Any]) -> str:
+    """A stored event in words, without its kind: `running: job started`,
+    `step 3: s3://...`, `0.0500 USD (5 steps x $0.01)`, `step 3/5 train_loss=0.62 ...`."""
+    kind = payload["kind"]
+    if kind == "status":
+        state = str(payload["state"])
+        return state + (f": {payload['message']}" if payload.get("message") else "")
+    if kind == "checkpoint":
+        return f"step {payload['step']}: {payload['uri']}"
+    if kind == "cost":
+        return f"{payload['amount']:.4f} {payload['currency']} ({payload['basis']})"
+    if kind == "metric":
+        total = payload.get("total_steps")
+        step = f"{payload['step']}/{total}" if total else str(payload["step"])
+        values = [
+            f"{name}={float(payload[name]):.6g}"
+            for name in METRIC_FIELDS
+            if name not in ("step", "total_steps") and payload.get(name) is not None
+        ]
+        return f"step {step} " + " ".join(values)
+    return str(payload.get("message", ""))

@@ -18,7 +18,7 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup, escape
 
-from tunefleet.run.progress import run_progress
+from tunefleet.run.progress import describe_event, run_progress
 from tunefleet.state.journal import Journal
 from tunefleet.state.models import Run
 
@@ -150,7 +150,9 @@ def render_report(journal: Journal, run: Run) -> str:
             if event.kind in ("status", "checkpoint", "cost") or (
                 event.kind == "log" and event.payload.get("level") in ("warning", "error")
             ):
-                timeline.append((event.time, target.name, event.kind, _describe(event.payload)))
+                timeline.append(
+                    (event.time, target.name, event.kind, describe_event(event.payload))
+                )
     timeline.sort(key=lambda item: item[0])
     template = Environment(autoescape=True, undefined=StrictUndefined).from_string(
         files("tunefleet.run").joinpath("report.html.j2").read_text(encoding="utf-8")
@@ -166,18 +168,6 @@ def render_report(journal: Journal, run: Run) -> str:
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
     )
     return html
-
-
-def _describe(payload: dict[str, Any]) -> str:
-    kind = payload["kind"]
-    if kind == "status":
-        state = str(payload["state"])
-        return state + (f": {payload['message']}" if payload.get("message") else "")
-    if kind == "checkpoint":
-        return f"step {payload['step']}: {payload['uri']}"
-    if kind == "cost":
-        return f"{payload['amount']:.4f} {payload['currency']} ({payload['basis']})"
-    return str(payload.get("message", ""))
 
 
 def write_report(journal: Journal, run: Run, path: Path) -> Path:

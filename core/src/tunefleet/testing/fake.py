@@ -386,34 +386,20 @@ class FakeProvider:
         def add(event: BaseModel) -> None:
             events.append(event.model_dump(mode="json"))
 
+        def move_to(new_state: JobState, message: str) -> None:
+            data["state"] = new_state.value
+            events.append(self._status_event(len(events), new_state, message))
+
         if state == JobState.STOPPING:
-            data["state"] = "cancelled"
-            add(
-                StatusEvent(
-                    id=f"e{len(events)}", time=now, state=JobState.CANCELLED, message="cancelled"
-                )
-            )
+            move_to(JobState.CANCELLED, "cancelled")
             return
         if state == JobState.QUEUED:
-            data["state"] = "running"
-            add(
-                StatusEvent(
-                    id=f"e{len(events)}", time=now, state=JobState.RUNNING, message="running"
-                )
-            )
+            move_to(JobState.RUNNING, "running")
             return
         step = data["step"] + 1
         data["step"] = step
         if data["fail_at_step"] == step:
-            data["state"] = "failed"
-            add(
-                StatusEvent(
-                    id=f"e{len(events)}",
-                    time=now,
-                    state=JobState.FAILED,
-                    message=f"diverged at step {step}",
-                )
-            )
+            move_to(JobState.FAILED, f"diverged at step {step}")
             return
         loss = round(2.5 / (1 + step), 4)
         add(
@@ -439,7 +425,6 @@ class FakeProvider:
                 )
             )
         if step >= data["steps"]:
-            data["state"] = "succeeded"
             add(
                 CostEvent(
                     id=f"e{len(events)}",
@@ -448,11 +433,7 @@ class FakeProvider:
                     basis=f"{step} steps x $0.01",
                 )
             )
-            add(
-                StatusEvent(
-                    id=f"e{len(events)}", time=now, state=JobState.SUCCEEDED, message="succeeded"
-                )
-            )
+            move_to(JobState.SUCCEEDED, "succeeded")
 
     def _job_options(self, job: JobRef) -> Mapping[str, Any]:
         path = self._job_path(job)

@@ -17,27 +17,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from tunefleet.events import MetricEvent
+from tunefleet.events import METRIC_FIELDS, MetricEvent
 
 __all__ = ["METRIC_PREFIX", "format_metric_line", "parse_metric_line"]
 
 METRIC_PREFIX = "tunefleet.metric "
 
-_FIELDS = (
-    "step",
-    "total_steps",
-    "epoch",
-    "train_loss",
-    "valid_loss",
-    "train_token_accuracy",
-    "valid_token_accuracy",
-    "learning_rate",
-)
-
 
 def format_metric_line(*, step: int, **values: float | int | None) -> str:
     """The line for one logging step; ``values`` are MetricEvent's fields (None omitted)."""
-    unknown = set(values) - set(_FIELDS)
+    unknown = set(values) - set(METRIC_FIELDS)
     if unknown:
         raise TypeError(f"unknown metric fields: {', '.join(sorted(unknown))}")
     body: dict[str, Any] = {"step": step}
@@ -62,7 +51,7 @@ def parse_metric_line(line: str, *, event_id: str, time: datetime) -> MetricEven
         return None
     if not isinstance(body, dict):
         return None
-    known = {key: body[key] for key in _FIELDS if key in body}
+    known = {key: body[key] for key in METRIC_FIELDS if key in body}
     try:
         return MetricEvent(id=event_id, time=time, **known)
     except ValidationError:
