@@ -10,9 +10,11 @@ masked, always.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
+import tenacity
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
@@ -93,7 +95,17 @@ def _configure_sqlite(engine: Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        # Switching a new file to WAL needs an exclusive lock. While another process is
+        # creating the same journal, SQLite answers "locked" at once instead of waiting
+        # (it never waits where waiting could deadlock), so the switch is retried here.
+        for attempt in tenacity.Retrying(
+            retry=tenacity.retry_if_exception(_is_locked),
+            stop=tenacity.stop_after_delay(_BUSY_TIMEOUT_MS / 1000),
+            wait=tenacity.wait_random(0.01, 0.1),
+            reraise=True,
+        ):
+            with attempt:
+                cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
@@ -101,6 +113,10 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Connection) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _is_locked(exc: BaseException) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
 
 
 def _migrate(engine: Engine) -> None:
