@@ -25,6 +25,10 @@ secret: messages name keys and locations, never values that could be credentials
     ├── PlanError                         a target's plan has             exit 1
     │                                     requirements its provider
     │                                     cannot honour (each with reason)
+    ├── TrainerError                      the trainer cannot run this     exit 2
+    │                                     config (no GPU for QLoRA, base
+    │                                     model not found offline, bad
+    │                                     data or config)
     ├── RunFailedError                    a run's job failed or was       exit 1
     │                                     cancelled; exit 3 when a step
     │                                     stopped on a provider error
@@ -67,6 +71,7 @@ __all__ = [
     "SpecIssue",
     "StateError",
     "TokenizerError",
+    "TrainerError",
     "TransientProviderError",
     "TunefleetError",
     "UsageError",
@@ -203,6 +208,12 @@ class PlanError(TunefleetError):
             for requirement, reason in items
         ]
         super().__init__("\n".join(lines))
+
+
+class TrainerError(TunefleetError):
+    """The trainer cannot run as configured: it says what to change (and needs no traceback)."""
+
+    exit_code = 2
 
 
 class RunFailedError(TunefleetError):

@@ -15,6 +15,7 @@ The life of a target, as the engine drives it::
     status / events / cancel  watch and control it
     artifacts(job)            what it produced
     deploy / shift_traffic / delete_endpoint   serve the result
+    invoke(endpoint, ChatRequest)              ask the served model
 
 Every value crossing this boundary is a pydantic model that serializes to JSON, so the
 journal can store it and a later process can pick the run up where a crashed one left it.
@@ -36,6 +37,8 @@ from tunefleet.spec import Adapter, Method, RunSpec, TargetSpec
 __all__ = [
     "ArtifactRef",
     "Capabilities",
+    "ChatReply",
+    "ChatRequest",
     "CostEstimate",
     "DatasetFacts",
     "DatasetRef",
@@ -205,6 +208,28 @@ class EndpointRef(_Frozen):
     name: str
     region: str | None = None
     url: str | None = None
+    id: str | None = None
+    """The provider's own id for it (an ARN, a resource path), where it has one."""
+
+
+class ChatRequest(_Frozen):
+    """A chat request to a served model, in OpenAI's chat terms."""
+
+    messages: list[dict[str, Any]] = Field(min_length=1)
+    """``{"role": ..., "content": ...}`` messages, oldest first."""
+    max_tokens: int = Field(default=256, ge=1, le=65536)
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    """0 decodes greedily (repeatable answers, for evaluation)."""
+
+
+class ChatReply(_Frozen):
+    """What a served model answered."""
+
+    text: str
+    finish_reason: str | None = None
+    """``stop`` when the model ended its turn, ``length`` when max_tokens cut it off."""
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
 
 
 @runtime_checkable
@@ -281,4 +306,8 @@ class Provider(Protocol):
 
     def delete_endpoint(self, endpoint: EndpointRef) -> None:
         """Delete the endpoint and what only it used. Deleting a missing one is a no-op."""
+        ...
+
+    def invoke(self, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
+        """Ask the model behind ``endpoint``; ProviderError when it is gone or fails."""
         ...

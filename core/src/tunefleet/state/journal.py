@@ -19,13 +19,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, Result, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from tunefleet._processes import is_alive
 from tunefleet.errors import LeaseLostError, RunNotFoundError, UsageError
 from tunefleet.events import Event as EventModel
 from tunefleet.state import audit
@@ -85,17 +85,7 @@ class Owner:
         """True when this owner is a process on this host that no longer runs."""
         if self.host != socket.gethostname():
             return False  # cannot tell; its lease expires with its heartbeat
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        stat = Path(f"/proc/{self.pid}/stat")
-        try:  # a killed child its parent has not reaped yet is a zombie: gone
-            return stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
-        except (OSError, IndexError):
-            return False
+        return not is_alive(self.pid)
 
 
 def open_journal(url: str | None = None) -> Journal:

@@ -30,7 +30,15 @@ from tunefleet.events import JobState, MetricEvent, StatusEvent
 from tunefleet.names import PROVIDER_NAME_PATTERN
 from tunefleet.planning import plan_run
 from tunefleet.plugins import Registry
-from tunefleet.provider import ArtifactRef, Capabilities, DatasetRef, JobRef, Plan, Provider
+from tunefleet.provider import (
+    ArtifactRef,
+    Capabilities,
+    ChatRequest,
+    DatasetRef,
+    JobRef,
+    Plan,
+    Provider,
+)
 from tunefleet.spec import RunSpec
 
 __all__ = ["ConformanceHarness", "ProviderConformance"]
@@ -183,6 +191,10 @@ class ProviderConformance:
         assert self._wait(harness, job) == JobState.SUCCEEDED
         endpoint = provider.deploy(plan, provider.artifacts(job)[0], "conformance-endpoint")
         assert endpoint.provider == provider.name
+        reply = provider.invoke(
+            endpoint, ChatRequest(messages=[{"role": "user", "content": "Hello?"}], max_tokens=8)
+        )
+        assert isinstance(reply.text, str), "a served model answers a chat request"
         provider.delete_endpoint(endpoint)
         provider.delete_endpoint(endpoint)  # deleting a missing endpoint is a no-op
 

@@ -46,6 +46,8 @@ from tunefleet.hookspecs import hookimpl
 from tunefleet.provider import (
     ArtifactRef,
     Capabilities,
+    ChatReply,
+    ChatRequest,
     CostEstimate,
     DatasetRef,
     EndpointRef,
@@ -515,6 +517,14 @@ class FakeProvider:
         if endpoint.url:
             Path(endpoint.url.removeprefix("fake://")).unlink(missing_ok=True)
 
+    def invoke(self, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
+        path = Path(str(endpoint.url).removeprefix("fake://"))
+        if not path.exists():
+            raise ProviderError(self.name, f"no endpoint {endpoint.name}")
+        question = str(request.messages[-1].get("content", ""))
+        # Deterministic, so tests can assert on it: the model "answers" by echoing.
+        return ChatReply(text=f"fake answer to: {question}", finish_reason="stop")
+
 
 class FakeHostedProvider(FakeProvider):
     """Like a hosted fine-tuning API: no regions, no network or key control, no endpoints."""
@@ -529,6 +539,9 @@ class FakeHostedProvider(FakeProvider):
         raise CapabilityError(self.name, "this provider cannot split traffic")
 
     def delete_endpoint(self, endpoint: EndpointRef) -> None:
+        raise CapabilityError(self.name, "this provider has no endpoints")
+
+    def invoke(self, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
         raise CapabilityError(self.name, "this provider has no endpoints")
 
 
