@@ -1,16 +1,28 @@
 #!/usr/bin/env bash
-# Creates .venv (if missing) and installs tunefleet, its first-party providers and, with
-# --dev, the test and lint tools. Safe to run again: it only brings the venv up to date.
+# Creates .venv (if missing) and installs tunefleet and its first-party providers.
+#   --train  also the trainer's stack (torch, transformers, peft, TRL): tunefleet[train]
+#   --dev    the trainer's stack and the test and lint tools (what CI needs)
+# Safe to run again: it only brings the venv up to date.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python="${PYTHON:-python3}"
+# torch is installed first, pinned: an unpinned torch (or a range admitting a newer
+# release) pulls the newest CUDA build, several GB. Set TORCH_SPEC for another build.
+torch_spec="${TORCH_SPEC:-torch==2.13.0}"
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # pip >= 25.1 reads PEP 735 dependency groups (--group) from the root pyproject.toml.
-.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade "pip>=25.1"
+"${pip[@]}" --upgrade "pip>=25.1"
 packages=(-e core -e providers/local)
-if [ "${1:-}" = "--dev" ]; then
-    packages+=(--group dev)
+case "${1:-}" in
+    --dev) packages=(-e "core[train]" -e providers/local --group dev) ;;
+    --train) packages=(-e "core[train]" -e providers/local) ;;
+    "") ;;
+    *) echo "usage: scripts/setup.sh [--train|--dev]" >&2; exit 2 ;;
+esac
+if [ "${1:-}" = "--dev" ] || [ "${1:-}" = "--train" ]; then
+    "${pip[@]}" "$torch_spec"
 fi
-.venv/bin/python -m pip install --quiet --disable-pip-version-check "${packages[@]}"
+"${pip[@]}" "${packages[@]}"

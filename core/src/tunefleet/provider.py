@@ -191,6 +191,9 @@ class JobStatus(_Frozen):
     checked_at: datetime
     trained_tokens: int | None = None
     billable_seconds: int | None = None
+    poll_after: float | None = Field(default=None, ge=0)
+    """Seconds until a new status is worth asking for, where the provider knows better than
+    the engine's default (a local job's files cost nothing to read)."""
 
 
 class ArtifactRef(_Frozen):

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tunefleet.cli import run_commands
+from tunefleet.cli import run_commands, serve_commands
 
 app = typer.Typer(
     name="tunefleet",
@@ -183,3 +183,4 @@ def plan(
 
 
 run_commands.register(app)
+serve_commands.register(app)

@@ -565,6 +565,8 @@ class _TargetDriver:
         else:
             row = self._update(**changes)
         if not status.state.terminal:
+            if status.poll_after is not None:
+                return min(float(status.poll_after), self.settings.poll_interval)
             return self.settings.poll_interval
         _failpoints.reached("after-terminal")
         if status.state == JobState.SUCCEEDED:

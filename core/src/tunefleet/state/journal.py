@@ -402,7 +402,20 @@ class Journal:
                     Resource.run_target_id == target_id, Resource.kind == kind, Resource.key == key
                 )
             ).scalar_one_or_none()
-            if existing is not None:
+            if existing is not None and existing.status != "deleted":
+                return existing
+            if existing is not None:  # created again after a deletion: a new intent
+                existing.status, existing.confirmed_at = "intent", None
+                existing.detail = dict(detail or {})
+                self._audit(
+                    session,
+                    "resource.intent",
+                    row.run_id,
+                    row.name,
+                    kind=kind,
+                    key=key,
+                    **(detail or {}),
+                )
                 return existing
             resource = Resource(
                 run_target_id=target_id,
@@ -453,6 +466,24 @@ class Journal:
                 key=resource.key,
                 native_id=native_id,
                 how=how,
+            )
+            return resource
+
+    def mark_deleted(self, resource_id: int, owner: Owner) -> Resource:
+        """Record that the provider deleted the resource."""
+        with self._tx() as session:
+            resource = session.get(Resource, resource_id, with_for_update=True)
+            assert resource is not None
+            row = self._owned(session, resource.run_target_id, owner)
+            resource.status = "deleted"
+            self._audit(
+                session,
+                "resource.deleted",
+                row.run_id,
+                row.name,
+                kind=resource.kind,
+                key=resource.key,
+                native_id=resource.native_id,
             )
             return resource
 

@@ -68,5 +68,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def entry() -> None:
+    """The ``tunefleet-train`` console script."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

@@ -65,6 +65,8 @@ from tunefleet_local.jobs import JobFiles, write_json
 
 DEFAULT_EPOCHS = 3
 PAGE_SIZE = 500
+POLL_AFTER = 1.0
+"""Seconds between status reads: the job's files are on this disk."""
 SERVER_START_TIMEOUT = 180.0
 TRAIN_EXTRA = ("torch", "transformers", "peft", "trl", "datasets")
 # Run keys name job directories: letters, digits, dot, dash, underscore; no path tricks.
@@ -77,7 +79,8 @@ class LocalOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     workdir: str | None = None
-    """Where runs keep staged data, checkpoints and models (default: the user data dir)."""
+    """Where runs keep staged data, checkpoints and models (default: $TUNEFLEET_LOCAL_WORKDIR,
+    else the user data dir)."""
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     """Where to train: auto picks a GPU when there is one."""
     max_concurrent_jobs: int = Field(default=1, ge=1, le=64)
@@ -90,8 +93,16 @@ class LocalOptions(BaseModel):
     """Steps between checkpoints (besides one per epoch)."""
 
 
+WORKDIR_ENV = "TUNEFLEET_LOCAL_WORKDIR"
+
+
 def _workdir(options: Mapping[str, Any]) -> Path:
-    root = options.get("workdir") or os.path.join(user_data_dir("tunefleet"), "local")
+    """options.workdir, else $TUNEFLEET_LOCAL_WORKDIR, else <user data dir>/local."""
+    root = (
+        options.get("workdir")
+        or os.environ.get(WORKDIR_ENV)
+        or os.path.join(user_data_dir("tunefleet"), "local")
+    )
     path = Path(root).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -372,7 +383,9 @@ class LocalProvider:
 
     def status(self, job: JobRef) -> JobStatus:
         state, message = self._state(self._files(job))
-        return JobStatus(state=state, message=message, checked_at=datetime.now(UTC))
+        return JobStatus(
+            state=state, message=message, checked_at=datetime.now(UTC), poll_after=POLL_AFTER
+        )
 
     def events(self, job: JobRef, cursor: str | None) -> EventPage:
         files = self._files(job)

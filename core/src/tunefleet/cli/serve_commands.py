@@ -1,0 +1,78 @@
+"""Commands that serve a run's model: deploy, invoke, undeploy."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from tunefleet.cli.run_commands import JsonOpt, RunArg, TargetOpt, _journal
+
+
+def deploy(
+    ctx: typer.Context,
+    run_ref: RunArg,
+    target: TargetOpt = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Endpoint name (default: the spec's endpoint.name, else the run name)."),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Serve the model a run trained behind an endpoint (OpenAI-compatible for local)."""
+    from tunefleet.plugins import default_registry
+    from tunefleet.run import serving
+
+    with _journal(ctx) as journal:
+        run = journal.run(run_ref)
+        endpoint = serving.deploy(journal, default_registry(), run, target=target, name=name)
+    if as_json:
+        print(endpoint.model_dump_json(indent=2))
+    else:
+        print(f"endpoint {endpoint.name} serves run {run.id} at {endpoint.url}")
+
+
+def invoke(
+    ctx: typer.Context,
+    run_ref: RunArg,
+    message: Annotated[str, typer.Argument(help="What the user asks.")],
+    system: Annotated[str | None, typer.Option(help="A system message to send first.")] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, max=65536)] = 256,
+    temperature: Annotated[float, typer.Option(min=0.0, max=2.0, help="0 answers greedily.")] = 0.0,
+    target: TargetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask the model serving a run; prints its answer."""
+    from tunefleet.plugins import default_registry
+    from tunefleet.provider import ChatRequest
+    from tunefleet.run import serving
+
+    messages = [{"role": "system", "content": system}] if system else []
+    messages.append({"role": "user", "content": message})
+    request = ChatRequest(messages=messages, max_tokens=max_tokens, temperature=temperature)
+    with _journal(ctx) as journal:
+        run = journal.run(run_ref)
+        reply = serving.invoke(journal, default_registry(), run, request, target=target)
+    if as_json:
+        print(json.dumps(reply.model_dump(mode="json"), indent=2))
+    else:
+        print(reply.text)
+
+
+def undeploy(ctx: typer.Context, run_ref: RunArg, target: TargetOpt = None) -> None:
+    """Delete the endpoint serving a run."""
+    from tunefleet.plugins import default_registry
+    from tunefleet.run import serving
+
+    with _journal(ctx) as journal:
+        run = journal.run(run_ref)
+        endpoint = serving.undeploy(journal, default_registry(), run, target=target)
+    print(f"endpoint {endpoint.name} deleted")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to the CLI."""
+    app.command()(deploy)
+    app.command()(invoke)
+    app.command()(undeploy)

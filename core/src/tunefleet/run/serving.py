@@ -1,0 +1,148 @@
+"""Serving a run's model: deploy, invoke and undeploy, journalled and audited like jobs.
+
+An endpoint is a resource of the target whose model it serves (kind ``endpoint``, keyed
+by its name): its intent is written before the provider's deploy call and confirmed after,
+under the target's lease, so two processes never deploy one target at once and the audit
+log shows who served what, when.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from tunefleet.errors import StateError, UsageError
+from tunefleet.names import NAME_PATTERN
+from tunefleet.plugins import Registry
+from tunefleet.provider import ArtifactRef, ChatReply, ChatRequest, EndpointRef, Plan
+from tunefleet.state import Journal
+from tunefleet.state.journal import Owner
+from tunefleet.state.models import Resource, Run, RunTarget
+
+__all__ = ["deploy", "endpoint_of", "invoke", "undeploy"]
+
+SERVABLE = ("merged_model", "adapter", "hosted_model")
+
+
+def _target(journal: Journal, run: Run, name: str | None) -> RunTarget:
+    rows = journal.targets(run.id)
+    if name is not None:
+        rows = [row for row in rows if row.name == name]
+        if not rows:
+            raise UsageError(f"run {run.id} has no target {name!r}")
+    succeeded = [row for row in rows if row.state == "succeeded"]
+    if not succeeded:
+        raise StateError(f"run {run.id} has no succeeded target to serve")
+    if len(succeeded) > 1:
+        names = ", ".join(row.name for row in succeeded)
+        raise UsageError(
+            f"run {run.id} has several succeeded targets ({names}); pick one with --target"
+        )
+    return succeeded[0]
+
+
+@contextmanager
+def _lease(journal: Journal, row: RunTarget) -> Iterator[Owner]:
+    owner = Owner.here()
+    if not journal.acquire(row.id, owner):
+        raise StateError(
+            f"target {row.name} of run {row.run_id} is busy in another process; try again later"
+        )
+    try:
+        yield owner
+    finally:
+        journal.release(row.id, owner)
+
+
+def _endpoint_name(run: Run, name: str | None) -> str:
+    endpoint = (run.spec.get("endpoint") or {}) if isinstance(run.spec, dict) else {}
+    chosen = name or endpoint.get("name") or run.name
+    if not re.fullmatch(NAME_PATTERN, chosen):
+        raise UsageError(
+            f"endpoint name {chosen!r}: use 1 to 40 lowercase letters, digits and hyphens"
+        )
+    return str(chosen)
+
+
+def deploy(
+    journal: Journal,
+    registry: Registry,
+    run: Run,
+    *,
+    target: str | None = None,
+    name: str | None = None,
+) -> EndpointRef:
+    """Serve the model of ``run``'s succeeded target behind an endpoint; return it."""
+    row = _target(journal, run, target)
+    models = [a for a in journal.artifacts(row.id) if a.kind in SERVABLE]
+    if not models:
+        raise StateError(f"target {row.name} of run {run.id} recorded no model to serve")
+    artifact = ArtifactRef(kind=models[0].kind, uri=models[0].uri)
+    endpoint_name = _endpoint_name(run, name)
+    provider = registry.provider(row.provider)
+    with _lease(journal, row) as owner:
+        resource = journal.intend(
+            row.id,
+            owner,
+            kind="endpoint",
+            key=endpoint_name,
+            provider=row.provider,
+            detail={"artifact": artifact.uri},
+        )
+        endpoint = provider.deploy(Plan.model_validate(row.plan), artifact, endpoint_name)
+        journal.confirm(
+            resource.id,
+            owner,
+            native_id=endpoint.id,
+            uri=endpoint.url,
+            detail={"endpoint": endpoint.model_dump(mode="json")},
+        )
+    return endpoint
+
+
+def _endpoint_resource(
+    journal: Journal, run: Run, target: str | None
+) -> tuple[RunTarget, Resource]:
+    rows = [row for row in journal.targets(run.id) if target is None or row.name == target]
+    found = [
+        (row, resource)
+        for row in rows
+        for resource in journal.resources(row.id, "endpoint")
+        if resource.status == "confirmed"
+    ]
+    if not found:
+        raise StateError(f"run {run.id} has no endpoint; `tunefleet deploy {run.id}` creates one")
+    return found[-1]
+
+
+def endpoint_of(journal: Journal, run: Run, *, target: str | None = None) -> EndpointRef:
+    """The endpoint serving ``run`` (the newest, if its targets have several)."""
+    _, resource = _endpoint_resource(journal, run, target)
+    return EndpointRef.model_validate(resource.detail["endpoint"])
+
+
+def invoke(
+    journal: Journal,
+    registry: Registry,
+    run: Run,
+    request: ChatRequest,
+    *,
+    target: str | None = None,
+) -> ChatReply:
+    """Ask the model serving ``run``."""
+    row, resource = _endpoint_resource(journal, run, target)
+    endpoint = EndpointRef.model_validate(resource.detail["endpoint"])
+    return registry.provider(row.provider).invoke(endpoint, request)
+
+
+def undeploy(
+    journal: Journal, registry: Registry, run: Run, *, target: str | None = None
+) -> EndpointRef:
+    """Delete the endpoint serving ``run`` and record that it is gone."""
+    row, resource = _endpoint_resource(journal, run, target)
+    endpoint = EndpointRef.model_validate(resource.detail["endpoint"])
+    with _lease(journal, row) as owner:
+        registry.provider(row.provider).delete_endpoint(endpoint)
+        journal.mark_deleted(resource.id, owner)
+    return endpoint
