@@ -181,19 +181,34 @@ class ChatEncoder:
                     "later turns follow, so assistant turns cannot be located for the loss "
                     "mask; use a model whose template is prefix-stable"
                 )
-            spans.append((len(before), len(through)))
+            # Whitespace the template writes after the end-of-turn token is layout the model
+            # never generates (it stops at the token), so it is not trained on.
+            spans.append((len(before), len(through.rstrip())))
         return text, spans
 
     def encode(self, example: dict[str, Any]) -> EncodedExample:
-        """Token ids and labels, truncated to the maximum length (keeping the start)."""
+        """Token ids and labels, truncated to the maximum length (keeping the start).
+
+        The trained spans and the text between them are tokenized separately, as a prompt
+        and its answer are at inference: a token merged across the boundary (a header's
+        newline with the answer's first letter) would teach the model a token sequence it
+        never sees when it answers.
+        """
         text, spans = self.assistant_spans(example)
-        encoded = self._tokenizer(
-            text, add_special_tokens=False, return_offsets_mapping=True, truncation=False
+        segments: list[tuple[str, bool]] = []
+        position = 0
+        for start, end in spans:
+            segments += [(text[position:start], False), (text[start:end], True)]
+            position = end
+        segments.append((text[position:], False))
+        input_ids: list[int] = []
+        labels: list[int] = []
+        for segment, trained in segments:
+            if not segment:
+                continue
+            ids = list(self._tokenizer(segment, add_special_tokens=False)["input_ids"])
+            input_ids += ids
+            labels += ids if trained else [IGNORE_INDEX] * len(ids)
+        return EncodedExample(
+            input_ids=input_ids[: self._max_length], labels=labels[: self._max_length]
         )
-        input_ids: list[int] = list(encoded["input_ids"])[: self._max_length]
-        offsets: list[tuple[int, int]] = list(encoded["offset_mapping"])
-        labels = [
-            token if any(start <= offsets[i][0] < end for start, end in spans) else IGNORE_INDEX
-            for i, token in enumerate(input_ids)
-        ]
-        return EncodedExample(input_ids=input_ids, labels=labels)
