@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tunefleet.errors import CapabilityError
 from tunefleet.planning import plan_run
 from tunefleet.plugins import discover
 from tunefleet.spec import parse_spec
@@ -28,11 +27,10 @@ def test_starter_plans_the_trainer_on_this_machine(project: Path) -> None:
     run_plan = plan_run(load(project), registry=discover())
     (plan,) = run_plan.plans
     assert plan.ok and plan.provider == "local"
-    (request,) = plan.requests
-    assert request.operation == "RunTrainer"
-    assert request.body["adapter"] == "lora"
-    assert request.body["datasets"]["train"] == str(project / "data" / "train.jsonl")
-    assert request.body["hyperparameters"]["lora"] == {"rank": 8, "alpha": 16.0, "dropout": 0.05}
+    assert [r.operation for r in plan.requests] == ["CopyDataset", "CopyDataset", "RunTrainer"]
+    config = plan.requests[-1].body["config"]
+    assert config["adapter"] == "lora" and config["base_model"] == "Qwen/Qwen2.5-0.5B-Instruct"
+    assert config["hyperparameters"]["lora"] == {"rank": 8, "alpha": 16.0, "dropout": 0.05}
     assert plan.cost is not None and plan.cost.amount == 0
     assert plan.epochs == 3
 
@@ -55,8 +53,22 @@ def test_what_this_machine_cannot_do_fails_the_plan(project: Path) -> None:
     }
 
 
-def test_running_says_it_needs_the_trainer(project: Path) -> None:
-    registry = discover()
-    (plan,) = plan_run(load(project), registry=registry).plans
-    with pytest.raises(CapabilityError, match="needs the trainer"):
-        registry.provider("local").submit(plan, {}, "run-key")
+def test_qlora_on_a_machine_without_a_cuda_gpu_fails_the_plan(project: Path) -> None:
+    text = (project / "tunefleet.yaml").read_text().replace("adapter: lora", "adapter: qlora")
+    target = "  - provider: local\n    options: {device: cpu}\n"
+    spec = parse_spec(text.replace("  - provider: local\n", target), base_dir=project)
+    (plan,) = plan_run(spec, registry=discover()).plans
+    assert [(u.requirement, u.reason.split(";")[0]) for u in plan.unmet] == [
+        ("method.adapter", "qlora trains a 4-bit model and needs a CUDA GPU and bitsandbytes")
+    ]
+
+
+def test_a_local_model_directory_next_to_the_spec_is_resolved(project: Path) -> None:
+    (project / "models" / "base").mkdir(parents=True)
+    text = (project / "tunefleet.yaml").read_text()
+    spec = parse_spec(
+        text.replace("base_model: Qwen/Qwen2.5-0.5B-Instruct", "base_model: models/base"),
+        base_dir=project,
+    )
+    (plan,) = plan_run(spec, registry=discover()).plans
+    assert plan.requests[-1].body["config"]["base_model"] == str(project / "models" / "base")

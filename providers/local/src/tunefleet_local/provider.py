@@ -174,20 +174,6 @@ class LocalProvider:
                     "this machine has no CUDA GPU (use adapter lora)",
                 )
             )
-        if target.compute.instance_count > 1:
-            unmet.append(
-                Unmet(
-                    requirement="targets[].compute.instance_count",
-                    reason="the local provider trains on this one machine",
-                )
-            )
-        if target.compute.instance_type:
-            unmet.append(
-                Unmet(
-                    requirement="targets[].compute.instance_type",
-                    reason="the local provider trains on this machine; it has no machine types",
-                )
-            )
         base_model = spec.base_model
         local_base = spec.resolve_location(base_model)
         if not base_model.startswith("scratch:") and Path(local_base).is_dir():
@@ -217,8 +203,6 @@ class LocalProvider:
         notes = []
         if spec.placement.tags:
             notes.append("tags are recorded in the journal; local files carry none")
-        if target.compute.spot:
-            notes.append("compute.spot has no meaning on this machine")
         return Plan(
             target=target.key,
             provider=self.name,

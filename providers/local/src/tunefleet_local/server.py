@@ -158,7 +158,6 @@ class _Handler(BaseHTTPRequestHandler):
                 "object": "chat.completion",
                 "created": int(time.time()),
                 "model": self.model.name,
-                "system_fingerprint": None,
                 "choices": [
                     {
                         "index": 0,

@@ -1,0 +1,40 @@
+"""The local provider passes the provider conformance suite, training for real."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tunefleet.plugins import discover
+from tunefleet.spec import parse_spec
+from tunefleet.testing.conformance import ConformanceHarness, ProviderConformance
+
+DATA = Path(__file__).parents[3] / "examples" / "quickstart" / "data"
+
+SPEC = """
+version: 1
+name: conformance-local
+base_model: "scratch:tiny"
+dataset: {train: %(train)s}
+method: {type: supervised, adapter: full}
+hyperparameters: {epochs: 1, batch_size: 16, learning_rate: 0.003, seed: 5, max_seq_length: 96}
+targets:
+  - provider: local
+    options: {workdir: %(workdir)s, device: cpu, max_concurrent_jobs: 8}
+"""
+
+
+class TestLocalConformance(ProviderConformance):
+    @pytest.fixture
+    def harness(self, tmp_path: Path) -> ConformanceHarness:
+        registry = discover()
+        text = SPEC % {"train": DATA / "train.jsonl", "workdir": tmp_path / "work"}
+        spec = parse_spec(text, base_dir=tmp_path)
+        return ConformanceHarness(
+            provider=registry.provider("local"),
+            spec=spec,
+            registry=registry,
+            poll_interval=0.2,
+            timeout=240,
+        )
