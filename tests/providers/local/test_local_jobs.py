@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 import pytest
 
+from tunefleet.errors import ProviderError
 from tunefleet.events import JobState
 from tunefleet.plugins import discover
 from tunefleet.provider import ChatRequest, EndpointRef, Plan
@@ -157,6 +158,6 @@ def test_invoke_and_delete_through_the_provider(trained: tuple[Any, Plan, Any]) 
     )
     assert "CET" in reply.text, reply.text
     provider.delete_endpoint(served)
-    with pytest.raises(Exception, match="does not answer"):
+    with pytest.raises(ProviderError, match="does not answer"):
         provider.invoke(served, ChatRequest(messages=[{"role": "user", "content": "Hi"}]))
     provider.delete_endpoint(served)  # a missing endpoint: no-op

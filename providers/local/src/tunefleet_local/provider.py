@@ -529,9 +529,10 @@ class LocalProvider:
         except urllib.error.HTTPError as exc:
             detail = json.loads(exc.read() or b"{}").get("error", {}).get("message", exc.reason)
             raise ProviderError(self.name, f"endpoint {endpoint.name}: {detail}") from None
-        except urllib.error.URLError as exc:
+        except OSError as exc:  # refused, reset, timed out (URLError is an OSError)
+            reason = getattr(exc, "reason", None) or exc.strerror or exc
             raise ProviderError(
-                self.name, f"endpoint {endpoint.name} does not answer ({exc.reason})"
+                self.name, f"endpoint {endpoint.name} does not answer ({reason})"
             ) from None
         choice = answer["choices"][0]
         usage = answer.get("usage") or {}

@@ -126,12 +126,14 @@ class _Handler(BaseHTTPRequestHandler):
             param = ".".join(str(p) for p in first["loc"])
             self._error(400, f"{param}: {first['msg']}", param=param)
             return
+        refused = {
+            "stream": request.stream,
+            "n": request.n != 1,
+            "tools": bool(request.tools),
+            "logprobs": request.logprobs,
+        }
         for field, reason in _UNSUPPORTED.items():
-            if field in request.model_fields_set and getattr(request, field) not in (
-                False,
-                1,
-                None,
-            ):
+            if refused[field]:
                 self._error(400, reason, param=field, code="unsupported_parameter")
                 return
         if request.model != self.model.name:
