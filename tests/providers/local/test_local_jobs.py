@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import urllib.error
-import urllib.request
 import pytest
 
 from tunefleet.errors import ProviderError
 from tunefleet.events import JobState
+from tunefleet.planning import plan_run
 from tunefleet.plugins import discover
 from tunefleet.provider import ChatRequest, EndpointRef, Plan
-from tunefleet.planning import plan_run
 from tunefleet.spec import parse_spec
 
 DATA = Path(__file__).parents[3] / "examples" / "quickstart" / "data"
@@ -51,7 +51,7 @@ def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Plan, Any]]:
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Any, Plan, Any]:
     """A run trained through the provider, its plan and its job."""
     workdir = tmp_path_factory.mktemp("local")
     registry = discover()
@@ -62,7 +62,10 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Pla
 
     staged = {
         role: provider.stage(plan, role, path, hashlib.sha256(path.read_bytes()).hexdigest())
-        for role, path in (("train", DATA / "train.jsonl"), ("validation", DATA / "validation.jsonl"))
+        for role, path in (
+            ("train", DATA / "train.jsonl"),
+            ("validation", DATA / "validation.jsonl"),
+        )
     }
     job = provider.submit(plan, staged, "serving-test")
     deadline = time.monotonic() + 300
@@ -70,7 +73,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Pla
         assert time.monotonic() < deadline, "training took over 5 minutes"
         time.sleep(0.5)
     assert provider.status(job).state == JobState.SUCCEEDED
-    yield provider, plan, job
+    return provider, plan, job
 
 
 def test_metric_lines_become_events_and_the_loss_falls(trained: tuple[Any, Plan, Any]) -> None:
@@ -127,7 +130,11 @@ def test_the_response_follows_openais_published_schema(endpoint: EndpointRef) ->
     }
     status, answer = post(
         f"{endpoint.url}/chat/completions",
-        {"model": "parcelwise", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 8},
+        {
+            "model": "parcelwise",
+            "messages": [{"role": "user", "content": "Hello"}],
+            "max_tokens": 8,
+        },
     )
     assert status == 200
     jsonschema.validate(answer, schema)
@@ -152,7 +159,10 @@ def test_invoke_and_delete_through_the_provider(trained: tuple[Any, Plan, Any]) 
     reply = provider.invoke(
         served,
         ChatRequest(
-            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": "What are your support hours?"}],
+            messages=[
+                {"role": "system", "content": SYSTEM},
+                {"role": "user", "content": "What are your support hours?"},
+            ],
             max_tokens=40,
         ),
     )
