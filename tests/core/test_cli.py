@@ -68,7 +68,7 @@ def test_init_validate_and_plan_the_starter(tmp_path: Path) -> None:
     planned = tunefleet("plan", str(tmp_path / "proj" / "tunefleet.yaml"), "--json")
     assert planned.returncode == 0, planned.stderr
     plans = json.loads(planned.stdout)["plans"]
-    assert plans[0]["provider"] == "local" and plans[0]["requests"][0]["operation"] == "RunTrainer"
+    assert plans[0]["provider"] == "local" and plans[0]["requests"][-1]["operation"] == "RunTrainer"
 
 
 def test_validate_exit_codes_and_finding_lines(tmp_path: Path, toy_dataset: Path) -> None:
