@@ -21,4 +21,4 @@ question="How do I print a shipping label?"
 echo "Q: $question"
 echo "A: $($tunefleet invoke parcelwise-support --system "$system" "$question")"
 $tunefleet undeploy parcelwise-support
-echo "Run report: $($tunefleet report parcelwise-support 2>&1 | tail -1)"
+$tunefleet report parcelwise-support -o "$state/report.html"
