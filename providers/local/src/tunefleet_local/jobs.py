@@ -31,7 +31,7 @@ from pydantic import TypeAdapter
 
 from tunefleet.events import Event, JobState, StatusEvent
 
-__all__ = ["JobFiles", "write_json"]
+__all__ = ["JobFiles", "read_json", "write_json"]
 
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
@@ -41,6 +41,14 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     partial = path.with_name(f".{path.name}.partial")
     partial.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(partial, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file's content, or None when it does not exist (yet, or any more)."""
+    try:
+        return json.loads(path.read_text())  # type: ignore[no-any-return]
+    except FileNotFoundError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -87,10 +95,7 @@ class JobFiles:
 
     def read(self, path: Path) -> dict[str, Any] | None:
         """A JSON file's content, or None when it does not exist yet."""
-        try:
-            return json.loads(path.read_text())  # type: ignore[no-any-return]
-        except FileNotFoundError:
-            return None
+        return read_json(path)
 
     def append_event(self, event: Any) -> None:
         """Append one event as one line (a single write, so readers see whole lines)."""

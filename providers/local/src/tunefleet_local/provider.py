@@ -61,7 +61,7 @@ from tunefleet.provider import (
 )
 from tunefleet.spec import is_local
 from tunefleet.trainer.config import TrainerConfig
-from tunefleet_local.jobs import JobFiles, write_json
+from tunefleet_local.jobs import JobFiles, read_json, write_json
 
 DEFAULT_EPOCHS = 3
 PAGE_SIZE = 500
@@ -422,7 +422,7 @@ class LocalProvider:
         model_dir = Path(_path(artifact.uri)).parent
         if not (model_dir / "manifest.json").is_file():
             raise ProviderError(self.name, f"{artifact.uri} is not a local training output")
-        record = JobFiles(workdir).read(record_path)
+        record = read_json(record_path)
         if record is not None and is_alive(record["pid"], record.get("start_time")):
             if record["model_dir"] == str(model_dir):
                 return self._endpoint_ref(record, record_path)
@@ -499,7 +499,7 @@ class LocalProvider:
         record_path = Path(endpoint.id)
         if record_path.suffix != ".json" or record_path.parent.name != "endpoints":
             raise ProviderError(self.name, f"{endpoint.id} is not a local endpoint record")
-        record = JobFiles(record_path.parent).read(record_path)
+        record = read_json(record_path)
         if record is None or record.get("url") != endpoint.url:
             return  # gone already, or replaced by a newer deployment of that name
         self._stop(record)
