@@ -15,10 +15,10 @@ fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # pip >= 25.1 reads PEP 735 dependency groups (--group) from the root pyproject.toml.
 "${pip[@]}" --upgrade "pip>=25.1"
-packages=(-e core -e providers/local)
+packages=(-e core -e providers/local -e providers/openai)
 case "${1:-}" in
-    --dev) packages=(-e "core[train]" -e providers/local --group dev) ;;
-    --train) packages=(-e "core[train]" -e providers/local) ;;
+    --dev) packages=(-e "core[train]" -e providers/local -e providers/openai --group dev) ;;
+    --train) packages=(-e "core[train]" -e providers/local -e providers/openai) ;;
     "") ;;
     *) echo "usage: scripts/setup.sh [--train|--dev]" >&2; exit 2 ;;
 esac

@@ -32,6 +32,8 @@ class JobState(StrEnum):
     QUEUED = "queued"
     """Accepted and waiting for capacity (or validating files)."""
     RUNNING = "running"
+    PAUSED = "paused"
+    """Stopped at the user's request and resumable where it left off (hosted APIs)."""
     STOPPING = "stopping"
     SUCCEEDED = "succeeded"
     FAILED = "failed"

@@ -143,7 +143,7 @@ def _plan_target(
     registry: Registry,
 ) -> Plan:
     options = _validated_options(spec, target, provider)
-    core_unmet = check_target(spec, target, provider.capabilities(), provider.name)
+    core_unmet = check_target(spec, target, provider.capabilities(options), provider.name)
     plan = provider.plan(PlanRequest(spec=spec, target=target, options=options, datasets=facts))
     objections: list[Unmet] = []
     for found in registry.manager.hook.tunefleet_check_plan(spec=spec, plan=plan):

@@ -6,7 +6,7 @@ cheap and must not import a cloud SDK; the SDK is imported by the first method t
 
 The life of a target, as the engine drives it::
 
-    capabilities()            what it can do at all (shown by `tunefleet providers`)
+    capabilities(options)     what it can do (at all, or with a target's options)
     plan(PlanRequest)         the exact native requests, a cost estimate, and every
                               requirement it cannot honour with the reason -- no side effects
     stage(plan, ...)          put a dataset where the job can read it (content-addressed)
@@ -23,7 +23,7 @@ journal can store it and a later process can pick the run up where a crashed one
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
@@ -51,7 +51,11 @@ __all__ = [
     "Provider",
     "TrainingEstimate",
     "Unmet",
+    "UploadProgress",
 ]
+
+UploadProgress = Callable[[int, int], None]
+"""Called with (bytes sent, total bytes) while a dataset uploads."""
 
 
 class _Frozen(BaseModel):
@@ -180,6 +184,9 @@ class JobRef(_Frozen):
     region: str | None = None
     run_key: str
     console_url: str | None = None
+    scope: dict[str, str] = Field(default_factory=dict)
+    """What a later call needs besides ``id`` to reach the job (an API endpoint, an
+    account, a project); never a credential."""
 
 
 class JobStatus(_Frozen):
@@ -213,6 +220,8 @@ class EndpointRef(_Frozen):
     url: str | None = None
     id: str | None = None
     """The provider's own id for it (an ARN, a resource path), where it has one."""
+    scope: dict[str, str] = Field(default_factory=dict)
+    """What a later call needs besides ``id`` to reach it, as in :attr:`JobRef.scope`."""
 
 
 class ChatRequest(_Frozen):
@@ -249,8 +258,13 @@ class Provider(Protocol):
     options_model: ClassVar[type[BaseModel]]
     """Validates `targets[].options`; it should forbid unknown keys."""
 
-    def capabilities(self) -> Capabilities:
-        """What this provider can do. Must be cheap: no network, no SDK import."""
+    def capabilities(self, options: BaseModel | None = None) -> Capabilities:
+        """What this provider can do. Must be cheap: no network, no SDK import.
+
+        ``options`` are a target's validated options, for providers whose abilities depend
+        on them (the OpenAI provider's Azure flavour runs in a region; the API does not).
+        Without them, the answer describes the provider as `tunefleet providers` lists it.
+        """
         ...
 
     def estimate_training(
@@ -267,11 +281,19 @@ class Provider(Protocol):
         """
         ...
 
-    def stage(self, plan: Plan, role: str, path: Path, sha256: str) -> DatasetRef:
+    def stage(
+        self,
+        plan: Plan,
+        role: str,
+        path: Path,
+        sha256: str,
+        progress: UploadProgress | None = None,
+    ) -> DatasetRef:
         """Upload the local file at ``path`` (content hash ``sha256``) for the job.
 
         Content-addressed: staging the same content again returns the same ref and
-        uploads nothing.
+        uploads nothing. ``progress`` is called with (bytes sent, total bytes) as the
+        upload advances, where the provider can tell.
         """
         ...
 

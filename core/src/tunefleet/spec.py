@@ -27,6 +27,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    field_validator,
     model_validator,
 )
 from pydantic_core import ErrorDetails
@@ -121,6 +122,16 @@ class MethodSpec(_Model):
     """`full`, `lora` or `qlora`; unset means the provider's default (hosted APIs choose)."""
     beta: float | None = Field(default=None, gt=0, le=10)
     """DPO only: how strongly the policy is kept near the reference model."""
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _not_reinforcement(cls, value: Any) -> Any:
+        if value == "reinforcement":
+            raise ValueError(
+                "reinforcement fine-tuning is not supported yet: it needs graders, which a "
+                "spec cannot describe; use supervised or dpo"
+            )
+        return value
 
     @model_validator(mode="after")
     def _beta_only_for_dpo(self) -> MethodSpec:

@@ -475,6 +475,7 @@ class _TargetDriver:
                 role,
                 path,
                 info["sha256"],
+                _UploadNotices(self.engine, self.name, role),
                 timeout=self.settings.calls.stage_timeout,
             )
             _failpoints.reached("after-stage")
@@ -592,3 +593,21 @@ class _TargetDriver:
             self.journal.record_events(self.target_id, self.owner, page.events, page.cursor)
             cursor = page.cursor
             _failpoints.reached("after-events-page")
+
+
+class _UploadNotices:
+    """Turns a provider's upload progress into a notice at each further tenth uploaded."""
+
+    def __init__(self, engine: Engine, target: str, role: str) -> None:
+        self._engine = engine
+        self._target = target
+        self._role = role
+        self._tenths = 0
+
+    def __call__(self, sent: int, total: int) -> None:
+        tenths = 10 * sent // total if total > 0 else 10
+        if tenths > self._tenths and sent < total:
+            self._tenths = tenths
+            self._engine.notice(
+                self._target, f"uploading {self._role} dataset: {sent:,} of {total:,} bytes"
+            )

@@ -129,8 +129,16 @@ class ProviderConformance:
         other = tmp_path / "other.jsonl"
         source = Path(harness.spec.resolve_location(harness.spec.dataset.train))
         other.write_bytes(source.read_bytes() + b"\n")
-        changed = harness.provider.stage(plan, "train", other, _sha256(other))
+        reports: list[tuple[int, int]] = []
+        changed = harness.provider.stage(
+            plan, "train", other, _sha256(other), lambda sent, total: reports.append((sent, total))
+        )
         assert changed.uri != first.uri, "different content must not reuse an upload"
+        size = other.stat().st_size
+        if reports:  # progress is optional, but when reported it must add up
+            sent = [done for done, _ in reports]
+            assert sent == sorted(sent), "upload progress never goes backwards"
+            assert reports[-1] == (size, size), "the last progress report is the whole file"
 
     def test_find_returns_the_submitted_job(self, harness: ConformanceHarness) -> None:
         plan = self._plan(harness)
@@ -181,7 +189,7 @@ class ProviderConformance:
     def test_endpoints_match_capabilities(self, harness: ConformanceHarness) -> None:
         plan = self._plan(harness)
         provider = harness.provider
-        if not provider.capabilities().endpoints:
+        if not provider.capabilities(plan_options(harness, plan)).endpoints:
             with pytest.raises(CapabilityError):
                 provider.deploy(plan, _any_artifact(), "conformance-endpoint")
             return
@@ -197,6 +205,11 @@ class ProviderConformance:
         assert isinstance(reply.text, str), "a served model answers a chat request"
         provider.delete_endpoint(endpoint)
         provider.delete_endpoint(endpoint)  # deleting a missing endpoint is a no-op
+
+
+def plan_options(harness: ConformanceHarness, plan: Plan) -> BaseModel:
+    """The harness target's options, validated as the provider's plan saw them."""
+    return harness.provider.options_model.model_validate(plan.options)
 
 
 def _any_artifact() -> ArtifactRef:

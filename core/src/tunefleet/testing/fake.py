@@ -58,6 +58,7 @@ from tunefleet.provider import (
     PlanRequest,
     TrainingEstimate,
     Unmet,
+    UploadProgress,
 )
 
 PRICE_DATE = date(2026, 11, 1)
@@ -119,7 +120,7 @@ class FakeProvider:
 
     # ------------------------------------------------------------------ planning
 
-    def capabilities(self) -> Capabilities:
+    def capabilities(self, options: BaseModel | None = None) -> Capabilities:
         return self._capabilities
 
     def estimate_training(
@@ -278,7 +279,14 @@ class FakeProvider:
                 self.name, f"503 Service Unavailable ({operation}, failure {counts[key]})"
             )
 
-    def stage(self, plan: Plan, role: str, path: Path, sha256: str) -> DatasetRef:
+    def stage(
+        self,
+        plan: Plan,
+        role: str,
+        path: Path,
+        sha256: str,
+        progress: UploadProgress | None = None,
+    ) -> DatasetRef:
         self._misbehave(plan.options, "stage", sha256)
         root = self._root(plan.options)
         objects = root / "objects"
@@ -298,9 +306,13 @@ class FakeProvider:
                 with partial.open("wb") as out:
                     out.write(data[: len(data) // 2])
                     out.flush()
+                    if progress is not None:
+                        progress(len(data) // 2, len(data))
                     _failpoints.reached("fake-mid-upload")
                     out.write(data[len(data) // 2 :])
                 os.replace(partial, target)
+                if progress is not None:
+                    progress(len(data), len(data))
                 with (root / "uploads.log").open("a") as log:
                     log.write(f"{sha256}\n")
         return DatasetRef(

@@ -58,6 +58,7 @@ from tunefleet.provider import (
     PlanRequest,
     TrainingEstimate,
     Unmet,
+    UploadProgress,
 )
 from tunefleet.spec import is_local
 from tunefleet.trainer.config import TrainerConfig
@@ -127,7 +128,7 @@ class LocalProvider:
     name: ClassVar[str] = "local"
     options_model: ClassVar[type[BaseModel]] = LocalOptions
 
-    def capabilities(self) -> Capabilities:
+    def capabilities(self, options: BaseModel | None = None) -> Capabilities:
         return Capabilities(
             methods=frozenset({"supervised", "dpo"}),
             adapters=frozenset({"full", "lora", "qlora"}),
@@ -236,7 +237,14 @@ class LocalProvider:
 
     # ------------------------------------------------------------------ staging
 
-    def stage(self, plan: Plan, role: str, path: Path, sha256: str) -> DatasetRef:
+    def stage(
+        self,
+        plan: Plan,
+        role: str,
+        path: Path,
+        sha256: str,
+        progress: UploadProgress | None = None,
+    ) -> DatasetRef:
         folder = _workdir(plan.options) / "datasets"
         folder.mkdir(exist_ok=True)
         staged = folder / f"{sha256}.jsonl"
@@ -244,10 +252,13 @@ class LocalProvider:
             partial = folder / f".{sha256}.{os.getpid()}.partial"
             digest = hashlib.sha256()
             try:
+                total = path.stat().st_size
                 with path.open("rb") as source, partial.open("wb") as out:
                     for block in iter(lambda: source.read(1 << 20), b""):
                         digest.update(block)
                         out.write(block)
+                        if progress is not None:
+                            progress(out.tell(), total)
                 if digest.hexdigest() != sha256:
                     raise ProviderError(
                         self.name, f"{path} changed while it was copied (sha256 differs)"

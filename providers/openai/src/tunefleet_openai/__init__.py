@@ -1,0 +1,1 @@
+"""tunefleet's OpenAI provider: fine-tuning jobs through the official SDK."""

@@ -1,0 +1,144 @@
+"""Datasets uploaded as fine-tune files, content-addressed by name.
+
+The Files API keeps no metadata, so the content hash goes in the file name
+(``tunefleet-<sha256>.jsonl``); staging lists the project's fine-tune files and reuses one
+with that name and size instead of uploading again. Small files go up in one
+``files.create``; large ones through the Uploads API (``uploads.create``, 64 MB parts,
+``uploads.complete`` with the MD5 the service checks), reporting progress after each part
+and retrying a failed part alone rather than the whole file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from tunefleet.errors import ProviderError
+from tunefleet.provider import UploadProgress
+from tunefleet_openai._client import PROVIDER, translated
+from tunefleet_openai.options import OpenAIOptions
+
+if TYPE_CHECKING:
+    import openai
+
+__all__ = ["filename_for", "find_uploaded", "upload"]
+
+PURPOSE: Final = "fine-tune"
+MIME_TYPE = "text/jsonl"
+PART_RETRIES = 5
+"""Retries of one part by the SDK itself (honouring Retry-After), so a throttled part does
+not restart an upload of gigabytes."""
+MIN_LIFETIME = 24 * 3600
+"""A file that expires sooner than this is not reused: the job may still need it."""
+
+
+def filename_for(sha256: str) -> str:
+    """The name a dataset with content hash ``sha256`` is uploaded under."""
+    return f"tunefleet-{sha256}.jsonl"
+
+
+def find_uploaded(client: openai.OpenAI, sha256: str, size: int) -> Any | None:
+    """The project's usable fine-tune file holding this content, newest first, or None."""
+    wanted = filename_for(sha256)
+    now = time.time()
+    with translated("list files"):
+        for file in client.files.list(purpose=PURPOSE, order="desc"):
+            if file.filename != wanted or file.bytes != size:
+                continue
+            if getattr(file, "status", None) == "error":
+                continue
+            expires = getattr(file, "expires_at", None)
+            if expires is not None and expires < now + MIN_LIFETIME:
+                continue
+            return file
+    return None
+
+
+def upload(
+    client: openai.OpenAI,
+    path: Path,
+    sha256: str,
+    options: OpenAIOptions,
+    progress: UploadProgress | None,
+) -> Any:
+    """Upload ``path`` as a fine-tune file; returns the File object."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ProviderError(PROVIDER, f"cannot read {path}: {exc.strerror}") from None
+    if size >= options.multipart_threshold_bytes:
+        file = _upload_in_parts(client, path, sha256, size, options, progress)
+    else:
+        data = _read(path, sha256)
+        with translated("upload file"):
+            file = client.files.create(
+                file=(filename_for(sha256), data, MIME_TYPE), purpose=PURPOSE
+            )
+        if progress is not None:
+            progress(size, size)
+    if file.bytes != size:
+        raise ProviderError(
+            PROVIDER, f"upload of {path} stored {file.bytes:,} bytes, not {size:,} (file {file.id})"
+        )
+    return file
+
+
+def _read(path: Path, sha256: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ProviderError(PROVIDER, f"cannot read {path}: {exc.strerror}") from None
+    if hashlib.sha256(data).hexdigest() != sha256:
+        raise ProviderError(PROVIDER, f"{path} changed since it was validated (sha256 differs)")
+    return data
+
+
+def _upload_in_parts(
+    client: openai.OpenAI,
+    path: Path,
+    sha256: str,
+    size: int,
+    options: OpenAIOptions,
+    progress: UploadProgress | None,
+) -> Any:
+    with translated("create upload"):
+        pending = client.uploads.create(
+            bytes=size, filename=filename_for(sha256), mime_type=MIME_TYPE, purpose=PURPOSE
+        )
+    patient = client.with_options(max_retries=PART_RETRIES)
+    try:
+        part_ids: list[str] = []
+        md5 = hashlib.md5(usedforsecurity=False)
+        digest = hashlib.sha256()
+        sent = 0
+        try:
+            source = path.open("rb")
+        except OSError as exc:
+            raise ProviderError(PROVIDER, f"cannot read {path}: {exc.strerror}") from None
+        with source:
+            while chunk := source.read(options.upload_part_bytes):
+                md5.update(chunk)
+                digest.update(chunk)
+                with translated(f"upload part {len(part_ids) + 1}"):
+                    part = patient.uploads.parts.create(pending.id, data=chunk)
+                part_ids.append(part.id)
+                sent += len(chunk)
+                if progress is not None:
+                    progress(sent, size)
+        if digest.hexdigest() != sha256:
+            raise ProviderError(PROVIDER, f"{path} changed since it was validated (sha256 differs)")
+        with translated("complete upload"):
+            done = client.uploads.complete(pending.id, part_ids=part_ids, md5=md5.hexdigest())
+    except BaseException:
+        # An abandoned upload would linger for an hour holding its parts.
+        try:
+            with translated("cancel upload"):
+                client.uploads.cancel(pending.id)
+        except ProviderError:
+            pass
+        raise
+    if done.file is None:
+        raise ProviderError(PROVIDER, f"upload {pending.id} completed without a file")
+    return done.file

@@ -1,0 +1,665 @@
+"""A stateful fake of the OpenAI API's files, uploads, fine-tuning and chat endpoints.
+
+No emulator of the OpenAI API exists, so the tests run the real ``openai`` SDK against this
+server on 127.0.0.1. It plays a job's life as the service does -- validating_files, queued,
+running with metric events and epoch checkpoints, then succeeded (or failed, cancelled,
+paused) -- advancing a few steps each time the job is retrieved, and it can misbehave on
+demand: 429 storms with Retry-After, a limit on active jobs, a daily limit, files the
+service rejects, a wrong API key. Every request it receives and every answer it gives is
+checked against OpenAI's published API description where that file is present
+(:mod:`tests.openapi_contract`); ``violations`` collects what did not conform.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.openapi_contract import OpenAPIContract, form_files
+
+API_KEY = "sk-fake-tunefleet-test-key-0000"
+ORGANIZATION = "org-fake"
+BASE_MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4.1-mini-2025-04-14", "gpt-4o-2024-08-06")
+MIN_EXAMPLES = 10
+"""The service refuses training files with fewer examples (its documented minimum)."""
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+ACTIVE = frozenset({"validating_files", "queued", "running"})
+
+
+@dataclass
+class Misbehaviour:
+    """Answer the next ``times`` requests matching ``operation`` ("*" for any) with an error."""
+
+    status: int
+    code: str | None
+    message: str
+    operation: str = "*"
+    times: int = 1
+    retry_after: str | None = None
+    every: int = 1
+    """Fail one matching request in ``every`` (2: every other one)."""
+    _seen: int = 0
+
+
+@dataclass
+class Job:
+    """A fine-tuning job and what the fake knows about it beyond the API object."""
+
+    body: dict[str, Any]
+    events: list[dict[str, Any]] = field(default_factory=list)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+    step: int = 0
+    total_steps: int = 0
+    epochs: int = 1
+    steps_per_epoch: int = 1
+    tokens_per_epoch: int = 0
+    rejection: str | None = None
+
+
+class FakeOpenAI:
+    """The fake service. ``start()`` it, point the SDK at ``base_url``, ``stop()`` it."""
+
+    def __init__(self, contract: OpenAPIContract | None) -> None:
+        self.contract = contract
+        self.violations: list[str] = []
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        """(operation, JSON body or query) of each request, in order."""
+        self.files: dict[str, dict[str, Any]] = {}
+        self.contents: dict[str, bytes] = {}
+        self.uploads: dict[str, dict[str, Any]] = {}
+        self.parts: dict[str, bytes] = {}
+        self.jobs: dict[str, Job] = {}
+        self.models: dict[str, dict[str, Any]] = {
+            model: {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "openai"}
+            for model in BASE_MODELS
+        }
+        self.steps_per_poll = 3
+        self.max_active_jobs: int | None = None
+        self.daily_job_limit: int | None = None
+        self.misbehaviours: list[Misbehaviour] = []
+        self._clock = itertools.count(1_750_000_000)
+        self._ids = itertools.count(1)
+        self._lock = threading.RLock()
+        self._server: ThreadingHTTPServer | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> FakeOpenAI:
+        fake = self
+
+        class Handler(_Handler):
+            service = fake
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+
+    def misbehave(self, **kwargs: Any) -> None:
+        """Queue a :class:`Misbehaviour` (see its fields)."""
+        with self._lock:
+            self.misbehaviours.append(Misbehaviour(**kwargs))
+
+    def operations(self) -> list[str]:
+        return [operation for operation, _ in self.requests]
+
+    def _now(self) -> int:
+        return next(self._clock)
+
+    def _id(self, prefix: str) -> str:
+        return f"{prefix}{next(self._ids):06d}fake"
+
+    # ------------------------------------------------------------------ dispatch
+
+    def handle(
+        self, method: str, target: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        url = urlsplit(target)
+        query = parse_qs(url.query, keep_blank_values=True)
+        content_type = headers.get("content-type")
+        operation = self.contract.operation(method, url.path) if self.contract else None
+        name = operation.id if operation else f"{method} {url.path}"
+        if self.contract is not None:
+            self.violations += self.contract.check_request(
+                method, url.path, query, content_type, body
+            )
+        with self._lock:
+            parsed: dict[str, Any] = {}
+            if content_type and content_type.startswith("application/json") and body:
+                parsed = json.loads(body)
+            self.requests.append((name, parsed or {k: v[-1] for k, v in query.items()}))
+            status, answer, extra = self._answer(method, url.path, query, headers, body, name)
+        if self.contract is not None:
+            self.violations += self.contract.check_response(method, url.path, status, answer)
+        return status, answer, extra
+
+    def _answer(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        body: bytes,
+        operation: str,
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        if headers.get("authorization") != f"Bearer {API_KEY}":
+            given = headers.get("authorization", "").removeprefix("Bearer ")
+            shown = f"{given[:5]}***{given[-4:]}" if len(given) > 9 else "(none)"
+            return _error(401, "invalid_api_key", f"Incorrect API key provided: {shown}.")
+        for trouble in self.misbehaviours:
+            if trouble.times > 0 and trouble.operation in {"*", operation}:
+                trouble._seen += 1
+                if (trouble._seen - 1) % trouble.every == 0:
+                    trouble.times -= 1
+                    extra = {"Retry-After": trouble.retry_after} if trouble.retry_after else {}
+                    status, answer, _ = _error(trouble.status, trouble.code, trouble.message)
+                    return status, answer, extra
+        for pattern, verb, handler in self._routes():
+            match = re.fullmatch(pattern, path)
+            if match and verb == method:
+                return handler(query, headers, body, *map(unquote, match.groups()))
+        return _error(404, None, f"Invalid URL ({method} {path})")
+
+    def _routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
+        job = r"/v1/fine_tuning/jobs/([^/]+)"
+        return [
+            (r"/v1/files", "POST", self._create_file),
+            (r"/v1/files", "GET", self._list_files),
+            (r"/v1/files/([^/]+)", "GET", self._retrieve_file),
+            (r"/v1/uploads", "POST", self._create_upload),
+            (r"/v1/uploads/([^/]+)/parts", "POST", self._add_part),
+            (r"/v1/uploads/([^/]+)/complete", "POST", self._complete_upload),
+            (r"/v1/uploads/([^/]+)/cancel", "POST", self._cancel_upload),
+            (r"/v1/fine_tuning/jobs", "POST", self._create_job),
+            (r"/v1/fine_tuning/jobs", "GET", self._list_jobs),
+            (job, "GET", self._retrieve_job),
+            (job + "/cancel", "POST", self._cancel_job),
+            (job + "/pause", "POST", self._pause_job),
+            (job + "/resume", "POST", self._resume_job),
+            (job + "/events", "GET", self._list_events),
+            (job + "/checkpoints", "GET", self._list_checkpoints),
+            (r"/v1/models/(.+)", "GET", self._retrieve_model),
+            (r"/v1/chat/completions", "POST", self._chat),
+        ]
+
+    # ------------------------------------------------------------------ files
+
+    def _new_file(self, filename: str, purpose: str, data: bytes) -> dict[str, Any]:
+        file = {
+            "id": self._id("file-"),
+            "object": "file",
+            "bytes": len(data),
+            "created_at": self._now(),
+            "filename": filename,
+            "purpose": purpose,
+            "status": "processed",
+        }
+        self.files[file["id"]] = file
+        self.contents[file["id"]] = data
+        return file
+
+    def _create_file(self, query: Any, headers: dict[str, str], body: bytes) -> Any:
+        parts = form_files(headers.get("content-type", ""), body)
+        filename, data = parts.get("file", (None, b""))
+        purpose = parts.get("purpose", (None, b""))[1].decode()
+        if not filename or purpose not in {"fine-tune", "batch", "assistants", "user_data"}:
+            return _error(400, "invalid_request_error", "a file and a valid purpose are required")
+        return 200, self._new_file(filename, purpose, data), {}
+
+    def _list_files(self, query: dict[str, list[str]], *_: Any) -> Any:
+        purpose = query.get("purpose", [None])[-1]
+        files = [f for f in self.files.values() if purpose is None or f["purpose"] == purpose]
+        files.sort(
+            key=lambda f: f["created_at"], reverse=query.get("order", ["desc"])[-1] == "desc"
+        )
+        page, more = _page(files, query, default_limit=10_000)
+        return 200, _list(page, more, empty_id=""), {}
+
+    def _retrieve_file(self, query: Any, headers: Any, body: Any, file_id: str) -> Any:
+        if file_id not in self.files:
+            return _error(404, None, f"No such File object: {file_id}")
+        return 200, self.files[file_id], {}
+
+    def _create_upload(self, query: Any, headers: Any, body: bytes) -> Any:
+        request = json.loads(body)
+        upload = {
+            "id": self._id("upload_"),
+            "object": "upload",
+            "bytes": request["bytes"],
+            "created_at": self._now(),
+            "expires_at": self._now() + 3600,
+            "filename": request["filename"],
+            "purpose": request["purpose"],
+            "status": "pending",
+            "_parts": [],
+        }
+        self.uploads[upload["id"]] = upload
+        return 200, _public(upload), {}
+
+    def _add_part(self, query: Any, headers: dict[str, str], body: bytes, upload_id: str) -> Any:
+        upload = self.uploads.get(upload_id)
+        if upload is None or upload["status"] != "pending":
+            return _error(404, None, f"No pending Upload {upload_id}")
+        data = form_files(headers.get("content-type", ""), body).get("data", (None, b""))[1]
+        if len(data) > 64 * 1024 * 1024:
+            return _error(400, "invalid_request_error", "a part holds at most 64 MB")
+        part_id = self._id("part_")
+        self.parts[part_id] = data
+        upload["_parts"].append(part_id)
+        answer = {
+            "id": part_id,
+            "object": "upload.part",
+            "created_at": self._now(),
+            "upload_id": upload_id,
+        }
+        return 200, answer, {}
+
+    def _complete_upload(self, query: Any, headers: Any, body: bytes, upload_id: str) -> Any:
+        upload = self.uploads.get(upload_id)
+        if upload is None or upload["status"] != "pending":
+            return _error(404, None, f"No pending Upload {upload_id}")
+        request = json.loads(body)
+        data = b"".join(self.parts[part] for part in request["part_ids"])
+        if len(data) != upload["bytes"]:
+            return _error(
+                400,
+                "invalid_request_error",
+                f"the parts hold {len(data)} bytes, the Upload was created for {upload['bytes']}",
+            )
+        md5 = request.get("md5")
+        if md5 is not None and hashlib.md5(data, usedforsecurity=False).hexdigest() != md5:
+            return _error(400, "invalid_request_error", "md5 does not match the uploaded bytes")
+        upload["status"] = "completed"
+        upload["file"] = self._new_file(upload["filename"], upload["purpose"], data)
+        return 200, _public(upload), {}
+
+    def _cancel_upload(self, query: Any, headers: Any, body: Any, upload_id: str) -> Any:
+        upload = self.uploads.get(upload_id)
+        if upload is None:
+            return _error(404, None, f"No such Upload {upload_id}")
+        upload["status"] = "cancelled"
+        return 200, _public(upload), {}
+
+    # ------------------------------------------------------------------ jobs
+
+    def _create_job(self, query: Any, headers: Any, body: bytes) -> Any:
+        request = json.loads(body)
+        active = sum(1 for job in self.jobs.values() if job.body["status"] in ACTIVE)
+        if self.max_active_jobs is not None and active >= self.max_active_jobs:
+            return _error(
+                429,
+                "rate_limit_exceeded",
+                f"You have reached the maximum number of active fine-tuning jobs "
+                f"({self.max_active_jobs}). Wait for a running job to finish.",
+            )
+        if self.daily_job_limit is not None and len(self.jobs) >= self.daily_job_limit:
+            return _error(
+                429,
+                "daily_rate_limit_exceeded",
+                "This fine-tune request has been rate-limited. Your organization has reached "
+                f"the maximum of {self.daily_job_limit} fine-tuning requests per day for the "
+                f"model '{request['model']}'.",
+            )
+        if request["model"] not in self.models:
+            return _error(400, "model_not_available", f"Model {request['model']} is not available")
+        for key in ("training_file", "validation_file"):
+            file_id = request.get(key)
+            if file_id is not None and file_id not in self.files:
+                return _error(400, "invalid_request_error", f"File {file_id} not found", key)
+        method = request.get("method") or {"type": "supervised"}
+        kind = method["type"]
+        hyper = dict((method.get(kind) or {}).get("hyperparameters") or {})
+        data = self.contents[request["training_file"]]
+        lines = [line for line in data.splitlines() if line.strip()]
+        examples = len(lines)
+        epochs = hyper.get("n_epochs") or 3
+        batch = hyper.get("batch_size") or max(1, min(8, examples // 4 or 1))
+        hyper.update(n_epochs=epochs, batch_size=batch)
+        hyper.setdefault("learning_rate_multiplier", 1.8)
+        if kind == "dpo":
+            hyper.setdefault("beta", 0.1)
+        job_id = self._id("ftjob-")
+        body_out = {
+            "object": "fine_tuning.job",
+            "id": job_id,
+            "model": request["model"],
+            "created_at": self._now(),
+            "error": None,
+            "fine_tuned_model": None,
+            "finished_at": None,
+            "hyperparameters": {
+                k: v
+                for k, v in hyper.items()
+                if k in {"n_epochs", "batch_size", "learning_rate_multiplier"}
+            },
+            "method": {"type": kind, kind: {"hyperparameters": hyper}},
+            "organization_id": ORGANIZATION,
+            "result_files": [],
+            "status": "validating_files",
+            "trained_tokens": None,
+            "training_file": request["training_file"],
+            "validation_file": request.get("validation_file"),
+            "integrations": [],
+            "seed": request.get("seed", 42),
+            "estimated_finish": None,
+            "metadata": request.get("metadata"),
+            "user_provided_suffix": request.get("suffix"),
+        }
+        job = Job(body=body_out, epochs=epochs)
+        job.steps_per_epoch = math.ceil(examples / batch) if examples else 1
+        job.total_steps = job.steps_per_epoch * epochs
+        job.tokens_per_epoch = len(data) // 4
+        if examples < MIN_EXAMPLES:
+            job.rejection = (
+                f"The job failed due to an invalid training file. Training file has "
+                f"{examples} example(s), but must have at least {MIN_EXAMPLES} examples"
+            )
+        self.jobs[job_id] = job
+        self._event(job, f"Created fine-tuning job: {job_id}")
+        self._event(job, f"Validating training file: {request['training_file']}")
+        return 200, job.body, {}
+
+    def _event(
+        self, job: Job, message: str, *, level: str = "info", data: dict[str, Any] | None = None
+    ) -> None:
+        job.events.append(
+            {
+                "object": "fine_tuning.job.event",
+                "id": self._id("ftevent-"),
+                "created_at": self._now(),
+                "level": level,
+                "message": message,
+                "type": "metrics" if data else "message",
+                "data": data or {},
+            }
+        )
+
+    def _advance(self, job: Job) -> None:
+        """One retrieve's worth of progress: a stage change, or a few training steps."""
+        body = job.body
+        status = body["status"]
+        if status == "validating_files":
+            if job.rejection is not None:
+                self._finish(job, "failed", error=job.rejection)
+            else:
+                body["status"] = "queued"
+                self._event(job, "Files validated, moving job to queued state")
+        elif status == "queued":
+            body["status"] = "running"
+            self._event(job, "Fine-tuning job started")
+        elif status == "running":
+            for _ in range(self.steps_per_poll):
+                if job.step >= job.total_steps:
+                    break
+                job.step += 1
+                self._train_step(job)
+            if job.step >= job.total_steps:
+                model = f"ft:{body['model']}:{ORGANIZATION}:{body['user_provided_suffix'] or 'ft'}:{body['id'][-10:]}"
+                self.models[model] = {
+                    "id": model,
+                    "object": "model",
+                    "created": self._now(),
+                    "owned_by": ORGANIZATION,
+                }
+                body["fine_tuned_model"] = model
+                body["trained_tokens"] = job.tokens_per_epoch * job.epochs
+                result = self._new_file(
+                    "step_metrics.csv", "fine-tune-results", b"step,train_loss\n"
+                )
+                body["result_files"] = [result["id"]]
+                self._event(job, f"New fine-tuned model created: {model}")
+                self._finish(job, "succeeded")
+
+    def _train_step(self, job: Job) -> None:
+        step = job.step
+        loss = round(2.5 * math.exp(-step / max(job.total_steps / 3, 1)) + 0.05, 4)
+        data: dict[str, Any] = {
+            "step": step,
+            "train_loss": loss,
+            "total_steps": job.total_steps,
+            "train_mean_token_accuracy": round(
+                min(0.99, 0.4 + step / (job.total_steps + 1) / 2), 4
+            ),
+        }
+        epoch_end = step % job.steps_per_epoch == 0
+        if job.body["validation_file"]:
+            data["valid_loss"] = round(loss * 1.1, 4)
+            data["valid_mean_token_accuracy"] = data["train_mean_token_accuracy"]
+            if epoch_end:
+                data["full_valid_loss"] = round(loss * 1.05, 4)
+                data["full_valid_mean_token_accuracy"] = data["train_mean_token_accuracy"]
+        self._event(job, f"Step {step}/{job.total_steps}: training loss={loss:.2f}", data=data)
+        if epoch_end and step > (job.epochs - 3) * job.steps_per_epoch:  # the last 3 epochs
+            suffix = job.body["user_provided_suffix"] or "ft"
+            checkpoint = {
+                "object": "fine_tuning.job.checkpoint",
+                "id": self._id("ftckpt_"),
+                "created_at": self._now(),
+                "fine_tuned_model_checkpoint": f"ft:{job.body['model']}:{ORGANIZATION}:{suffix}:{job.body['id'][-10:]}:ckpt-step-{step}",
+                "fine_tuning_job_id": job.body["id"],
+                "metrics": {"step": step, "train_loss": loss},
+                "step_number": step,
+            }
+            job.checkpoints.append(checkpoint)
+            self.models[checkpoint["fine_tuned_model_checkpoint"]] = {
+                "id": checkpoint["fine_tuned_model_checkpoint"],
+                "object": "model",
+                "created": self._now(),
+                "owned_by": ORGANIZATION,
+            }
+            self._event(job, f"Checkpoint created at step {step}")
+
+    def _finish(self, job: Job, status: str, *, error: str | None = None) -> None:
+        body = job.body
+        body["status"] = status
+        body["finished_at"] = self._now()
+        if error is not None:
+            body["error"] = {
+                "code": "invalid_training_file",
+                "message": error,
+                "param": "training_file",
+            }
+            self._event(job, error, level="error")
+        elif status == "succeeded":
+            self._event(job, "The job has successfully completed")
+        elif status == "cancelled":
+            self._event(job, "Fine-tuning job cancelled")
+
+    def _job(self, job_id: str) -> Job | None:
+        return self.jobs.get(job_id)
+
+    def _retrieve_job(self, query: Any, headers: Any, body: Any, job_id: str) -> Any:
+        job = self._job(job_id)
+        if job is None:
+            return _error(404, None, f"Could not find fine tune: {job_id}")
+        self._advance(job)
+        return 200, job.body, {}
+
+    def _list_jobs(self, query: dict[str, list[str]], *_: Any) -> Any:
+        wanted = {
+            key[len("metadata[") : -1]: values[-1]
+            for key, values in query.items()
+            if key.startswith("metadata[") and key.endswith("]")
+        }
+        jobs = [
+            job.body
+            for job in sorted(self.jobs.values(), key=lambda j: j.body["created_at"], reverse=True)
+            if all((job.body["metadata"] or {}).get(k) == v for k, v in wanted.items())
+        ]
+        page, more = _page(jobs, query, default_limit=20)
+        return 200, {"object": "list", "data": page, "has_more": more}, {}
+
+    def _cancel_job(self, query: Any, headers: Any, body: Any, job_id: str) -> Any:
+        job = self._job(job_id)
+        if job is None:
+            return _error(404, None, f"Could not find fine tune: {job_id}")
+        if job.body["status"] in TERMINAL:
+            return _error(400, "invalid_request_error", f"Job {job_id} has already completed.")
+        self._finish(job, "cancelled")
+        return 200, job.body, {}
+
+    def _pause_job(self, query: Any, headers: Any, body: Any, job_id: str) -> Any:
+        job = self._job(job_id)
+        if job is None:
+            return _error(404, None, f"Could not find fine tune: {job_id}")
+        if job.body["status"] != "running":
+            return _error(400, "invalid_request_error", f"Job {job_id} is not running.")
+        job.body["status"] = "paused"
+        self._event(job, "Fine-tuning job paused")
+        return 200, job.body, {}
+
+    def _resume_job(self, query: Any, headers: Any, body: Any, job_id: str) -> Any:
+        job = self._job(job_id)
+        if job is None:
+            return _error(404, None, f"Could not find fine tune: {job_id}")
+        if job.body["status"] != "paused":
+            return _error(400, "invalid_request_error", f"Job {job_id} is not paused.")
+        job.body["status"] = "queued"
+        self._event(job, "Fine-tuning job resumed")
+        return 200, job.body, {}
+
+    def _list_events(
+        self, query: dict[str, list[str]], headers: Any, body: Any, job_id: str
+    ) -> Any:
+        job = self._job(job_id)
+        if job is None:
+            return _error(404, None, f"Could not find fine tune: {job_id}")
+        page, more = _page(job.events[::-1], query, default_limit=20)
+        return 200, {"object": "list", "data": page, "has_more": more}, {}
+
+    def _list_checkpoints(
+        self, query: dict[str, list[str]], headers: Any, body: Any, job_id: str
+    ) -> Any:
+        job = self._job(job_id)
+        if job is None:
+            return _error(404, None, f"Could not find fine tune: {job_id}")
+        page, more = _page(job.checkpoints[::-1], query, default_limit=10)
+        return 200, _list(page, more, empty_id=None), {}
+
+    # ------------------------------------------------------------------ models and chat
+
+    def _retrieve_model(self, query: Any, headers: Any, body: Any, model: str) -> Any:
+        if model not in self.models:
+            return _error(404, "model_not_found", f"The model '{model}' does not exist")
+        return 200, self.models[model], {}
+
+    def _chat(self, query: Any, headers: Any, body: bytes) -> Any:
+        request = json.loads(body)
+        model = request["model"]
+        if model not in self.models:
+            return _error(404, "model_not_found", f"The model '{model}' does not exist")
+        question = next(
+            (m["content"] for m in reversed(request["messages"]) if m["role"] == "user"), ""
+        )
+        text = f"[{model}] You asked: {question}"
+        words = text.split()
+        limit = request.get("max_completion_tokens") or request.get("max_tokens") or 256
+        finish = "length" if len(words) > limit else "stop"
+        text = " ".join(words[:limit])
+        answer = {
+            "id": self._id("chatcmpl-"),
+            "object": "chat.completion",
+            "created": self._now(),
+            "model": model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "finish_reason": finish,
+                    "logprobs": None,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": sum(len(str(m["content"]).split()) for m in request["messages"]),
+                "completion_tokens": min(len(words), limit),
+                "total_tokens": 0,
+            },
+        }
+        answer["usage"]["total_tokens"] = (
+            answer["usage"]["prompt_tokens"] + answer["usage"]["completion_tokens"]
+        )
+        return 200, answer, {}
+
+
+def _public(upload: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in upload.items() if not key.startswith("_")}
+
+
+def _page(
+    items: list[dict[str, Any]], query: dict[str, list[str]], default_limit: int
+) -> tuple[list[dict[str, Any]], bool]:
+    after = query.get("after", [None])[-1]
+    limit = int(query.get("limit", [default_limit])[-1])
+    start = 0
+    if after is not None:
+        ids = [item["id"] for item in items]
+        start = ids.index(after) + 1 if after in ids else len(items)
+    page = items[start : start + limit]
+    return page, start + limit < len(items)
+
+
+def _list(page: list[dict[str, Any]], more: bool, *, empty_id: str | None) -> dict[str, Any]:
+    """A list page with first_id/last_id; ``empty_id`` stands in for them on an empty page
+    (ListFilesResponse requires strings, the checkpoints' list allows null)."""
+    return {
+        "object": "list",
+        "data": page,
+        "has_more": more,
+        "first_id": page[0]["id"] if page else empty_id,
+        "last_id": page[-1]["id"] if page else empty_id,
+    }
+
+
+def _error(
+    status: int, code: str | None, message: str, param: str | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    kind = {401: "invalid_request_error", 404: "invalid_request_error", 429: "requests"}.get(
+        status, "invalid_request_error" if status < 500 else "server_error"
+    )
+    return status, {"error": {"message": message, "type": kind, "param": param, "code": code}}, {}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    service: FakeOpenAI
+    protocol_version = "HTTP/1.1"
+
+    def _serve(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        headers = {key.lower(): value for key, value in self.headers.items()}
+        try:
+            status, answer, extra = self.service.handle(self.command, self.path, headers, body)
+        except Exception as exc:  # a fake's bug is a 500 the test sees, not a hang
+            self.service.violations.append(f"fake crashed on {self.command} {self.path}: {exc!r}")
+            status, answer, extra = _error(500, None, f"fake crashed: {exc!r}")
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for key, value in extra.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_DELETE = _serve  # noqa: N815
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
