@@ -1,9 +1,12 @@
 """The SDK client, and the SDK's exceptions turned into tunefleet's.
 
 The ``openai`` package is imported here, by the first call that needs a client, never when
-the provider is loaded. Clients are built with ``max_retries=0``: the run engine retries
-what :func:`translated` marks transient (honouring ``Retry-After``), so a throttled call is
-retried in one place, with a notice, instead of silently inside the SDK as well.
+the provider is loaded. Retries happen at two levels. The SDK retries each request
+(``options.max_retries`` times: 429, 408, 409, 5xx and dropped connections, honouring
+``Retry-After``), so one throttled request does not fail a step made of several; what still
+fails is translated by :func:`translated`, and the run engine retries the whole step when
+it is transient. Creating a job is the exception: the API takes no idempotency key, so
+that request is never retried blindly (see ``OpenAIProvider.submit``).
 """
 
 from __future__ import annotations
@@ -21,13 +24,18 @@ from tunefleet_openai.options import OpenAIOptions
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["PROVIDER", "make_client", "redact", "retry_after", "translated"]
+__all__ = ["PROVIDER", "ThrottledError", "make_client", "redact", "retry_after", "translated"]
 
 PROVIDER = "openai"
 
 # Anything shaped like a key is masked before a message is shown or stored. The API
 # itself echoes part of a rejected key ("Incorrect API key provided: sk-abc***xyz").
 _KEY = re.compile(r"\b(?:sk|sess|rk)-[A-Za-z0-9_*-]{6,}")
+
+
+class ThrottledError(TransientProviderError):
+    """A 429 for the request rate: the service refused the request without acting on it,
+    so even a create may be sent again."""
 
 
 def redact(text: str) -> str:
@@ -44,7 +52,7 @@ def make_client(options: OpenAIOptions) -> openai.OpenAI:
             base_url=options.base_url,
             organization=options.organization,
             project=options.project,
-            max_retries=0,
+            max_retries=options.max_retries,
             timeout=options.request_timeout,
         )
     except openai.OpenAIError:
@@ -108,8 +116,8 @@ def translated(operation: str) -> Iterator[None]:
     * 429 with a daily limit or an exhausted quota: ProviderError, the API's message (a
       retry cannot succeed today);
     * 429 about running jobs: ProviderBusyError (the engine queues the target);
-    * other 429s, 408, 409, 5xx, timeouts and dropped connections: TransientProviderError
-      with the wait the service asked for;
+    * other 429s: ThrottledError; 408, 409, 5xx, timeouts and dropped connections:
+      TransientProviderError; both with the wait the service asked for;
     * everything else: ProviderError with the API's message, the status and the parameter.
     """
     import openai
@@ -128,7 +136,7 @@ def translated(operation: str) -> Iterator[None]:
                 raise ProviderError(PROVIDER, text) from None
             if _JOB_LIMIT.search(message):
                 raise ProviderBusyError(PROVIDER, text, retry_after=wait) from None
-            raise TransientProviderError(PROVIDER, text, retry_after=wait) from None
+            raise ThrottledError(PROVIDER, text, retry_after=wait) from None
         if status in {408, 409} or status >= 500:
             raise TransientProviderError(PROVIDER, text, retry_after=wait) from None
         if status in {401, 403}:

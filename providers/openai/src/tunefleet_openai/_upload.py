@@ -4,8 +4,8 @@ The Files API keeps no metadata, so the content hash goes in the file name
 (``tunefleet-<sha256>.jsonl``); staging lists the project's fine-tune files and reuses one
 with that name and size instead of uploading again. Small files go up in one
 ``files.create``; large ones through the Uploads API (``uploads.create``, 64 MB parts,
-``uploads.complete`` with the MD5 the service checks), reporting progress after each part
-and retrying a failed part alone rather than the whole file.
+``uploads.complete`` with the MD5 the service checks), reporting progress after each part;
+the SDK retries a throttled part alone rather than the whole file.
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ __all__ = ["filename_for", "find_uploaded", "upload"]
 
 PURPOSE: Final = "fine-tune"
 MIME_TYPE = "text/jsonl"
-PART_RETRIES = 5
-"""Retries of one part by the SDK itself (honouring Retry-After), so a throttled part does
-not restart an upload of gigabytes."""
 MIN_LIFETIME = 24 * 3600
 """A file that expires sooner than this is not reused: the job may still need it."""
 
@@ -107,7 +104,6 @@ def _upload_in_parts(
         pending = client.uploads.create(
             bytes=size, filename=filename_for(sha256), mime_type=MIME_TYPE, purpose=PURPOSE
         )
-    patient = client.with_options(max_retries=PART_RETRIES)
     try:
         part_ids: list[str] = []
         md5 = hashlib.md5(usedforsecurity=False)
@@ -122,7 +118,7 @@ def _upload_in_parts(
                 md5.update(chunk)
                 digest.update(chunk)
                 with translated(f"upload part {len(part_ids) + 1}"):
-                    part = patient.uploads.parts.create(pending.id, data=chunk)
+                    part = client.uploads.parts.create(pending.id, data=chunk)
                 part_ids.append(part.id)
                 sent += len(chunk)
                 if progress is not None:

@@ -55,3 +55,6 @@ class OpenAIOptions(BaseModel):
     """Size of each part of a multipart upload (the API takes at most 64 MB a part)."""
     request_timeout: float = Field(default=120.0, gt=0, le=3600)
     """Seconds one HTTP request may take."""
+    max_retries: int = Field(default=3, ge=0, le=10)
+    """Retries of one throttled or failed request by the SDK (with backoff, honouring
+    Retry-After) before the step fails and the run engine retries it."""

@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import tenacity
 from pydantic import BaseModel
 
 from tunefleet.errors import CapabilityError, ProviderBusyError, ProviderError
@@ -47,7 +48,7 @@ from tunefleet.provider import (
     UploadProgress,
 )
 from tunefleet_openai import pricing
-from tunefleet_openai._client import PROVIDER, make_client, redact, translated
+from tunefleet_openai._client import PROVIDER, ThrottledError, make_client, redact, translated
 from tunefleet_openai._events import (
     Cursor,
     checkpoint_event,
@@ -76,6 +77,16 @@ EVENTS_PAGE = 100
 ACTIVE_STATUSES = frozenset({"validating_files", "queued", "running"})
 ACTIVE_SCAN = 100
 """Jobs looked at when counting unfinished ones (the newest; unfinished jobs are recent)."""
+
+
+_BACKOFF = tenacity.wait_random_exponential(multiplier=0.5, max=30)
+
+
+def _wait_as_asked(state: tenacity.RetryCallState) -> float:
+    """The Retry-After the service gave, else capped exponential backoff with jitter."""
+    error = state.outcome.exception() if state.outcome else None
+    asked = getattr(error, "retry_after", None)
+    return float(min(asked, 60.0)) if asked is not None else float(_BACKOFF(state))
 
 
 def _scope(options: OpenAIOptions) -> dict[str, str]:
@@ -285,6 +296,16 @@ class OpenAIProvider:
         return None
 
     def submit(self, plan: Plan, datasets: Mapping[str, DatasetRef], run_key: str) -> JobRef:
+        """Create the job, or return the one this run key already created.
+
+        The API has no idempotency key: a create whose answer was lost (a timeout, a
+        dropped connection) may still have made the job. So the request is sent once, never
+        retried by the SDK, and every call looks for the run key's job before creating one;
+        the engine's retry of a failed submit therefore finds a job that was made.
+        """
+        existing = self.find(plan, run_key)
+        if existing is not None:
+            return existing
         options = self._options(plan)
         client = self._client(options)
         planned = next(r for r in plan.requests if r.operation == "createFineTuningJob")
@@ -297,8 +318,20 @@ class OpenAIProvider:
                     f"{active} fine-tuning job(s) unfinished in this project "
                     f"(options.max_concurrent_jobs is {options.max_concurrent_jobs})",
                 )
-        with translated("create fine-tuning job"):
-            job = client.fine_tuning.jobs.create(**body)
+        once = client.with_options(max_retries=0)
+
+        def create() -> Any:
+            with translated("create fine-tuning job"):
+                return once.fine_tuning.jobs.create(**body)
+
+        # Only a throttled create is repeated here: the service refused it untouched.
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(ThrottledError),
+            stop=tenacity.stop_after_attempt(options.max_retries + 1),
+            wait=_wait_as_asked,
+            reraise=True,
+        )
+        job = retrying(create)
         return self._ref(plan, job.id, run_key)
 
     def _active_jobs(self, client: openai.OpenAI) -> int:

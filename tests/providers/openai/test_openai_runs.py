@@ -1,0 +1,222 @@
+"""Whole runs on the OpenAI provider through the CLI, against the fake service.
+
+The CLI runs in subprocesses, as users run it; the fake service runs in this process, so a
+test can look at every request it received and change its behaviour mid-run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter
+from tests.providers.openai.conftest import DATA, openai_spec
+from tests.providers.openai.fake_openai import FakeOpenAI
+from tests.runcli import Cli
+
+from tunefleet.events import CheckpointEvent, Event, LogEvent, MetricEvent, StatusEvent
+from tunefleet.state import open_journal
+
+EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, fake_site: Path, fake_openai: FakeOpenAI) -> Cli:
+    runner = Cli(tmp_path, fake_site, f"sqlite:///{tmp_path / 'journal.db'}")
+    runner.env.update(TUNEFLEET_QUEUE_INTERVAL="0.05", TUNEFLEET_RETRY_BACKOFF="0.01")
+    return runner
+
+
+def write_spec(cli: Cli, server: FakeOpenAI, **kwargs: Any) -> Path:
+    path = cli.tmp_path / "openai.yaml"
+    path.write_text(openai_spec(server, **kwargs))
+    return path
+
+
+def create_requests(server: FakeOpenAI) -> list[dict[str, Any]]:
+    """The bodies of every createFineTuningJob request, refused ones included."""
+    return [body for op, body in server.requests if op == "createFineTuningJob"]
+
+
+def test_a_whole_run_through_the_cli(cli: Cli, fake_openai: FakeOpenAI) -> None:
+    spec = write_spec(cli, fake_openai)
+    result = cli("run", str(spec), "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert [t["state"] for t in summary["targets"]] == ["succeeded"]
+
+    # The files went up once each, under their content hash, and the job was created as
+    # planned: method, hyperparameters, suffix, seed, and the run key in its metadata.
+    uploads = [f for f in fake_openai.files.values() if f["purpose"] == "fine-tune"]
+    assert sorted(fake_openai.contents[f["id"]] for f in uploads) == sorted(
+        (DATA / name).read_bytes() for name in ("train.jsonl", "validation.jsonl")
+    )
+    (create,) = create_requests(fake_openai)
+    assert create["method"] == {
+        "type": "supervised",
+        "supervised": {
+            "hyperparameters": {"n_epochs": 3, "batch_size": 8, "learning_rate_multiplier": 0.5}
+        },
+    }
+    assert (create["suffix"], create["seed"], create["model"]) == (
+        "support-bot",
+        7,
+        "gpt-4o-mini-2024-07-18",
+    )
+    train_file = fake_openai.contents[create["training_file"]]
+    assert train_file == (DATA / "train.jsonl").read_bytes()
+
+    with open_journal(cli.journal_url) as journal:
+        (run,) = journal.runs()
+        (target,) = journal.targets(run.id)
+        assert create["metadata"]["tunefleet:run-key"] == target.run_key
+        events = [EVENT.validate_python(e.payload) for e in journal.events(target.id)]
+        job = fake_openai.jobs[target.job["id"]]
+        assert target.trained_tokens == job.body["trained_tokens"] > 0
+        artifacts = [(a.kind, a.uri) for a in journal.artifacts(target.id)]
+    metrics = [e for e in events if isinstance(e, MetricEvent)]
+    assert [m.step for m in metrics] == list(range(1, job.total_steps + 1))
+    assert metrics[-1].train_loss is not None and metrics[0].train_loss is not None
+    assert metrics[-1].train_loss < metrics[0].train_loss, "the loss falls"
+    assert all(m.valid_loss is not None and m.train_token_accuracy is not None for m in metrics)
+    checkpoints = [e for e in events if isinstance(e, CheckpointEvent)]
+    assert [c.step for c in checkpoints] == [c["step_number"] for c in job.checkpoints]
+    states = [e.state.value for e in events if isinstance(e, StatusEvent)]
+    lifecycle = ["queued", "running", "succeeded"]
+    assert states[-1] == "succeeded" and states == sorted(set(states), key=lifecycle.index)
+    assert any(isinstance(e, LogEvent) and "Fine-tuning job started" in e.message for e in events)
+    model = job.body["fine_tuned_model"]
+    assert artifacts[0] == ("hosted_model", model)
+    assert [uri for kind, uri in artifacts if kind == "checkpoint"] == [
+        c["fine_tuned_model_checkpoint"] for c in job.checkpoints[::-1]
+    ]
+
+    deployed = cli("deploy", run.id, "--json")
+    assert deployed.returncode == 0, deployed.stderr
+    assert json.loads(deployed.stdout)["id"] == model
+    answer = cli("invoke", run.id, "How do I print a shipping label?")
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip() == f"[{model}] You asked: How do I print a shipping label?"
+    assert cli("undeploy", run.id).returncode == 0
+    assert model in fake_openai.models, "undeploying keeps the fine-tuned model"
+
+
+def test_rerunning_the_spec_elsewhere_reattaches_and_reuses_the_files(
+    cli: Cli, fake_openai: FakeOpenAI, tmp_path: Path
+) -> None:
+    spec = write_spec(cli, fake_openai)
+    assert cli("run", str(spec)).returncode == 0
+    # Another machine, another journal: the same spec finds the job by its metadata.
+    cli.env["TUNEFLEET_STATE"] = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    again = cli("run", str(spec))
+    assert again.returncode == 0, again.stderr
+    assert "reattached to job" in again.stderr
+    assert len(fake_openai.jobs) == 1
+    assert fake_openai.operations().count("createFile") == 2, "no file was uploaded twice"
+
+
+def test_a_run_killed_after_submit_resumes_without_a_second_job(
+    cli: Cli, fake_openai: FakeOpenAI
+) -> None:
+    spec = write_spec(cli, fake_openai)
+    cli.kill_at("after-submit", "run", str(spec))
+    assert len(fake_openai.jobs) == 1
+    resumed = cli("resume", "support-bot")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(fake_openai.jobs) == 1
+    with open_journal(cli.journal_url) as journal:
+        (run,) = journal.runs()
+        (target,) = journal.targets(run.id)
+        assert target.state == "succeeded"
+        (job,) = [r for r in journal.resources(target.id) if r.kind == "job"]
+        assert job.native_id == next(iter(fake_openai.jobs))
+
+
+def test_a_429_storm_is_survived(cli: Cli, fake_openai: FakeOpenAI) -> None:
+    # Every other request throttled for a while, and the job's creation three times running
+    # after that: the SDK retries each request, the engine each step, both waiting as asked.
+    fake_openai.misbehave(
+        status=429,
+        code="rate_limit_exceeded",
+        message="Rate limit reached for requests per min (RPM): Limit 60, Used 60.",
+        times=12,
+        every=2,
+        retry_after="0.01",
+    )
+    fake_openai.misbehave(
+        status=429,
+        code="rate_limit_exceeded",
+        message="Rate limit reached for requests per min (RPM): Limit 60, Used 60.",
+        operation="createFineTuningJob",
+        times=3,
+        retry_after="0.01",
+    )
+    fake_openai.misbehave(
+        status=503, code=None, message="The server is overloaded.", operation="listFiles"
+    )
+    result = cli("run", str(write_spec(cli, fake_openai)))
+    assert result.returncode == 0, result.stderr
+    assert all(m.times == 0 for m in fake_openai.misbehaviours), "every failure was served"
+    assert "retrying" in result.stderr
+    assert len(fake_openai.jobs) == 1
+
+
+def test_the_concurrent_job_limit_queues_the_target(cli: Cli, fake_openai: FakeOpenAI) -> None:
+    fake_openai.max_active_jobs = 1
+    # Someone else's job holds the only slot.
+    other = cli.tmp_path / "other.jsonl"
+    other.write_bytes((DATA / "train.jsonl").read_bytes())
+    import openai
+
+    client = openai.OpenAI(base_url=fake_openai.base_url, max_retries=0)
+    file = client.files.create(file=other.open("rb"), purpose="fine-tune")
+    blocker = client.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=file.id)
+
+    process = cli.start("run", str(write_spec(cli, fake_openai)))
+    deadline = time.monotonic() + 60
+    with open_journal(cli.journal_url) as journal:
+        while True:
+            runs = journal.runs()
+            targets = journal.targets(runs[0].id) if runs else []
+            if targets and targets[0].phase == "queued":
+                break
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the target never queued"
+            time.sleep(0.05)
+        assert "maximum number of active fine-tuning jobs" in (targets[0].message or "")
+    client.fine_tuning.jobs.cancel(blocker.id)  # the slot frees up
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "queued:" in err
+    assert len(fake_openai.jobs) == 2  # the blocker and ours
+    with open_journal(cli.journal_url) as journal:
+        (target,) = journal.targets(journal.runs()[0].id)
+        assert target.state == "succeeded"
+        actions = [entry.action for entry in journal.audit_entries()]
+        assert "target.queued" in actions
+
+
+def test_a_daily_limit_fails_with_the_apis_message(cli: Cli, fake_openai: FakeOpenAI) -> None:
+    fake_openai.daily_job_limit = 0
+    result = cli("run", str(write_spec(cli, fake_openai)))
+    assert result.returncode == 3
+    assert "maximum of 0 fine-tuning requests per day" in result.stderr
+    assert "daily_rate_limit_exceeded" in result.stderr
+    assert "retrying" not in result.stderr, "a daily limit is not retried"
+
+
+def test_a_file_the_service_rejects_fails_the_job_with_its_message(
+    cli: Cli, fake_openai: FakeOpenAI
+) -> None:
+    few = cli.tmp_path / "few.jsonl"
+    few.write_text("".join((DATA / "train.jsonl").read_text().splitlines(True)[:4]))
+    spec = write_spec(cli, fake_openai, validation=False)
+    body = json.loads(spec.read_text())
+    body["dataset"]["train"] = str(few)
+    spec.write_text(json.dumps(body))
+    result = cli("run", str(spec))
+    assert result.returncode == 1
+    assert "must have at least 10 examples" in result.stderr
