@@ -30,6 +30,7 @@ METADATA_RUN = "tunefleet:run"
 METADATA_TARGET = "tunefleet:target"
 MAX_METADATA_KEYS = 16
 RUN_KEY = "${run_key}"
+_ALL = frozenset({"${train_file}", "${validation_file}", RUN_KEY})
 
 # The API's bounds (FineTuneSupervisedHyperparameters, FineTuneDPOHyperparameters).
 MAX_EPOCHS = 50
@@ -160,4 +161,7 @@ def fill(body: dict[str, Any], files: dict[str, str], run_key: str) -> dict[str,
         return node
 
     filled: dict[str, Any] = substitute(body)
+    left = [key for key, value in filled.items() if isinstance(value, str) and value in _ALL]
+    if left:
+        raise ValueError(f"nothing staged for {', '.join(left)}")
     return filled

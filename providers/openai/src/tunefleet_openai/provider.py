@@ -29,7 +29,7 @@ import tenacity
 from pydantic import BaseModel
 
 from tunefleet.errors import CapabilityError, ProviderBusyError, ProviderError
-from tunefleet.events import Event, EventPage
+from tunefleet.events import CostEvent, Event, EventPage
 from tunefleet.provider import (
     ArtifactRef,
     Capabilities,
@@ -90,11 +90,36 @@ def _wait_as_asked(state: tenacity.RetryCallState) -> float:
 
 
 def _scope(options: OpenAIOptions) -> dict[str, str]:
-    """The options a job's later calls need: where the API is, whose project it is."""
+    """The options a job's later calls need: where the API is, whose project it is, and
+    the price its actual cost is worked out with."""
     wanted = options.model_dump(
-        include={"base_url", "organization", "project", "request_timeout"}, exclude_none=True
+        include={
+            "base_url",
+            "organization",
+            "project",
+            "request_timeout",
+            "max_retries",
+            "training_price_per_million_tokens",
+        },
+        exclude_none=True,
     )
     return {key: str(value) for key, value in wanted.items()}
+
+
+def _actual_cost(job: Any, scope: Mapping[str, str]) -> CostEvent | None:
+    """What a succeeded job cost: the tokens it trained on at the model's price."""
+    if job.status != "succeeded" or not job.trained_tokens:
+        return None
+    override = scope.get("training_price_per_million_tokens")
+    price = pricing.training_price(job.model, float(override) if override else None)
+    if price is None:
+        return None
+    return CostEvent(
+        id="cost-final",
+        time=datetime.fromtimestamp(job.finished_at, UTC) if job.finished_at else datetime.now(UTC),
+        amount=job.trained_tokens * price / 1e6,
+        basis=f"{job.trained_tokens:,} tokens trained x ${price:.2f}/M tokens",
+    )
 
 
 def _file_id(ref: DatasetRef) -> str:
@@ -309,7 +334,11 @@ class OpenAIProvider:
         options = self._options(plan)
         client = self._client(options)
         planned = next(r for r in plan.requests if r.operation == "createFineTuningJob")
-        body = fill(planned.body, {role: _file_id(ref) for role, ref in datasets.items()}, run_key)
+        files = {role: _file_id(ref) for role, ref in datasets.items()}
+        try:
+            body = fill(planned.body, files, run_key)
+        except ValueError as exc:
+            raise ProviderError(self.name, f"cannot create the planned job: {exc}") from None
         if options.max_concurrent_jobs is not None:
             active = self._active_jobs(client)
             if active >= options.max_concurrent_jobs:
@@ -385,6 +414,9 @@ class OpenAIProvider:
             out.append(status_event(found, position))
             position.state = found.status
             position.state_changes += 1
+            cost = _actual_cost(found, job.scope)
+            if cost is not None:
+                out.append(cost)
         if not out:
             return EventPage(events=[], cursor=cursor)
         return EventPage(events=out, cursor=position.encode())
