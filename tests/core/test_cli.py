@@ -123,11 +123,11 @@ def test_plan_names_the_install_command_for_a_missing_provider(tmp_path: Path) -
         '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
     )
     (tmp_path / "spec.yaml").write_text(
-        "name: demo\nbase_model: gpt-4o-mini\ndataset: train.jsonl\ntargets:\n  - provider: openai\n"
+        "name: demo\nbase_model: gpt-4o-mini\ndataset: train.jsonl\ntargets:\n  - provider: vertex\n"
     )
     result = tunefleet("plan", str(tmp_path / "spec.yaml"))
     assert result.returncode == 2
-    assert "pip install 'tunefleet[openai]'" in result.stderr
+    assert "pip install 'tunefleet[vertex]'" in result.stderr
 
 
 def test_plan_with_unmet_requirements_exits_1_with_reasons(tmp_path: Path) -> None:
