@@ -410,7 +410,8 @@ class OpenAIProvider:
             position.checkpoint_step = max(c.step_number for c in checkpoints)
         timeline.sort(key=lambda item: (item[0], item[1]))
         out = [event for _, _, event in timeline]
-        if found.status != position.state:
+        # validating_files and queued are both "queued": a change between them is none.
+        if position.state is None or state_of(found.status) != state_of(position.state):
             out.append(status_event(found, position))
             position.state = found.status
             position.state_changes += 1
