@@ -17,7 +17,7 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" --upgrade "pip>=25.1"
 packages=(-e core -e providers/local -e providers/openai)
 case "${1:-}" in
-    --dev) packages=(-e "core[train]" -e providers/local -e providers/openai --group dev) ;;
+    --dev) packages=(-e "core[train]" -e providers/local -e "providers/openai[azure]" --group dev) ;;
     --train) packages=(-e "core[train]" -e providers/local -e providers/openai) ;;
     "") ;;
     *) echo "usage: scripts/setup.sh [--train|--dev]" >&2; exit 2 ;;

@@ -128,6 +128,8 @@ def _validated_options(spec: RunSpec, target: TargetSpec, provider: Provider) ->
         for error in exc.errors():
             path = ("targets", index, "options", *error["loc"])
             message = error["msg"]
+            if error["type"] == "value_error" and "error" in error.get("ctx", {}):
+                message = str(error["ctx"]["error"])
             if error["type"] == "extra_forbidden":
                 allowed = ", ".join(provider.options_model.model_fields) or "none"
                 message = f"unknown option for provider {provider.name!r} (allowed: {allowed})"

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-from tunefleet.errors import ProviderError
+from tunefleet.errors import ProviderError, TransientProviderError
 from tunefleet.provider import UploadProgress
 from tunefleet_openai._client import PROVIDER, translated
 from tunefleet_openai.options import OpenAIOptions
@@ -23,10 +23,12 @@ from tunefleet_openai.options import OpenAIOptions
 if TYPE_CHECKING:
     import openai
 
-__all__ = ["filename_for", "find_uploaded", "upload"]
+__all__ = ["filename_for", "find_uploaded", "upload", "wait_until_processed"]
 
 PURPOSE: Final = "fine-tune"
 MIME_TYPE = "text/jsonl"
+PROCESSING_TIMEOUT = 600.0
+"""Seconds a file may take to be processed before a job can use it (Azure)."""
 MIN_LIFETIME = 24 * 3600
 """A file that expires sooner than this is not reused: the job may still need it."""
 
@@ -138,3 +140,24 @@ def _upload_in_parts(
     if done.file is None:
         raise ProviderError(PROVIDER, f"upload {pending.id} completed without a file")
     return done.file
+
+
+def wait_until_processed(client: openai.OpenAI, file: Any, poll: float = 1.0) -> Any:
+    """``file`` once the service has processed it; ProviderError if it rejects it.
+
+    Azure OpenAI imports an upload before a job may use it (``pending``, then ``processed``
+    or ``error``); the OpenAI API answers ``processed`` at once.
+    """
+    deadline = time.monotonic() + PROCESSING_TIMEOUT
+    while getattr(file, "status", "processed") not in {"processed", "error"}:
+        if time.monotonic() > deadline:
+            raise TransientProviderError(
+                PROVIDER, f"file {file.id} still {file.status} after {PROCESSING_TIMEOUT:g}s"
+            )
+        time.sleep(poll)
+        with translated("retrieve file"):
+            file = client.files.retrieve(file.id)
+    if file.status == "error":
+        details = getattr(file, "status_details", None) or "no details given"
+        raise ProviderError(PROVIDER, f"the service rejected file {file.id}: {details}")
+    return file

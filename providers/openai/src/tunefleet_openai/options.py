@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["OpenAIOptions"]
 
@@ -28,11 +28,44 @@ def _api_url(value: str) -> str:
 ApiUrl = Annotated[str, AfterValidator(_api_url)]
 
 
+AzureName = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.()-]{0,89}$")]
+"""A resource group, account or deployment name as Azure Resource Manager allows them."""
+
+
 class OpenAIOptions(BaseModel):
-    """Options of the ``openai`` provider. Credentials are not options: the SDK reads
-    ``OPENAI_API_KEY`` (and ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``) from the environment."""
+    """Options of the ``openai`` provider.
+
+    Credentials are not options. The OpenAI API's come from ``OPENAI_API_KEY`` (and
+    ``OPENAI_ORG_ID``, ``OPENAI_PROJECT_ID``); Azure OpenAI's from ``AZURE_OPENAI_API_KEY``
+    or, without one, Microsoft Entra ID through azure-identity's ``DefaultAzureCredential``
+    (environment, workload or managed identity, ``az login``), which deployments need anyway.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    flavor: Literal["openai", "azure"] = "openai"
+    """``openai``: the OpenAI API. ``azure``: an Azure OpenAI resource, in its region."""
+    azure_subscription_id: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$",
+    )
+    """Azure: the subscription holding the resource."""
+    azure_resource_group: AzureName | None = None
+    """Azure: the resource group holding the resource."""
+    azure_resource: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9-]{1,62}$")
+    """Azure: the Azure OpenAI resource (account) name."""
+    azure_endpoint: ApiUrl | None = None
+    """Azure: the resource's endpoint; default ``https://<azure_resource>.openai.azure.com``."""
+    api_version: str = Field(
+        default="2025-04-01-preview", pattern=r"^\d{4}-\d{2}-\d{2}(-preview)?$"
+    )
+    """Azure: the data-plane API version."""
+    azure_management_url: ApiUrl = "https://management.azure.com"
+    """Azure: the Resource Manager endpoint (another for sovereign clouds)."""
+    deployment_sku: str = Field(default="Standard", pattern=r"^[A-Za-z]{1,32}$")
+    """Azure: the deployment type of a served model (Standard, GlobalStandard, Developer)."""
+    deployment_capacity: int = Field(default=1, ge=1, le=10_000)
+    """Azure: the deployment's capacity, in thousands of tokens per minute."""
 
     base_url: ApiUrl | None = None
     """API root; default ``$OPENAI_BASE_URL``, else https://api.openai.com/v1 (set it for a
@@ -58,3 +91,33 @@ class OpenAIOptions(BaseModel):
     max_retries: int = Field(default=3, ge=0, le=10)
     """Retries of one throttled or failed request by the SDK (with backoff, honouring
     Retry-After) before the step fails and the run engine retries it."""
+
+    @model_validator(mode="after")
+    def _flavor_settings(self) -> OpenAIOptions:
+        if self.flavor == "azure":
+            missing = [
+                name
+                for name in ("azure_subscription_id", "azure_resource_group", "azure_resource")
+                if getattr(self, name) is None
+            ]
+            if missing:
+                raise ValueError(f"flavor azure needs {', '.join(missing)}")
+            if self.base_url or self.organization or self.project:
+                raise ValueError(
+                    "base_url, organization and project are the OpenAI API's; flavor azure "
+                    "takes azure_endpoint"
+                )
+        else:
+            azure = [
+                name
+                for name in ("azure_subscription_id", "azure_resource_group", "azure_resource")
+                if getattr(self, name) is not None
+            ]
+            if azure or self.azure_endpoint:
+                raise ValueError("azure_* options need flavor: azure")
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        """Azure: the resource's data-plane endpoint."""
+        return self.azure_endpoint or f"https://{self.azure_resource}.openai.azure.com"

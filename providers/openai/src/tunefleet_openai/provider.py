@@ -48,6 +48,7 @@ from tunefleet.provider import (
     UploadProgress,
 )
 from tunefleet_openai import pricing
+from tunefleet_openai._azure import AZURE_FINE_TUNING_REGIONS, Management, make_azure_client
 from tunefleet_openai._client import PROVIDER, ThrottledError, make_client, redact, translated
 from tunefleet_openai._events import (
     Cursor,
@@ -63,7 +64,7 @@ from tunefleet_openai._job_request import (
     refusals,
     too_many_tags,
 )
-from tunefleet_openai._upload import filename_for, find_uploaded, upload
+from tunefleet_openai._upload import filename_for, find_uploaded, upload, wait_until_processed
 from tunefleet_openai.options import OpenAIOptions
 
 if TYPE_CHECKING:
@@ -90,18 +91,12 @@ def _wait_as_asked(state: tenacity.RetryCallState) -> float:
 
 
 def _scope(options: OpenAIOptions) -> dict[str, str]:
-    """The options a job's later calls need: where the API is, whose project it is, and
-    the price its actual cost is worked out with."""
+    """The options a job's later calls need: where the service is, whose project or
+    resource it is, and the price its actual cost is worked out with (none is a secret)."""
     wanted = options.model_dump(
-        include={
-            "base_url",
-            "organization",
-            "project",
-            "request_timeout",
-            "max_retries",
-            "training_price_per_million_tokens",
-        },
+        exclude={"suffix", "max_concurrent_jobs", "multipart_threshold_bytes", "upload_part_bytes"},
         exclude_none=True,
+        exclude_defaults=True,
     )
     return {key: str(value) for key, value in wanted.items()}
 
@@ -136,14 +131,21 @@ class OpenAIProvider:
 
     def __init__(self) -> None:
         self._clients: dict[str, openai.OpenAI] = {}
+        self._checked_regions: set[str] = set()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ planning
 
     def capabilities(self, options: BaseModel | None = None) -> Capabilities:
-        # The API chooses the adapter, the machines and where they are; it cannot join a
-        # private network or use a customer's key; files cannot be tagged.
-        return Capabilities(methods=frozenset({"supervised", "dpo"}), endpoints=True)
+        # The service chooses the adapter and the machines; it cannot join a private
+        # network or use a customer's key; files cannot be tagged. The OpenAI API does not
+        # say where it trains; an Azure resource trains in its own region.
+        azure = isinstance(options, OpenAIOptions) and options.flavor == "azure"
+        return Capabilities(
+            methods=frozenset({"supervised", "dpo"}),
+            regions=AZURE_FINE_TUNING_REGIONS if azure else (),
+            endpoints=True,
+        )
 
     def estimate_training(
         self, base_model: str, examples: int, billable_tokens: int, epochs: int | None
@@ -184,6 +186,15 @@ class OpenAIProvider:
         options = request.options
         assert isinstance(options, OpenAIOptions)
         unmet: list[Unmet] = refusals(spec)
+        if options.flavor == "azure" and target.region is None:
+            unmet.append(
+                Unmet(
+                    requirement="region",
+                    reason="an Azure OpenAI resource trains in its own region; set the "
+                    "target's region to the resource's location (it is checked before any "
+                    "upload)",
+                )
+            )
         tags = too_many_tags(spec)
         if tags is not None:
             unmet.append(tags)
@@ -245,7 +256,7 @@ class OpenAIProvider:
         return Plan(
             target=target.key,
             provider=self.name,
-            region=None,
+            region=target.region if options.flavor == "azure" else None,
             options=options.model_dump(mode="json"),
             epochs=epochs,
             requests=requests,
@@ -264,21 +275,50 @@ class OpenAIProvider:
         with self._lock:
             client = self._clients.get(key)
             if client is None:
-                client = self._clients[key] = make_client(options)
+                made = (
+                    make_azure_client(options)
+                    if options.flavor == "azure"
+                    else make_client(options)
+                )
+                client = self._clients[key] = made
             return client
+
+    def _check_region(self, plan: Plan, options: OpenAIOptions) -> None:
+        """Azure: refuse to send data to a resource outside the region the plan was
+        checked against (the placement policy allowed that region, not the resource's)."""
+        if options.flavor != "azure":
+            return
+        key = f"{options.model_dump_json()}|{plan.region}"
+        if key in self._checked_regions:
+            return
+        actual = Management(options).location()
+        if actual != plan.region:
+            raise ProviderError(
+                self.name,
+                f"Azure OpenAI resource {options.azure_resource} is in {actual}, not in "
+                f"{plan.region} as target {plan.target!r} says; nothing was uploaded",
+            )
+        self._checked_regions.add(key)
 
     def _scoped_client(self, scope: Mapping[str, str]) -> openai.OpenAI:
         """The client for a job or endpoint, from the options recorded in its scope."""
         return self._client(OpenAIOptions.model_validate(scope))
 
     def _ref(self, plan: Plan, job_id: str, run_key: str) -> JobRef:
+        options = self._options(plan)
+        console = (
+            f"https://portal.azure.com/#resource{Management(options).resource_id}/overview"
+            if options.flavor == "azure"
+            else CONSOLE_URL.format(id=job_id)
+        )
         return JobRef(
             provider=self.name,
             target=plan.target,
             id=job_id,
+            region=plan.region,
             run_key=run_key,
-            console_url=CONSOLE_URL.format(id=job_id),
-            scope=_scope(self._options(plan)),
+            console_url=console,
+            scope=_scope(options),
         )
 
     # ------------------------------------------------------------------ staging
@@ -292,6 +332,7 @@ class OpenAIProvider:
         progress: UploadProgress | None = None,
     ) -> DatasetRef:
         options = self._options(plan)
+        self._check_region(plan, options)
         client = self._client(options)
         try:
             size = path.stat().st_size
@@ -300,6 +341,8 @@ class OpenAIProvider:
         file = find_uploaded(client, sha256, size)
         if file is None:
             file = upload(client, path, sha256, options, progress)
+        if options.flavor == "azure":
+            file = wait_until_processed(client, file)
         return DatasetRef(
             provider=self.name,
             role=role,
@@ -491,6 +534,8 @@ class OpenAIProvider:
                 self.name, f"serves models fine-tuned on the API, not a {artifact.kind}"
             )
         options = self._options(plan)
+        if options.flavor == "azure":
+            return self._deploy_on_azure(plan, options, artifact.uri, name)
         client = self._client(options)
         with translated("retrieve model"):
             model = client.models.retrieve(artifact.uri)
@@ -502,21 +547,41 @@ class OpenAIProvider:
             scope=_scope(options),
         )
 
+    def _deploy_on_azure(
+        self, plan: Plan, options: OpenAIOptions, model: str, name: str
+    ) -> EndpointRef:
+        # On Azure a fine-tuned model answers only once deployed, under a name of its own.
+        planned = next(r for r in plan.requests if r.operation == "createFineTuningJob")
+        metadata = planned.body.get("metadata", {})
+        tags = {k: v for k, v in metadata.items() if not k.startswith("tunefleet:")}
+        deployment_id = Management(options).deploy(name, model, tags)
+        return EndpointRef(
+            provider=self.name,
+            name=name,
+            region=plan.region,
+            url=f"{options.endpoint}/openai/deployments/{name}/chat/completions",
+            id=deployment_id,
+            scope=_scope(options),
+        )
+
     def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
         raise CapabilityError(self.name, "serves each model id on its own; there is no split")
 
     def delete_endpoint(self, endpoint: EndpointRef) -> None:
-        # Nothing was created to serve the model: the API serves it for as long as the
-        # model exists, and the model is the run's artifact, which undeploying keeps.
-        return None
+        options = OpenAIOptions.model_validate(endpoint.scope)
+        if options.flavor == "azure":
+            Management(options).delete(endpoint.name)
+        # On the OpenAI API nothing was created to serve the model: the API serves it for
+        # as long as the model exists, and the model is the run's artifact, which stays.
 
     def invoke(self, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
         if endpoint.id is None:
             raise ProviderError(self.name, f"endpoint {endpoint.name} records no model id")
         client = self._scoped_client(endpoint.scope)
+        azure = endpoint.scope.get("flavor") == "azure"
         with translated("create chat completion"):
             completion = client.chat.completions.create(
-                model=endpoint.id,
+                model=endpoint.name if azure else endpoint.id,  # Azure: the deployment
                 messages=request.messages,  # type: ignore[arg-type]
                 max_completion_tokens=request.max_tokens,
                 temperature=request.temperature,
