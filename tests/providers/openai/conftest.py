@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from tests.openapi_contract import OPENAI_SPEC, load_contract
+from tests.providers.openai.fake_azure import (
+    RESOURCE,
+    RESOURCE_GROUP,
+    SUBSCRIPTION,
+    FakeAzureManagement,
+    install_fake_az,
+)
 from tests.providers.openai.fake_openai import API_KEY, FakeOpenAI
 
 DATA = Path(__file__).parents[3] / "examples" / "quickstart" / "data"
@@ -67,4 +75,46 @@ def openai_spec(
     if validation:
         body["dataset"]["validation"] = str(DATA / "validation.jsonl")
     body.update(top)
+    return json.dumps(body)
+
+
+@pytest.fixture
+def fake_azure(
+    fake_openai: FakeOpenAI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[FakeAzureManagement]:
+    """A fake Resource Manager for an Azure OpenAI resource in swedencentral whose data
+    plane is ``fake_openai``, and a signed-in `az` for DefaultAzureCredential to use."""
+    arm = FakeAzureManagement(fake_openai, "swedencentral", tmp_path).start()
+    bin_dir = tmp_path / "bin"
+    install_fake_az(bin_dir)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("AZURE_TOKEN_CREDENTIALS", "AzureCliCredential")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(arm.ca_path))
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    try:
+        yield arm
+    finally:
+        arm.stop()
+
+
+def azure_spec(
+    server: FakeOpenAI, arm: FakeAzureManagement, *, region: str = "swedencentral", **top: Any
+) -> str:
+    """Like :func:`openai_spec`, on the azure flavour against ``server`` and ``arm``."""
+    body = json.loads(openai_spec(server, **top))
+    body["targets"] = [
+        {
+            "name": "azure",
+            "provider": "openai",
+            "region": region,
+            "options": {
+                "flavor": "azure",
+                "azure_subscription_id": SUBSCRIPTION,
+                "azure_resource_group": RESOURCE_GROUP,
+                "azure_resource": RESOURCE,
+                "azure_endpoint": server.base_url.removesuffix("/v1"),
+                "azure_management_url": arm.url,
+            },
+        }
+    ]
     return json.dumps(body)

@@ -27,6 +27,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from tests.openapi_contract import OpenAPIContract, form_files
 
 API_KEY = "sk-fake-tunefleet-test-key-0000"
+ENTRA_TOKEN = "fake-entra-token"
+"""What the fake `az` hands out (tests.providers.openai.fake_azure)."""
 ORGANIZATION = "org-fake"
 BASE_MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4.1-mini-2025-04-14", "gpt-4o-2024-08-06")
 MIN_EXAMPLES = 10
@@ -86,6 +88,9 @@ class FakeOpenAI:
         self.max_active_jobs: int | None = None
         self.daily_job_limit: int | None = None
         self.misbehaviours: list[Misbehaviour] = []
+        self.deployments: dict[str, str] = {}
+        """Azure deployments (name -> model), kept by the fake Resource Manager."""
+        self._azure = False
         self._clock = itertools.count(1_750_000_000)
         self._ids = itertools.count(1)
         self._lock = threading.RLock()
@@ -133,22 +138,29 @@ class FakeOpenAI:
         self, method: str, target: str, headers: dict[str, str], body: bytes
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
         url = urlsplit(target)
+        path = url.path
         query = parse_qs(url.query, keep_blank_values=True)
+        azure = path.startswith("/openai/")
+        if azure:
+            # Azure OpenAI: the same API under /openai, versioned by a query parameter, with
+            # chat completions addressed to a deployment rather than a model.
+            if not query.pop("api-version", None):
+                return _error(400, "missing_api_version", "api-version query parameter required")
+            path = "/v1" + re.sub(r"^/openai(/deployments/[^/]+)?", "", path)
         content_type = headers.get("content-type")
-        operation = self.contract.operation(method, url.path) if self.contract else None
-        name = operation.id if operation else f"{method} {url.path}"
+        operation = self.contract.operation(method, path) if self.contract else None
+        name = operation.id if operation else f"{method} {path}"
         if self.contract is not None:
-            self.violations += self.contract.check_request(
-                method, url.path, query, content_type, body
-            )
+            self.violations += self.contract.check_request(method, path, query, content_type, body)
         with self._lock:
             parsed: dict[str, Any] = {}
             if content_type and content_type.startswith("application/json") and body:
                 parsed = json.loads(body)
             self.requests.append((name, parsed or {k: v[-1] for k, v in query.items()}))
-            status, answer, extra = self._answer(method, url.path, query, headers, body, name)
+            self._azure = azure
+            status, answer, extra = self._answer(method, path, query, headers, body, name)
         if self.contract is not None:
-            self.violations += self.contract.check_response(method, url.path, status, answer)
+            self.violations += self.contract.check_response(method, path, status, answer)
         return status, answer, extra
 
     def _answer(
@@ -160,7 +172,8 @@ class FakeOpenAI:
         body: bytes,
         operation: str,
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        if headers.get("authorization") != f"Bearer {API_KEY}":
+        signed_in = headers.get("authorization") in {f"Bearer {API_KEY}", f"Bearer {ENTRA_TOKEN}"}
+        if not signed_in and headers.get("api-key") != API_KEY:
             given = headers.get("authorization", "").removeprefix("Bearer ")
             shown = f"{given[:5]}***{given[-4:]}" if len(given) > 9 else "(none)"
             return _error(401, "invalid_api_key", f"Incorrect API key provided: {shown}.")
@@ -210,7 +223,7 @@ class FakeOpenAI:
             "created_at": self._now(),
             "filename": filename,
             "purpose": purpose,
-            "status": "processed",
+            "status": "uploaded" if self._azure else "processed",
         }
         self.files[file["id"]] = file
         self.contents[file["id"]] = data
@@ -236,7 +249,10 @@ class FakeOpenAI:
     def _retrieve_file(self, query: Any, headers: Any, body: Any, file_id: str) -> Any:
         if file_id not in self.files:
             return _error(404, None, f"No such File object: {file_id}")
-        return 200, self.files[file_id], {}
+        file = self.files[file_id]
+        if file["status"] == "uploaded":  # imported by the time anyone asks again
+            file["status"] = "processed"
+        return 200, file, {}
 
     def _create_upload(self, query: Any, headers: Any, body: bytes) -> Any:
         request = json.loads(body)
@@ -324,6 +340,8 @@ class FakeOpenAI:
             file_id = request.get(key)
             if file_id is not None and file_id not in self.files:
                 return _error(400, "invalid_request_error", f"File {file_id} not found", key)
+            if file_id is not None and self.files[file_id]["status"] != "processed":
+                return _error(400, "invalid_request_error", f"File {file_id} is not processed", key)
         method = request.get("method") or {"type": "supervised"}
         kind = method["type"]
         hyper = dict((method.get(kind) or {}).get("hyperparameters") or {})
@@ -564,6 +582,10 @@ class FakeOpenAI:
     def _chat(self, query: Any, headers: Any, body: bytes) -> Any:
         request = json.loads(body)
         model = request["model"]
+        if self._azure:
+            if model not in self.deployments:
+                return _error(404, "DeploymentNotFound", f"The deployment '{model}' does not exist")
+            model = self.deployments[model]
         if model not in self.models:
             return _error(404, "model_not_found", f"The model '{model}' does not exist")
         question = next(
