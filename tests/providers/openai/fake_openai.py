@@ -148,8 +148,7 @@ class FakeOpenAI:
                 return _error(400, "missing_api_version", "api-version query parameter required")
             path = "/v1" + re.sub(r"^/openai(/deployments/[^/]+)?", "", path)
         content_type = headers.get("content-type")
-        operation = self.contract.operation(method, path) if self.contract else None
-        name = operation.id if operation else f"{method} {path}"
+        name = self._operation(method, path)
         if self.contract is not None:
             self.violations += self.contract.check_request(method, path, query, content_type, body)
         with self._lock:
@@ -185,32 +184,39 @@ class FakeOpenAI:
                     extra = {"Retry-After": trouble.retry_after} if trouble.retry_after else {}
                     status, answer, _ = _error(trouble.status, trouble.code, trouble.message)
                     return status, answer, extra
-        for pattern, verb, handler in self._routes():
+        for pattern, verb, _, handler in self._routes():
             match = re.fullmatch(pattern, path)
             if match and verb == method:
                 return handler(query, headers, body, *map(unquote, match.groups()))
         return _error(404, None, f"Invalid URL ({method} {path})")
 
-    def _routes(self) -> list[tuple[str, str, Callable[..., Any]]]:
+    def _operation(self, method: str, path: str) -> str:
+        """The operation id (as OpenAI's description names it) of a request."""
+        for pattern, verb, operation, _ in self._routes():
+            if verb == method and re.fullmatch(pattern, path):
+                return operation
+        return f"{method} {path}"
+
+    def _routes(self) -> list[tuple[str, str, str, Callable[..., Any]]]:
         job = r"/v1/fine_tuning/jobs/([^/]+)"
         return [
-            (r"/v1/files", "POST", self._create_file),
-            (r"/v1/files", "GET", self._list_files),
-            (r"/v1/files/([^/]+)", "GET", self._retrieve_file),
-            (r"/v1/uploads", "POST", self._create_upload),
-            (r"/v1/uploads/([^/]+)/parts", "POST", self._add_part),
-            (r"/v1/uploads/([^/]+)/complete", "POST", self._complete_upload),
-            (r"/v1/uploads/([^/]+)/cancel", "POST", self._cancel_upload),
-            (r"/v1/fine_tuning/jobs", "POST", self._create_job),
-            (r"/v1/fine_tuning/jobs", "GET", self._list_jobs),
-            (job, "GET", self._retrieve_job),
-            (job + "/cancel", "POST", self._cancel_job),
-            (job + "/pause", "POST", self._pause_job),
-            (job + "/resume", "POST", self._resume_job),
-            (job + "/events", "GET", self._list_events),
-            (job + "/checkpoints", "GET", self._list_checkpoints),
-            (r"/v1/models/(.+)", "GET", self._retrieve_model),
-            (r"/v1/chat/completions", "POST", self._chat),
+            (r"/v1/files", "POST", "createFile", self._create_file),
+            (r"/v1/files", "GET", "listFiles", self._list_files),
+            (r"/v1/files/([^/]+)", "GET", "retrieveFile", self._retrieve_file),
+            (r"/v1/uploads", "POST", "createUpload", self._create_upload),
+            (r"/v1/uploads/([^/]+)/parts", "POST", "addUploadPart", self._add_part),
+            (r"/v1/uploads/([^/]+)/complete", "POST", "completeUpload", self._complete_upload),
+            (r"/v1/uploads/([^/]+)/cancel", "POST", "cancelUpload", self._cancel_upload),
+            (r"/v1/fine_tuning/jobs", "POST", "createFineTuningJob", self._create_job),
+            (r"/v1/fine_tuning/jobs", "GET", "listPaginatedFineTuningJobs", self._list_jobs),
+            (job, "GET", "retrieveFineTuningJob", self._retrieve_job),
+            (job + "/cancel", "POST", "cancelFineTuningJob", self._cancel_job),
+            (job + "/pause", "POST", "pauseFineTuningJob", self._pause_job),
+            (job + "/resume", "POST", "resumeFineTuningJob", self._resume_job),
+            (job + "/events", "GET", "listFineTuningEvents", self._list_events),
+            (job + "/checkpoints", "GET", "listFineTuningJobCheckpoints", self._list_checkpoints),
+            (r"/v1/models/(.+)", "GET", "retrieveModel", self._retrieve_model),
+            (r"/v1/chat/completions", "POST", "createChatCompletion", self._chat),
         ]
 
     # ------------------------------------------------------------------ files
