@@ -14,7 +14,10 @@ What each contract step does here::
     deploy    nothing to create: a fine-tuned model is served by the API itself, so the
               endpoint is the model id (checked to exist), and invoke is a chat completion
 
-The SDK is imported by the first method that talks to the service.
+With ``flavor: azure`` the same steps run against an Azure OpenAI resource
+(:mod:`tunefleet_openai._azure`): stage first checks the resource is in the target's region,
+files are waited on until imported, and deploy creates a deployment through Resource Manager.
+The SDKs are imported by the first method that talks to the service.
 """
 
 from __future__ import annotations
