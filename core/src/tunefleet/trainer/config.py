@@ -15,7 +15,11 @@ output_dir          ``$SM_MODEL_DIR``           ``$AIP_MODEL_DIR``          (req
 checkpoint_dir      ``/opt/ml/checkpoints``     ``$AIP_CHECKPOINT_DIR``     output_dir/checkpoints
 ==================  ==========================  ==========================  ============
 
-Azure ML command jobs and HyperPod PyTorch jobs pass their mounted paths as flags. Vertex's
+The config itself comes from ``--config FILE``, else ``$TUNEFLEET_TRAINER_CONFIG``, else, on
+SageMaker, the ``tunefleet_config`` hyperparameter (SageMaker writes a job's HyperParameters
+to ``/opt/ml/input/config/hyperparameters.json``; its Environment values are limited to 512
+characters, too few for a config). Azure ML command jobs and HyperPod PyTorch jobs pass their
+mounted paths as flags. Vertex's
 ``gs://`` locations are read through Cloud Storage FUSE at ``/gcs/``. A dataset location may
 be a file or a directory holding exactly one ``.jsonl`` file (a SageMaker channel).
 
@@ -37,6 +41,7 @@ from tunefleet.spec import Adapter, Hyperparameters, Method
 
 __all__ = [
     "CONFIG_ENV",
+    "HYPERPARAMETER",
     "SAGEMAKER_CHECKPOINT_DIR",
     "TrainerConfig",
     "resolve_config",
@@ -46,6 +51,10 @@ CONFIG_ENV = "TUNEFLEET_TRAINER_CONFIG"
 """Inline JSON config, for launchers that pass environment more easily than files."""
 SAGEMAKER_CHECKPOINT_DIR = "/opt/ml/checkpoints"
 """Where SageMaker syncs a job's CheckpointConfig.S3Uri to and from."""
+SAGEMAKER_CONFIG_DIR = "/opt/ml/input/config"
+"""Where SageMaker writes hyperparameters.json (``$SM_INPUT_CONFIG_DIR`` when set)."""
+HYPERPARAMETER = "tunefleet_config"
+"""The SageMaker hyperparameter holding the config as a JSON string."""
 
 
 class TrainerConfig(BaseModel):
@@ -143,6 +152,10 @@ def resolve_config(
             raise TrainerError(f"{config_file}: {exc.strerror or exc}") from None
     elif env.get(CONFIG_ENV):
         source, raw = f"${CONFIG_ENV}", env[CONFIG_ENV]
+    else:
+        found = _sagemaker_hyperparameter(env)
+        if found is not None:
+            source, raw = found
     if raw is not None:
         try:
             loaded = json.loads(raw)
@@ -156,6 +169,20 @@ def resolve_config(
         return TrainerConfig.model_validate(merged)
     except ValidationError as exc:
         raise TrainerError(f"{source}: {_first_problem(exc)}") from None
+
+
+def _sagemaker_hyperparameter(environ: Mapping[str, str]) -> tuple[str, str] | None:
+    """(source, JSON) of the config a SageMaker job passed as a hyperparameter, if any."""
+    path = Path(environ.get("SM_INPUT_CONFIG_DIR") or SAGEMAKER_CONFIG_DIR) / "hyperparameters.json"
+    try:
+        hyperparameters = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise TrainerError(f"{path}: cannot be read as JSON ({exc})") from None
+    if not isinstance(hyperparameters, dict) or HYPERPARAMETER not in hyperparameters:
+        return None
+    return f"{path} ({HYPERPARAMETER})", str(hyperparameters[HYPERPARAMETER])
 
 
 def _first_problem(exc: ValidationError) -> str:
