@@ -15,10 +15,10 @@ fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # pip >= 25.1 reads PEP 735 dependency groups (--group) from the root pyproject.toml.
 "${pip[@]}" --upgrade "pip>=25.1"
-packages=(-e core -e providers/local -e providers/openai)
+packages=(-e core -e providers/local -e providers/openai -e providers/sagemaker)
 case "${1:-}" in
-    --dev) packages=(-e "core[train]" -e providers/local -e "providers/openai[azure]" --group dev) ;;
-    --train) packages=(-e "core[train]" -e providers/local -e providers/openai) ;;
+    --dev) packages=(-e "core[train]" -e providers/local -e "providers/openai[azure]" -e providers/sagemaker --group dev) ;;
+    --train) packages=(-e "core[train]" -e providers/local -e providers/openai -e providers/sagemaker) ;;
     "") ;;
     *) echo "usage: scripts/setup.sh [--train|--dev]" >&2; exit 2 ;;
 esac

@@ -1,0 +1,1 @@
+"""tunefleet's SageMaker provider: training jobs and endpoints through boto3."""

@@ -1,0 +1,221 @@
+"""The neutral spec turned into a CreateTrainingJob request, and what the target lacks.
+
+The plan shows the request with placeholders for what exists only later (``${run_key}``,
+the staged datasets' S3 URIs); :func:`fill` puts the real values in at submit, so the job
+created is exactly the one planned. The job's name is derived from the run key, so
+finding the job a run key created is one DescribeTrainingJob.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tunefleet.provider import Unmet
+from tunefleet.spec import RunSpec, TargetSpec
+from tunefleet.trainer.config import HYPERPARAMETER, SAGEMAKER_CHECKPOINT_DIR
+from tunefleet_sagemaker.options import SageMakerOptions
+
+__all__ = ["RUN_KEY", "channel_placeholder", "fill", "job_name", "training_request", "unmet"]
+
+RUN_KEY = "${run_key}"
+MAX_HYPERPARAMETER = 2500
+"""SageMaker's limit on one hyperparameter value."""
+INPUT_DIR = "/opt/ml/input/data"
+MODEL_DIR = "/opt/ml/model"
+# The trainer prints `tunefleet.metric {json}` lines; these regexes give SageMaker's console
+# and CloudWatch metrics the same numbers.
+_METRICS = ("train_loss", "valid_loss", "learning_rate", "train_token_accuracy")
+
+
+def channel_placeholder(role: str) -> str:
+    """Stands for a staged dataset's S3 URI in a planned request."""
+    return f"${{{role}_uri}}"
+
+
+def job_name(template: str, run_key: str) -> str:
+    """The job name of ``run_key`` from the planned name template."""
+    return template.replace(RUN_KEY, run_key)
+
+
+def _name_template(spec: RunSpec) -> str:
+    # 26 + 1 + 32 hex of the run key fits the 63 characters of a job name.
+    return f"{spec.name[:26].rstrip('-')}-{RUN_KEY}"
+
+
+def _s3(options: SageMakerOptions, *parts: str) -> str:
+    key = "/".join(part.strip("/") for part in (options.prefix, *parts) if part.strip("/"))
+    return f"s3://{options.bucket}/{key}"
+
+
+def trainer_config(spec: RunSpec, options: SageMakerOptions) -> dict[str, Any]:
+    """The trainer's config, less the paths SageMaker decides (channels, model dir)."""
+    config: dict[str, Any] = {
+        "base_model": spec.base_model,
+        "method": spec.method.type,
+        "adapter": spec.method.adapter or "lora",
+        "hyperparameters": spec.hyperparameters.model_dump(mode="json", exclude_none=True),
+    }
+    if spec.method.beta is not None:
+        config["beta"] = spec.method.beta
+    return config
+
+
+def unmet(spec: RunSpec, target: TargetSpec, options: SageMakerOptions) -> list[Unmet]:
+    """What this target's options lack for the spec's requirements, each with the setting."""
+    found: list[Unmet] = []
+    policy = spec.placement
+    if target.region is None:
+        found.append(
+            Unmet(
+                requirement="region", reason="SageMaker runs in a region; set the target's region"
+            )
+        )
+    if policy.require_private_network and not options.subnets:
+        found.append(
+            Unmet(
+                requirement="placement.require_private_network",
+                reason="no subnets given in options.subnets",
+            )
+        )
+    if options.subnets and not options.security_group_ids:
+        found.append(
+            Unmet(
+                requirement="options.security_group_ids",
+                reason="a job in subnets needs at least one security group",
+            )
+        )
+    if policy.require_customer_managed_key and options.kms_key_id is None:
+        found.append(
+            Unmet(
+                requirement="placement.require_customer_managed_key",
+                reason="no key given in options.kms_key_id",
+            )
+        )
+    instance = target.compute.instance_type or options.instance_type
+    if spec.method.adapter == "qlora" and instance.startswith(("ml.m", "ml.c", "ml.r", "ml.t")):
+        found.append(
+            Unmet(
+                requirement="method.adapter",
+                reason=f"qlora needs a CUDA GPU; {instance} has none",
+            )
+        )
+    if options.network_isolation and not spec.base_model.startswith("scratch:"):
+        found.append(
+            Unmet(
+                requirement="options.network_isolation",
+                reason=f"an isolated container cannot download {spec.base_model!r} from the "
+                "Hugging Face Hub, and base models from S3 are not supported yet",
+            )
+        )
+    size = len(json.dumps(trainer_config(spec, options)))
+    if size > MAX_HYPERPARAMETER:
+        found.append(
+            Unmet(
+                requirement="hyperparameters",
+                reason=f"the trainer's config is {size} characters; a SageMaker "
+                f"hyperparameter holds {MAX_HYPERPARAMETER}",
+            )
+        )
+    return found
+
+
+def training_request(
+    spec: RunSpec, target: TargetSpec, options: SageMakerOptions, roles: list[str]
+) -> dict[str, Any]:
+    """The CreateTrainingJob body, with ``${run_key}`` and ``${<role>_uri}`` placeholders."""
+    compute = target.compute
+    name = _name_template(spec)
+    runtime = int((compute.max_runtime_hours or options.max_runtime_hours) * 3600)
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": runtime}
+    if compute.spot:
+        wait = options.spot_max_wait_hours
+        stopping["MaxWaitTimeInSeconds"] = max(int(wait * 3600) if wait else 2 * runtime, runtime)
+    resources: dict[str, Any] = {
+        "InstanceType": compute.instance_type or options.instance_type,
+        "InstanceCount": compute.instance_count,
+        "VolumeSizeInGB": compute.volume_size_gb or options.volume_size_gb,
+    }
+    volume_key = options.volume_kms_key_id or options.kms_key_id
+    if volume_key:
+        resources["VolumeKmsKeyId"] = volume_key
+    output: dict[str, Any] = {"S3OutputPath": _s3(options, "models")}
+    if options.kms_key_id:
+        output["KmsKeyId"] = options.kms_key_id
+    environment = {f"SM_CHANNEL_{role.upper()}": f"{INPUT_DIR}/{role}" for role in roles}
+    environment["SM_MODEL_DIR"] = MODEL_DIR
+    body: dict[str, Any] = {
+        "TrainingJobName": name,
+        "AlgorithmSpecification": {
+            "TrainingImage": options.training_image,
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [
+                {"Name": metric, "Regex": f'"{metric}": ?([-+0-9.eE]+|NaN)'} for metric in _METRICS
+            ],
+        },
+        "RoleArn": options.role_arn,
+        "HyperParameters": {HYPERPARAMETER: json.dumps(trainer_config(spec, options))},
+        "InputDataConfig": [
+            {
+                "ChannelName": role,
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": channel_placeholder(role),
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+                "ContentType": "application/jsonl",
+                "InputMode": "File",
+            }
+            for role in roles
+        ],
+        "OutputDataConfig": output,
+        "ResourceConfig": resources,
+        "StoppingCondition": stopping,
+        "EnableNetworkIsolation": options.network_isolation,
+        "EnableInterContainerTrafficEncryption": compute.instance_count > 1,
+        "EnableManagedSpotTraining": compute.spot,
+        # Always: the trainer resumes from here after a spot interruption or a retry.
+        "CheckpointConfig": {
+            "S3Uri": _s3(options, "checkpoints", name),
+            "LocalPath": SAGEMAKER_CHECKPOINT_DIR,
+        },
+        "Environment": environment,
+        "Tags": [{"Key": key, "Value": value} for key, value in spec.placement.tags.items()]
+        + [
+            {"Key": "tunefleet:run", "Value": spec.name},
+            {"Key": "tunefleet:run-key", "Value": RUN_KEY},
+        ],
+    }
+    if options.subnets:
+        body["VpcConfig"] = {
+            "SecurityGroupIds": list(options.security_group_ids),
+            "Subnets": list(options.subnets),
+        }
+    if options.retry_attempts:
+        body["RetryStrategy"] = {"MaximumRetryAttempts": options.retry_attempts}
+    return body
+
+
+def fill(body: dict[str, Any], uris: dict[str, str], run_key: str) -> dict[str, Any]:
+    """``body`` with the run key and the staged datasets' URIs in place of placeholders."""
+    values = {channel_placeholder(role): uri for role, uri in uris.items()}
+
+    def substitute(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: substitute(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [substitute(item) for item in node]
+        if isinstance(node, str):
+            if node in values:
+                return values[node]
+            return node.replace(RUN_KEY, run_key)
+        return node
+
+    filled: dict[str, Any] = substitute(body)
+    for channel in filled["InputDataConfig"]:
+        uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
+        if not uri.startswith("s3://"):
+            raise ValueError(f"nothing staged for channel {channel['ChannelName']}")
+    return filled
