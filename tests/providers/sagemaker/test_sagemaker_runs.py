@@ -1,0 +1,228 @@
+"""Whole runs on the SageMaker provider through the CLI, against moto in server mode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import TypeAdapter
+from tests.providers.sagemaker.conftest import (
+    BUCKET,
+    REGION,
+    Aws,
+    Lifecycle,
+    sagemaker_spec,
+)
+from tests.runcli import Cli
+
+from tunefleet.events import CheckpointEvent, CostEvent, Event, MetricEvent, StatusEvent
+from tunefleet.planning import plan_run
+from tunefleet.plugins import discover
+from tunefleet.spec import parse_spec
+from tunefleet.state import open_journal
+
+EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+SUBNETS = ["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719"]
+GROUPS = ["sg-0123456789abcdef0"]
+
+
+@pytest.fixture
+def cli(tmp_path: Path, fake_site: Path, aws: Aws) -> Cli:
+    runner = Cli(tmp_path, fake_site, f"sqlite:///{tmp_path / 'journal.db'}")
+    runner.env.update(TUNEFLEET_RETRY_BACKOFF="0.01")
+    return runner
+
+
+def compliant_spec(aws: Aws, **options: Any) -> str:
+    """A spec under a strict placement policy, with the options that satisfy it."""
+    body = json.loads(
+        sagemaker_spec(
+            aws,
+            options={
+                "subnets": SUBNETS,
+                "security_group_ids": GROUPS,
+                "kms_key_id": aws.kms_key,
+                **options,
+            },
+            placement={
+                "allowed_regions": ["eu-*"],
+                "require_private_network": True,
+                "require_customer_managed_key": True,
+                "required_tags": ["cost-center"],
+                "tags": {"cost-center": "cs-42"},
+            },
+        )
+    )
+    body["targets"][0]["compute"].update(spot=True, max_runtime_hours=2)
+    return json.dumps(body)
+
+
+def test_a_whole_run_through_the_cli(cli: Cli, aws: Aws, lifecycle: Lifecycle) -> None:
+    spec = cli.tmp_path / "sagemaker.yaml"
+    spec.write_text(compliant_spec(aws))
+    result = cli("run", str(spec), "--json")
+    assert result.returncode == 0, result.stderr
+
+    # The datasets went to S3 under their content hash, encrypted with the policy's key.
+    s3 = aws.client("s3")
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]]
+    assert len(keys) == 2 and all(k.startswith("tunefleet/datasets/") for k in keys)
+    for key in keys:
+        head = s3.head_object(Bucket=BUCKET, Key=key)
+        assert head["ServerSideEncryption"] == "aws:kms"
+        assert head["SSEKMSKeyId"] == aws.kms_key
+        assert head["Metadata"]["sha256"] == key.rsplit("/", 1)[-1].removesuffix(".jsonl")
+
+    # The job was created as planned: read it back.
+    (name,) = lifecycle.created
+    job = aws.client("sagemaker").describe_training_job(TrainingJobName=name)
+    assert job["VpcConfig"] == {"SecurityGroupIds": GROUPS, "Subnets": SUBNETS}
+    assert job["OutputDataConfig"]["KmsKeyId"] == aws.kms_key
+    assert job["ResourceConfig"]["VolumeKmsKeyId"] == aws.kms_key
+    assert job["ResourceConfig"]["InstanceType"] == "ml.g5.2xlarge"
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 7200, "MaxWaitTimeInSeconds": 14400}
+    assert job["CheckpointConfig"] == {
+        "S3Uri": f"s3://{BUCKET}/tunefleet/checkpoints/{name}",
+        "LocalPath": "/opt/ml/checkpoints",
+    }
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"]["S3Uri"] for c in job["InputDataConfig"]
+    }
+    assert set(channels) == {"train", "validation"}
+    config = json.loads(job["HyperParameters"]["tunefleet_config"])
+    assert config["adapter"] == "lora" and config["hyperparameters"]["epochs"] == 2
+    tags = aws.client("sagemaker").list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
+    assert {"Key": "cost-center", "Value": "cs-42"} in tags
+    with open_journal(cli.journal_url) as journal:
+        (run,) = journal.runs()
+        (target,) = journal.targets(run.id)
+        assert {"Key": "tunefleet:run-key", "Value": target.run_key} in tags
+        assert name.endswith(target.run_key)
+        events = [EVENT.validate_python(e.payload) for e in journal.events(target.id)]
+        artifacts = [(a.kind, a.uri) for a in journal.artifacts(target.id)]
+        assert target.billable_seconds == 1234
+
+    # Events came from the trainer's lines in CloudWatch and the status transitions.
+    metrics = [e for e in events if isinstance(e, MetricEvent)]
+    assert [m.step for m in metrics] == list(range(1, lifecycle.steps + 1))
+    checkpoints = [e for e in events if isinstance(e, CheckpointEvent)]
+    assert [c.uri for c in checkpoints] == [
+        f"s3://{BUCKET}/tunefleet/checkpoints/{name}/checkpoint-3",
+        f"s3://{BUCKET}/tunefleet/checkpoints/{name}/checkpoint-6",
+    ]
+    states = [e.message for e in events if isinstance(e, StatusEvent)]
+    assert states[-1] == "Training job completed" and len(states) == 5
+    (cost,) = [e for e in events if isinstance(e, CostEvent)]
+    assert cost.amount == pytest.approx(1234 / 3600 * 1.6975)
+    assert artifacts[0] == ("adapter", job["ModelArtifacts"]["S3ModelArtifacts"])
+
+    # Served, asked, deleted.
+    aws.endpoint_results(
+        {
+            "choices": [
+                {
+                    "message": {"role": "assistant", "content": "Open Orders."},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": 9, "completion_tokens": 3},
+        }
+    )
+    deployed = cli("deploy", run.id, "--json")
+    assert deployed.returncode == 0, deployed.stderr
+    endpoint = json.loads(deployed.stdout)
+    sagemaker = aws.client("sagemaker")
+    assert sagemaker.describe_endpoint(EndpointName="support-bot")["EndpointStatus"] == "InService"
+    model = sagemaker.describe_model(ModelName=endpoint["scope"]["model"])
+    assert model["PrimaryContainer"]["ModelDataUrl"] == artifacts[0][1]
+    assert model["VpcConfig"]["Subnets"] == SUBNETS
+    answer = cli("invoke", run.id, "Where do I see my orders?")
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip() == "Open Orders."
+    assert cli("undeploy", run.id).returncode == 0
+    assert not sagemaker.list_endpoints()["Endpoints"]
+    assert not sagemaker.list_models()["Models"]
+
+
+def test_rerunning_the_spec_elsewhere_reattaches(
+    cli: Cli, aws: Aws, lifecycle: Lifecycle, tmp_path: Path
+) -> None:
+    spec = cli.tmp_path / "sagemaker.yaml"
+    spec.write_text(sagemaker_spec(aws))
+    assert cli("run", str(spec)).returncode == 0
+    cli.env["TUNEFLEET_STATE"] = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    again = cli("run", str(spec))
+    assert again.returncode == 0, again.stderr
+    assert "reattached to job" in again.stderr
+    assert len(lifecycle.created) == 1
+
+
+def test_a_run_killed_after_submit_resumes_without_a_second_job(
+    cli: Cli, aws: Aws, lifecycle: Lifecycle
+) -> None:
+    spec = cli.tmp_path / "sagemaker.yaml"
+    spec.write_text(sagemaker_spec(aws))
+    cli.kill_at("after-submit", "run", str(spec))
+    resumed = cli("resume", "support-bot")
+    assert resumed.returncode == 0, resumed.stderr
+    assert len(lifecycle.created) == 1
+    with open_journal(cli.journal_url) as journal:
+        (target,) = journal.targets(journal.runs()[0].id)
+        assert target.state == "succeeded"
+
+
+def test_a_failed_job_fails_the_run_with_sagemakers_reason(
+    cli: Cli, aws: Aws, lifecycle: Lifecycle
+) -> None:
+    lifecycle.fail_with = "AlgorithmError: CUDA out of memory"
+    spec = cli.tmp_path / "sagemaker.yaml"
+    spec.write_text(sagemaker_spec(aws))
+    result = cli("run", str(spec))
+    assert result.returncode == 1
+    assert "CUDA out of memory" in result.stderr
+
+
+def test_a_bucket_in_another_region_gets_no_data(cli: Cli, aws: Aws) -> None:
+    aws.client("s3", "us-west-2").create_bucket(
+        Bucket="acme-us", CreateBucketConfiguration={"LocationConstraint": "us-west-2"}
+    )
+    spec = cli.tmp_path / "sagemaker.yaml"
+    spec.write_text(sagemaker_spec(aws, options={"bucket": "acme-us"}))
+    result = cli("run", str(spec))
+    assert result.returncode == 3
+    assert "bucket acme-us is in us-west-2, not in eu-west-1" in result.stderr
+    assert "Contents" not in aws.client("s3", "us-west-2").list_objects_v2(Bucket="acme-us")
+
+
+def test_the_plan_shows_the_request_and_names_what_the_policy_needs(aws: Aws) -> None:
+    strict = json.loads(compliant_spec(aws))
+    (plan,) = plan_run(parse_spec(json.dumps(strict)), registry=discover()).plans
+    assert plan.ok, plan.unmet
+    (create,) = [r for r in plan.requests if r.operation == "CreateTrainingJob"]
+    assert create.body["TrainingJobName"] == "support-bot-${run_key}"
+    assert create.body["VpcConfig"]["Subnets"] == SUBNETS
+    assert plan.cost is not None and "spot, assumed 70% off" in plan.cost.basis
+
+    lacking = json.loads(compliant_spec(aws))
+    for option in ("subnets", "kms_key_id"):
+        del lacking["targets"][0]["options"][option]
+    lacking["targets"][0]["region"] = "us-east-1"
+    (plan,) = plan_run(parse_spec(json.dumps(lacking)), registry=discover()).plans
+    assert {(u.requirement, u.reason) for u in plan.unmet} == {
+        ("placement.allowed_regions", "region 'us-east-1' is outside the allowed regions eu-*"),
+        ("placement.require_private_network", "no subnets given in options.subnets"),
+        ("placement.require_customer_managed_key", "no key given in options.kms_key_id"),
+    }
+
+
+def test_qlora_on_a_machine_without_a_gpu_is_refused(aws: Aws) -> None:
+    body = json.loads(sagemaker_spec(aws, method={"type": "supervised", "adapter": "qlora"}))
+    body["targets"][0]["compute"]["instance_type"] = "ml.m5.xlarge"
+    (plan,) = plan_run(parse_spec(json.dumps(body)), registry=discover()).plans
+    assert [(u.requirement, u.reason) for u in plan.unmet] == [
+        ("method.adapter", "qlora needs a CUDA GPU; ml.m5.xlarge has none")
+    ]
+    assert plan.region == REGION
