@@ -56,6 +56,14 @@ def compliant_spec(aws: Aws, **options: Any) -> str:
         )
     )
     body["targets"][0]["compute"].update(spot=True, max_runtime_hours=2)
+    body["endpoint"] = {
+        "instance_type": "ml.m5.xlarge",
+        "autoscaling": {
+            "min_instances": 1,
+            "max_instances": 3,
+            "target_invocations_per_instance": 50,
+        },
+    }
     return json.dumps(body)
 
 
@@ -139,11 +147,25 @@ def test_a_whole_run_through_the_cli(cli: Cli, aws: Aws, lifecycle: Lifecycle) -
     model = sagemaker.describe_model(ModelName=endpoint["scope"]["model"])
     assert model["PrimaryContainer"]["ModelDataUrl"] == artifacts[0][1]
     assert model["VpcConfig"]["Subnets"] == SUBNETS
+    scaling = aws.client("application-autoscaling")
+    (scalable,) = scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert (scalable["ResourceId"], scalable["MinCapacity"], scalable["MaxCapacity"]) == (
+        "endpoint/support-bot/variant/primary",
+        1,
+        3,
+    )
+    (policy,) = scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    tracking = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["TargetValue"] == 50.0
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
+        "SageMakerVariantInvocationsPerInstance"
+    )
     answer = cli("invoke", run.id, "Where do I see my orders?")
     assert answer.returncode == 0, answer.stderr
     assert answer.stdout.strip() == "Open Orders."
     assert cli("undeploy", run.id).returncode == 0
     assert not sagemaker.list_endpoints()["Endpoints"]
+    assert not scaling.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
     assert not sagemaker.list_models()["Models"]
 
 
@@ -205,6 +227,11 @@ def test_the_plan_shows_the_request_and_names_what_the_policy_needs(aws: Aws) ->
     assert create.body["TrainingJobName"] == "support-bot-${run_key}"
     assert create.body["VpcConfig"]["Subnets"] == SUBNETS
     assert plan.cost is not None and "spot, assumed 70% off" in plan.cost.basis
+    operations = [(r.service, r.operation) for r in plan.requests]
+    assert operations[-2:] == [
+        ("application-autoscaling", "RegisterScalableTarget"),
+        ("application-autoscaling", "PutScalingPolicy"),
+    ]
 
     lacking = json.loads(compliant_spec(aws))
     for option in ("subnets", "kms_key_id"):

@@ -50,9 +50,13 @@ from tunefleet.provider import (
     TrainingEstimate,
     UploadProgress,
 )
+from tunefleet.spec import EndpointSpec
 from tunefleet_sagemaker import pricing
 from tunefleet_sagemaker._aws import PROVIDER, client, error_code, translated
 from tunefleet_sagemaker._events import LOG_GROUP, Cursor, job_state, log_event, transition_event
+from tunefleet_sagemaker._serving import ENDPOINT, MODEL, MODEL_DATA, endpoint_requests
+from tunefleet_sagemaker._serving import fill as fill_serving
+from tunefleet_sagemaker._serving import unmet as serving_unmet
 from tunefleet_sagemaker._training import fill, job_name, training_request, unmet
 from tunefleet_sagemaker.options import SageMakerOptions
 
@@ -62,11 +66,6 @@ MiB = 1 << 20
 MULTIPART_THRESHOLD = 64 * MiB
 UPLOAD_CONCURRENCY = 8
 CONSOLE_URL = "https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{name}"
-TGI_IMAGE = (
-    "763104351884.dkr.ecr.{region}.amazonaws.com/huggingface-pytorch-tgi-inference:"
-    "2.4.0-tgi2.3.1-gpu-py311-cu124-ubuntu22.04"
-)
-"""The Hugging Face LLM inference container (TGI) serving endpoints by default."""
 ENDPOINT_WAIT_SECONDS = 30 * 60
 
 
@@ -98,6 +97,7 @@ class SageMakerProvider:
             instance_types=True,
             multi_node=True,
             endpoints=True,
+            autoscaling=True,
             tags=True,
         )
 
@@ -177,6 +177,23 @@ class SageMakerProvider:
                 purpose="create the training job",
             )
         )
+        tags = [t for t in body["Tags"] if t["Key"] != "tunefleet:run-key"]
+        serving_spec = (
+            spec
+            if spec.endpoint is not None
+            else spec.model_copy(update={"endpoint": EndpointSpec()})
+        )
+        for service, operation, request_body, purpose in endpoint_requests(
+            serving_spec, target.region or "us-east-1", options, spec.method.adapter or "lora", tags
+        ):
+            requests.append(
+                NativeRequest(
+                    service=service,
+                    operation=operation,
+                    body=request_body,
+                    purpose=f"on deploy: {purpose}",
+                )
+            )
         epochs = spec.hyperparameters.epochs or 3
         cost, notes = self._cost(request, options, body, epochs)
         if not spec.base_model.startswith("scratch:") and options.subnets:
@@ -192,7 +209,7 @@ class SageMakerProvider:
             epochs=epochs,
             requests=requests,
             cost=cost,
-            unmet=unmet(spec, target, options),
+            unmet=unmet(spec, target, options) + serving_unmet(spec),
             notes=notes,
         )
 
@@ -467,68 +484,42 @@ class SageMakerProvider:
     def deploy(self, plan: Plan, artifact: ArtifactRef, name: str) -> EndpointRef:
         if not artifact.uri.startswith("s3://"):
             raise CapabilityError(self.name, f"serves models in S3, not {artifact.uri}")
-        options = self._options(plan)
         region = self._region(plan)
         sagemaker = client("sagemaker", region)
-        planned = self._planned(plan)
-        tags = [t for t in planned["Tags"] if t["Key"] != "tunefleet:run-key"]
-        suffix = hashlib.sha256(artifact.uri.encode()).hexdigest()[:8]
-        model_name = f"{name}-{suffix}"
-        model: dict[str, Any] = {
-            "ModelName": model_name,
-            "ExecutionRoleArn": options.role_arn,
-            "PrimaryContainer": {
-                "Image": options.serving_image or TGI_IMAGE.format(region=region),
-                "ModelDataUrl": artifact.uri,
-                "Environment": {
-                    # The trainer writes the merged model under merged/ (or model/ for full).
-                    "HF_MODEL_ID": "/opt/ml/model/"
-                    + ("model" if artifact.kind == "merged_model" else "merged"),
-                    "SM_NUM_GPUS": "1",
-                },
-            },
-            "EnableNetworkIsolation": options.network_isolation,
-            "Tags": tags,
+        # One model and endpoint config per model version: a new version is a new pair.
+        version = f"{name}-{hashlib.sha256(artifact.uri.encode()).hexdigest()[:8]}"
+        values = {ENDPOINT: name, MODEL: version, MODEL_DATA: artifact.uri}
+        planned = {
+            r.operation: fill_serving(r.body, values)
+            for r in plan.requests
+            if r.purpose.startswith("on deploy:")
         }
-        if options.subnets:
-            model["VpcConfig"] = {
-                "SecurityGroupIds": list(options.security_group_ids),
-                "Subnets": list(options.subnets),
-            }
-        variant = {
-            "VariantName": "primary",
-            "ModelName": model_name,
-            "InstanceType": options.endpoint_instance_type,
-            "InitialInstanceCount": 1,
-        }
-        config: dict[str, Any] = {
-            "EndpointConfigName": model_name,
-            "ProductionVariants": [variant],
-            "Tags": tags,
-        }
-        if options.kms_key_id:
-            config["KmsKeyId"] = options.kms_key_id
         with translated(f"deploy endpoint {name}"):
-            if not _exists(sagemaker.describe_model, ModelName=model_name):
-                sagemaker.create_model(**model)
-            if not _exists(sagemaker.describe_endpoint_config, EndpointConfigName=model_name):
-                sagemaker.create_endpoint_config(**config)
+            if not _exists(sagemaker.describe_model, ModelName=version):
+                sagemaker.create_model(**planned["CreateModel"])
+            if not _exists(sagemaker.describe_endpoint_config, EndpointConfigName=version):
+                sagemaker.create_endpoint_config(**planned["CreateEndpointConfig"])
             if not _exists(sagemaker.describe_endpoint, EndpointName=name):
-                sagemaker.create_endpoint(
-                    EndpointName=name, EndpointConfigName=model_name, Tags=tags
-                )
+                sagemaker.create_endpoint(**planned["CreateEndpoint"])
             sagemaker.get_waiter("endpoint_in_service").wait(
                 EndpointName=name,
                 WaiterConfig={"Delay": 15, "MaxAttempts": ENDPOINT_WAIT_SECONDS // 15},
             )
             described = sagemaker.describe_endpoint(EndpointName=name)
+        scope = {"config": version, "model": version}
+        if "RegisterScalableTarget" in planned:
+            scaling = client("application-autoscaling", region)
+            with translated(f"autoscale endpoint {name}"):
+                scaling.register_scalable_target(**planned["RegisterScalableTarget"])
+                scaling.put_scaling_policy(**planned["PutScalingPolicy"])
+            scope["scaling"] = planned["RegisterScalableTarget"]["ResourceId"]
         return EndpointRef(
             provider=self.name,
             name=name,
             region=region,
             url=f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{name}/invocations",
             id=described["EndpointArn"],
-            scope={"config": model_name, "model": model_name},
+            scope=scope,
         )
 
     def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
@@ -536,6 +527,18 @@ class SageMakerProvider:
 
     def delete_endpoint(self, endpoint: EndpointRef) -> None:
         sagemaker = client("sagemaker", str(endpoint.region))
+        if endpoint.scope.get("scaling"):
+            scaling = client("application-autoscaling", str(endpoint.region))
+            try:
+                with translated(f"stop autoscaling {endpoint.name}"):
+                    scaling.deregister_scalable_target(
+                        ServiceNamespace="sagemaker",
+                        ResourceId=endpoint.scope["scaling"],
+                        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+                    )
+            except ProviderError as exc:
+                if "ObjectNotFoundException" not in str(exc):
+                    raise
         for operation, argument, value in (
             (sagemaker.delete_endpoint, "EndpointName", endpoint.name),
             (sagemaker.delete_endpoint_config, "EndpointConfigName", endpoint.scope.get("config")),

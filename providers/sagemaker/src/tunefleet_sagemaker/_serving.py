@@ -1,0 +1,155 @@
+"""The spec's endpoint turned into SageMaker and Application Auto Scaling requests.
+
+Planned like the training job, with placeholders for what is known only at deploy time:
+``${endpoint}`` (the endpoint's name), ``${model}`` (the model and endpoint config's name,
+one per model version) and ``${model_data}`` (the trained model's S3 URI).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunefleet.provider import Unmet
+from tunefleet.spec import RunSpec
+from tunefleet_sagemaker.options import SageMakerOptions
+
+__all__ = ["ENDPOINT", "MODEL", "MODEL_DATA", "VARIANT", "endpoint_requests", "fill", "unmet"]
+
+ENDPOINT = "${endpoint}"
+MODEL = "${model}"
+MODEL_DATA = "${model_data}"
+VARIANT = "primary"
+TGI_IMAGE = (
+    "763104351884.dkr.ecr.{region}.amazonaws.com/huggingface-pytorch-tgi-inference:"
+    "2.4.0-tgi2.3.1-gpu-py311-cu124-ubuntu22.04"
+)
+"""The Hugging Face LLM inference container (TGI) serving endpoints by default."""
+DEFAULT_INVOCATIONS_PER_INSTANCE = 100
+"""Invocations per instance per minute tracked when the spec names no target."""
+
+
+def unmet(spec: RunSpec) -> list[Unmet]:
+    """What the spec's endpoint asks that these endpoints cannot do."""
+    endpoint = spec.endpoint
+    if endpoint is None or endpoint.autoscaling is None:
+        return []
+    if endpoint.autoscaling.min_instances < 1:
+        return [
+            Unmet(
+                requirement="endpoint.autoscaling.min_instances",
+                reason="a SageMaker endpoint keeps at least one instance (scaling to zero "
+                "needs inference components, which tunefleet does not create yet)",
+            )
+        ]
+    return []
+
+
+def endpoint_requests(
+    spec: RunSpec, region: str, options: SageMakerOptions, adapter: str, tags: list[dict[str, str]]
+) -> list[tuple[str, str, dict[str, Any], str]]:
+    """(service, operation, body, purpose) of each request that serves the model."""
+    endpoint = spec.endpoint
+    assert endpoint is not None
+    scaling = endpoint.autoscaling
+    # The trainer writes the merged model under merged/ (model/ for full fine-tuning);
+    # TGI loads it from the unpacked model.tar.gz.
+    model_dir = "/opt/ml/model/" + ("model" if adapter == "full" else "merged")
+    model: dict[str, Any] = {
+        "ModelName": MODEL,
+        "ExecutionRoleArn": options.role_arn,
+        "PrimaryContainer": {
+            "Image": options.serving_image or TGI_IMAGE.format(region=region),
+            "ModelDataUrl": MODEL_DATA,
+            "Environment": {"HF_MODEL_ID": model_dir, "SM_NUM_GPUS": "1"},
+        },
+        "EnableNetworkIsolation": options.network_isolation,
+        "Tags": tags,
+    }
+    if options.subnets:
+        model["VpcConfig"] = {
+            "SecurityGroupIds": list(options.security_group_ids),
+            "Subnets": list(options.subnets),
+        }
+    config: dict[str, Any] = {
+        "EndpointConfigName": MODEL,
+        "ProductionVariants": [
+            {
+                "VariantName": VARIANT,
+                "ModelName": MODEL,
+                "InstanceType": endpoint.instance_type or options.endpoint_instance_type,
+                "InitialInstanceCount": scaling.min_instances
+                if scaling
+                else endpoint.instance_count,
+            }
+        ],
+        "Tags": tags,
+    }
+    if options.kms_key_id:
+        config["KmsKeyId"] = options.kms_key_id
+    requests: list[tuple[str, str, dict[str, Any], str]] = [
+        ("sagemaker", "CreateModel", model, "register the trained model with its container"),
+        ("sagemaker", "CreateEndpointConfig", config, "describe the endpoint's instances"),
+        (
+            "sagemaker",
+            "CreateEndpoint",
+            {"EndpointName": ENDPOINT, "EndpointConfigName": MODEL, "Tags": tags},
+            "create the endpoint and wait until it is InService",
+        ),
+    ]
+    if scaling is not None:
+        resource = f"endpoint/{ENDPOINT}/variant/{VARIANT}"
+        requests += [
+            (
+                "application-autoscaling",
+                "RegisterScalableTarget",
+                {
+                    "ServiceNamespace": "sagemaker",
+                    "ResourceId": resource,
+                    "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+                    "MinCapacity": scaling.min_instances,
+                    "MaxCapacity": scaling.max_instances,
+                },
+                "let the endpoint scale between its bounds",
+            ),
+            (
+                "application-autoscaling",
+                "PutScalingPolicy",
+                {
+                    "PolicyName": f"{ENDPOINT}-invocations",
+                    "ServiceNamespace": "sagemaker",
+                    "ResourceId": resource,
+                    "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+                    "PolicyType": "TargetTrackingScaling",
+                    "TargetTrackingScalingPolicyConfiguration": {
+                        "TargetValue": float(
+                            scaling.target_invocations_per_instance
+                            or DEFAULT_INVOCATIONS_PER_INSTANCE
+                        ),
+                        "PredefinedMetricSpecification": {
+                            "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                        },
+                        "ScaleInCooldown": 300,
+                        "ScaleOutCooldown": 60,
+                    },
+                },
+                "track invocations per instance",
+            ),
+        ]
+    return requests
+
+
+def fill(body: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
+    """``body`` with each placeholder (whole or inside a string) replaced."""
+
+    def substitute(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: substitute(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [substitute(item) for item in node]
+        if isinstance(node, str):
+            for placeholder, value in values.items():
+                node = node.replace(placeholder, value)
+        return node
+
+    filled: dict[str, Any] = substitute(body)
+    return filled
