@@ -1,10 +1,12 @@
 """Fixtures of the SageMaker provider's tests: moto in server mode, and a job lifecycle.
 
 moto is a real local AWS endpoint for S3, KMS, SageMaker, CloudWatch Logs and Application
-Auto Scaling; boto3 reaches it through ``AWS_ENDPOINT_URL``. Two things moto 5 does not do
-are added here, in this process (the server runs in a thread of it), without touching
+Auto Scaling; boto3 reaches it through ``AWS_ENDPOINT_URL``. What moto 5.2.5 does not do is
+added here, in this process (the server runs in a thread of it), without touching
 tunefleet: training jobs that take time (moto's are ``Completed`` at once) and write the
-trainer's lines to CloudWatch as they train, and ``StopTrainingJob`` (moto answers 500).
+trainer's lines to CloudWatch as they train, ``StopTrainingJob`` and ``UpdateEndpoint``
+(moto answers 500 to both). botocore still validates every request against the service
+model.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class Lifecycle:
     """A FailureReason to end every job with, instead of completing it."""
     created: list[str] = field(default_factory=list)
     """CreateTrainingJob calls, by job name, in order (moto itself overwrites a duplicate)."""
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    """UpdateEndpoint requests, as sent."""
     _ticks: dict[str, int] = field(default_factory=dict)
 
     STAGES = ("Starting", "Downloading", "Training", "Uploading")
@@ -174,6 +178,19 @@ def lifecycle(monkeypatch: pytest.MonkeyPatch) -> Lifecycle:
             job.secondary_status = "Stopping"
         return ActionResult({})
 
+    def update_endpoint(response: Any) -> Any:
+        # Not in moto 5.2.5 (it answers 500): record the request, switch the config.
+        from moto.core.responses import ActionResult
+
+        request = json.loads(response.body)
+        life.updates.append(request)
+        endpoint = response.sagemaker_backend.endpoints[request["EndpointName"]]
+        endpoint.endpoint_config_name = request["EndpointConfigName"]
+        return ActionResult({"EndpointArn": endpoint.arn})
+
+    monkeypatch.setattr(
+        responses.SageMakerResponse, "update_endpoint", update_endpoint, raising=False
+    )
     monkeypatch.setattr(SageMakerModelBackend, "create_training_job", create_training_job)
     monkeypatch.setattr(SageMakerModelBackend, "describe_training_job", describe_training_job)
     monkeypatch.setattr(

@@ -20,8 +20,10 @@ from tests.runcli import Cli
 from tunefleet.events import CheckpointEvent, CostEvent, Event, MetricEvent, StatusEvent
 from tunefleet.planning import plan_run
 from tunefleet.plugins import discover
+from tunefleet.provider import ArtifactRef
 from tunefleet.spec import parse_spec
 from tunefleet.state import open_journal
+from tunefleet_sagemaker.provider import SageMakerProvider
 
 EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 SUBNETS = ["subnet-0a1b2c3d4e5f60718", "subnet-0a1b2c3d4e5f60719"]
@@ -253,3 +255,39 @@ def test_qlora_on_a_machine_without_a_gpu_is_refused(aws: Aws) -> None:
         ("method.adapter", "qlora needs a CUDA GPU; ml.m5.xlarge has none")
     ]
     assert plan.region == REGION
+
+
+def test_a_new_model_version_rolls_out_as_a_canary(aws: Aws, lifecycle: Lifecycle) -> None:
+    body = json.loads(compliant_spec(aws, rollback_alarms=["support-bot-latency"]))
+    body["endpoint"]["canary"] = {"traffic_percent": 10, "bake_minutes": 5}
+    (plan,) = plan_run(parse_spec(json.dumps(body)), registry=discover()).plans
+    assert plan.ok, plan.unmet
+    provider = SageMakerProvider()
+    first = ArtifactRef(kind="adapter", uri=f"s3://{BUCKET}/v1/model.tar.gz")
+    provider.deploy(plan, first, "support-bot")
+    assert not lifecycle.updates, "a new endpoint is created, not updated"
+    second = ArtifactRef(kind="adapter", uri=f"s3://{BUCKET}/v2/model.tar.gz")
+    endpoint = provider.deploy(plan, second, "support-bot")
+
+    (update,) = lifecycle.updates
+    assert update["EndpointConfigName"] == endpoint.scope["config"] != "support-bot"
+    policy = update["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"] == {
+        "Type": "CANARY",
+        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
+        "WaitIntervalInSeconds": 300,
+    }
+    assert update["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"] == [
+        {"AlarmName": "support-bot-5xx"},
+        {"AlarmName": "support-bot-latency"},
+    ]
+    (alarm,) = aws.client("cloudwatch").describe_alarms(AlarmNames=["support-bot-5xx"])[
+        "MetricAlarms"
+    ]
+    assert (alarm["MetricName"], alarm["Threshold"]) == ("Invocation5XXErrors", 0.0)
+    targets = aws.client("application-autoscaling").describe_scalable_targets(
+        ServiceNamespace="sagemaker"
+    )["ScalableTargets"]
+    assert [t["ResourceId"] for t in targets] == ["endpoint/support-bot/variant/primary"]
+    provider.delete_endpoint(endpoint)
+    provider.delete_endpoint(endpoint)

@@ -135,6 +135,60 @@ def endpoint_requests(
                 "track invocations per instance",
             ),
         ]
+    if endpoint.canary is not None:
+        alarms = [f"{ENDPOINT}-5xx", *options.rollback_alarms]
+        bake = endpoint.canary.bake_minutes * 60
+        requests += [
+            (
+                "cloudwatch",
+                "PutMetricAlarm",
+                {
+                    "AlarmName": f"{ENDPOINT}-5xx",
+                    "AlarmDescription": "tunefleet: roll a canary back on server errors",
+                    "Namespace": "AWS/SageMaker",
+                    "MetricName": "Invocation5XXErrors",
+                    "Dimensions": [
+                        {"Name": "EndpointName", "Value": ENDPOINT},
+                        {"Name": "VariantName", "Value": VARIANT},
+                    ],
+                    "Statistic": "Sum",
+                    "Period": 60,
+                    "EvaluationPeriods": 1,
+                    "Threshold": 0.0,
+                    "ComparisonOperator": "GreaterThanThreshold",
+                    "TreatMissingData": "notBreaching",
+                    "Tags": tags,
+                },
+                "alarm on server errors, which rolls a canary back",
+            ),
+            (
+                "sagemaker",
+                "UpdateEndpoint",
+                {
+                    "EndpointName": ENDPOINT,
+                    "EndpointConfigName": MODEL,
+                    "DeploymentConfig": {
+                        "BlueGreenUpdatePolicy": {
+                            "TrafficRoutingConfiguration": {
+                                "Type": "CANARY",
+                                "CanarySize": {
+                                    "Type": "CAPACITY_PERCENT",
+                                    "Value": endpoint.canary.traffic_percent,
+                                },
+                                "WaitIntervalInSeconds": bake,
+                            },
+                            "TerminationWaitInSeconds": 300,
+                            "MaximumExecutionTimeoutInSeconds": bake + 3600,
+                        },
+                        "AutoRollbackConfiguration": {
+                            "Alarms": [{"AlarmName": name} for name in alarms]
+                        },
+                    },
+                },
+                "a new model version: canary first, the rest after the bake, rolled back on "
+                "an alarm",
+            ),
+        ]
     return requests
 
 

@@ -85,6 +85,9 @@ class SageMakerOptions(BaseModel):
         default="ml.g5.2xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
     )
     """Serving machine when the spec's endpoint names none."""
+    rollback_alarms: list[str] = Field(default_factory=list, max_length=9)
+    """CloudWatch alarms that roll a canary back, besides the server-error alarm tunefleet
+    creates for the endpoint."""
     price_per_hour: float | None = Field(default=None, ge=0)
     """USD per instance-hour, replacing the price table."""
     spot_discount: float = Field(default=0.7, ge=0, lt=1)

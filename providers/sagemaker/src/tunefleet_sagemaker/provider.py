@@ -98,6 +98,7 @@ class SageMakerProvider:
             multi_node=True,
             endpoints=True,
             autoscaling=True,
+            traffic_split=True,
             tags=True,
         )
 
@@ -494,13 +495,17 @@ class SageMakerProvider:
             for r in plan.requests
             if r.purpose.startswith("on deploy:")
         }
+        scaling = client("application-autoscaling", region)
         with translated(f"deploy endpoint {name}"):
             if not _exists(sagemaker.describe_model, ModelName=version):
                 sagemaker.create_model(**planned["CreateModel"])
             if not _exists(sagemaker.describe_endpoint_config, EndpointConfigName=version):
                 sagemaker.create_endpoint_config(**planned["CreateEndpointConfig"])
-            if not _exists(sagemaker.describe_endpoint, EndpointName=name):
+            current = _described(sagemaker.describe_endpoint, EndpointName=name)
+            if current is None:
                 sagemaker.create_endpoint(**planned["CreateEndpoint"])
+            elif current["EndpointConfigName"] != version:
+                self._roll_out(sagemaker, scaling, region, planned, name, version)
             sagemaker.get_waiter("endpoint_in_service").wait(
                 EndpointName=name,
                 WaiterConfig={"Delay": 15, "MaxAttempts": ENDPOINT_WAIT_SECONDS // 15},
@@ -508,7 +513,6 @@ class SageMakerProvider:
             described = sagemaker.describe_endpoint(EndpointName=name)
         scope = {"config": version, "model": version}
         if "RegisterScalableTarget" in planned:
-            scaling = client("application-autoscaling", region)
             with translated(f"autoscale endpoint {name}"):
                 scaling.register_scalable_target(**planned["RegisterScalableTarget"])
                 scaling.put_scaling_policy(**planned["PutScalingPolicy"])
@@ -522,8 +526,46 @@ class SageMakerProvider:
             scope=scope,
         )
 
+    def _roll_out(
+        self,
+        sagemaker: Any,
+        scaling: Any,
+        region: str,
+        planned: dict[str, dict[str, Any]],
+        name: str,
+        version: str,
+    ) -> None:
+        """Move an existing endpoint to a new model version: as a canary when the spec
+        asks (rolled back by its alarms), else all at once (SageMaker's blue/green)."""
+        # SageMaker refuses to update a variant that has a scaling policy; deploy registers
+        # it again once the endpoint is InService.
+        resource = f"endpoint/{name}/variant/primary"
+        registered = scaling.describe_scalable_targets(
+            ServiceNamespace="sagemaker", ResourceIds=[resource]
+        ).get("ScalableTargets")
+        if registered:
+            scaling.deregister_scalable_target(
+                ServiceNamespace="sagemaker",
+                ResourceId=resource,
+                ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            )
+        if "UpdateEndpoint" in planned:
+            client("cloudwatch", region).put_metric_alarm(**planned["PutMetricAlarm"])
+            sagemaker.update_endpoint(**planned["UpdateEndpoint"])
+        else:
+            sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=version)
+
     def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
-        raise CapabilityError(self.name, "canary rollouts are not implemented yet")
+        """Set the weights of the endpoint's production variants (by variant name)."""
+        sagemaker = client("sagemaker", str(endpoint.region))
+        with translated(f"shift traffic on {endpoint.name}"):
+            sagemaker.update_endpoint_weights_and_capacities(
+                EndpointName=endpoint.name,
+                DesiredWeightsAndCapacities=[
+                    {"VariantName": variant, "DesiredWeight": float(weight)}
+                    for variant, weight in weights.items()
+                ],
+            )
 
     def delete_endpoint(self, endpoint: EndpointRef) -> None:
         sagemaker = client("sagemaker", str(endpoint.region))
@@ -537,7 +579,8 @@ class SageMakerProvider:
                         ScalableDimension="sagemaker:variant:DesiredInstanceCount",
                     )
             except ProviderError as exc:
-                if "ObjectNotFoundException" not in str(exc):
+                gone = "ObjectNotFoundException" in str(exc) or "No scalable target" in str(exc)
+                if not gone:
                     raise
         for operation, argument, value in (
             (sagemaker.delete_endpoint, "EndpointName", endpoint.name),
@@ -586,15 +629,20 @@ class SageMakerProvider:
             ) from None
 
 
-def _exists(describe: Any, **arguments: str) -> bool:
-    """True when the describe call finds the resource (ValidationException: it does not)."""
+def _described(describe: Any, **arguments: str) -> dict[str, Any] | None:
+    """What the describe call answers, or None when there is no such resource."""
     try:
-        describe(**arguments)
+        found: dict[str, Any] = describe(**arguments)
     except Exception as exc:
         if error_code(exc) == "ValidationException":
-            return False
+            return None
         raise
-    return True
+    return found
+
+
+def _exists(describe: Any, **arguments: str) -> bool:
+    """True when the describe call finds the resource."""
+    return _described(describe, **arguments) is not None
 
 
 def _same_key(actual: str, wanted: str) -> bool:
