@@ -46,6 +46,7 @@ def compliant_spec(aws: Aws, **options: Any) -> str:
                 "subnets": SUBNETS,
                 "security_group_ids": GROUPS,
                 "kms_key_id": aws.kms_key,
+                "data_capture_percent": 20,
                 **options,
             },
             placement={
@@ -104,6 +105,7 @@ def test_a_whole_run_through_the_cli(cli: Cli, aws: Aws, lifecycle: Lifecycle) -
     assert set(channels) == {"train", "validation"}
     config = json.loads(job["HyperParameters"]["tunefleet_config"])
     assert config["adapter"] == "lora" and config["hyperparameters"]["epochs"] == 2
+    assert config["merge"] is True, "the serving container loads the merged model"
     tags = aws.client("sagemaker").list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
     assert {"Key": "cost-center", "Value": "cs-42"} in tags
     with open_journal(cli.journal_url) as journal:
@@ -147,6 +149,10 @@ def test_a_whole_run_through_the_cli(cli: Cli, aws: Aws, lifecycle: Lifecycle) -
     sagemaker = aws.client("sagemaker")
     assert sagemaker.describe_endpoint(EndpointName="support-bot")["EndpointStatus"] == "InService"
     model = sagemaker.describe_model(ModelName=endpoint["scope"]["model"])
+    config = sagemaker.describe_endpoint_config(EndpointConfigName=endpoint["scope"]["config"])
+    assert config["KmsKeyId"] == aws.kms_key
+    capture = config["DataCaptureConfig"]
+    assert (capture["InitialSamplingPercentage"], capture["KmsKeyId"]) == (20, aws.kms_key)
     assert model["PrimaryContainer"]["ModelDataUrl"] == artifacts[0][1]
     assert model["VpcConfig"]["Subnets"] == SUBNETS
     scaling = aws.client("application-autoscaling")

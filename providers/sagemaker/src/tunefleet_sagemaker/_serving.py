@@ -86,6 +86,18 @@ def endpoint_requests(
     }
     if options.kms_key_id:
         config["KmsKeyId"] = options.kms_key_id
+    if options.data_capture_percent is not None:
+        capture: dict[str, Any] = {
+            "EnableCapture": True,
+            "InitialSamplingPercentage": options.data_capture_percent,
+            "DestinationS3Uri": f"s3://{options.bucket}/"
+            + "/".join(p for p in (options.prefix.strip("/"), "data-capture", ENDPOINT) if p),
+            "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        }
+        capture_key = options.data_capture_kms_key_id or options.kms_key_id
+        if capture_key:
+            capture["KmsKeyId"] = capture_key
+        config["DataCaptureConfig"] = capture
     requests: list[tuple[str, str, dict[str, Any], str]] = [
         ("sagemaker", "CreateModel", model, "register the trained model with its container"),
         ("sagemaker", "CreateEndpointConfig", config, "describe the endpoint's instances"),

@@ -48,13 +48,16 @@ def _s3(options: SageMakerOptions, *parts: str) -> str:
     return f"s3://{options.bucket}/{key}"
 
 
-def trainer_config(spec: RunSpec, options: SageMakerOptions) -> dict[str, Any]:
+def trainer_config(spec: RunSpec) -> dict[str, Any]:
     """The trainer's config, less the paths SageMaker decides (channels, model dir)."""
+    adapter = spec.method.adapter or "lora"
     config: dict[str, Any] = {
         "base_model": spec.base_model,
         "method": spec.method.type,
-        "adapter": spec.method.adapter or "lora",
+        "adapter": adapter,
         "hyperparameters": spec.hyperparameters.model_dump(mode="json", exclude_none=True),
+        # The serving container (TGI) loads a whole model: write the adapter merged in too.
+        "merge": adapter != "full",
     }
     if spec.method.beta is not None:
         config["beta"] = spec.method.beta
@@ -108,7 +111,7 @@ def unmet(spec: RunSpec, target: TargetSpec, options: SageMakerOptions) -> list[
                 "Hugging Face Hub, and base models from S3 are not supported yet",
             )
         )
-    size = len(json.dumps(trainer_config(spec, options)))
+    size = len(json.dumps(trainer_config(spec)))
     if size > MAX_HYPERPARAMETER:
         found.append(
             Unmet(
@@ -154,7 +157,7 @@ def training_request(
             ],
         },
         "RoleArn": options.role_arn,
-        "HyperParameters": {HYPERPARAMETER: json.dumps(trainer_config(spec, options))},
+        "HyperParameters": {HYPERPARAMETER: json.dumps(trainer_config(spec))},
         "InputDataConfig": [
             {
                 "ChannelName": role,

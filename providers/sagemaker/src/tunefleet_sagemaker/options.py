@@ -85,6 +85,10 @@ class SageMakerOptions(BaseModel):
         default="ml.g5.2xlarge", pattern=r"^ml\.[a-z0-9]+\.[a-z0-9]+$"
     )
     """Serving machine when the spec's endpoint names none."""
+    data_capture_percent: int | None = Field(default=None, ge=1, le=100)
+    """Capture this share of an endpoint's requests and answers to S3 (off when unset)."""
+    data_capture_kms_key_id: KmsKey | None = None
+    """KMS key for captured data; default ``kms_key_id``."""
     rollback_alarms: list[str] = Field(default_factory=list, max_length=9)
     """CloudWatch alarms that roll a canary back, besides the server-error alarm tunefleet
     creates for the endpoint."""
