@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from pydantic import TypeAdapter
 from tests.providers.sagemaker.conftest import (
     BUCKET,
+    DATA,
     REGION,
     Aws,
     Lifecycle,
@@ -297,3 +299,24 @@ def test_a_new_model_version_rolls_out_as_a_canary(aws: Aws, lifecycle: Lifecycl
     assert [t["ResourceId"] for t in targets] == ["endpoint/support-bot/variant/primary"]
     provider.delete_endpoint(endpoint)
     provider.delete_endpoint(endpoint)
+
+
+def test_large_datasets_go_up_in_parts_with_progress(aws: Aws, tmp_path: Path) -> None:
+    line = (DATA / "train.jsonl").read_text().splitlines(True)[0]
+    big = tmp_path / "big.jsonl"
+    big.write_text(line * (11 * 1024 * 1024 // len(line) + 1))
+    body = json.loads(compliant_spec(aws, upload_part_mb=5))
+    (plan,) = plan_run(parse_spec(json.dumps(body)), registry=discover()).plans
+    reports: list[tuple[int, int]] = []
+    digest = hashlib.sha256(big.read_bytes()).hexdigest()
+    ref = SageMakerProvider().stage(
+        plan, "train", big, digest, lambda sent, total: reports.append((sent, total))
+    )
+    size = big.stat().st_size
+    assert reports[-1] == (size, size) and len(reports) >= 3
+    s3 = aws.client("s3")
+    _, key = ref.uri.removeprefix("s3://").split("/", 1)
+    head = s3.head_object(Bucket=BUCKET, Key=key)
+    assert head["ContentLength"] == size and "-3" in head["ETag"], "three parts"
+    assert head["SSEKMSKeyId"] == aws.kms_key
+    assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == big.read_bytes()

@@ -56,6 +56,8 @@ class SageMakerOptions(BaseModel):
     """Key prefix inside the bucket."""
     training_image: ImageUri
     """The trainer image (deploy/trainer), pushed to ECR in the target's region."""
+    upload_part_mb: int = Field(default=64, ge=5, le=5120)
+    """Datasets this large or larger go to S3 in parts of this size, several at once."""
     kms_key_id: KmsKey | None = None
     """Customer-managed KMS key for the data in S3 and the model output."""
     volume_kms_key_id: KmsKey | None = None

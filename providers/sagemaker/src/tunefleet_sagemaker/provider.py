@@ -63,7 +63,6 @@ from tunefleet_sagemaker.options import SageMakerOptions
 __all__ = ["SageMakerProvider"]
 
 MiB = 1 << 20
-MULTIPART_THRESHOLD = 64 * MiB
 UPLOAD_CONCURRENCY = 8
 CONSOLE_URL = "https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{name}"
 ENDPOINT_WAIT_SECONDS = 30 * 60
@@ -305,9 +304,10 @@ class SageMakerProvider:
                     if progress is not None:
                         progress(min(sent, size), size)
 
+            part = options.upload_part_mb * MiB
             config = TransferConfig(
-                multipart_threshold=MULTIPART_THRESHOLD,
-                multipart_chunksize=MULTIPART_THRESHOLD,
+                multipart_threshold=part,
+                multipart_chunksize=part,
                 max_concurrency=UPLOAD_CONCURRENCY,
             )
             with translated(f"upload {path} to {uri}"):
