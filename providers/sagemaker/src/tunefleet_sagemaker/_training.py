@@ -16,7 +16,15 @@ from tunefleet.spec import RunSpec, TargetSpec
 from tunefleet.trainer.config import HYPERPARAMETER, SAGEMAKER_CHECKPOINT_DIR
 from tunefleet_sagemaker.options import SageMakerOptions
 
-__all__ = ["RUN_KEY", "channel_placeholder", "fill", "job_name", "training_request", "unmet"]
+__all__ = [
+    "RUN_KEY",
+    "channel_placeholder",
+    "dataset_key",
+    "fill",
+    "job_name",
+    "training_request",
+    "unmet",
+]
 
 RUN_KEY = "${run_key}"
 MAX_HYPERPARAMETER = 2500
@@ -43,9 +51,17 @@ def _name_template(spec: RunSpec) -> str:
     return f"{spec.name[:26].rstrip('-')}-{RUN_KEY}"
 
 
+def _key(options: SageMakerOptions, *parts: str) -> str:
+    return "/".join(part.strip("/") for part in (options.prefix, *parts) if part.strip("/"))
+
+
 def _s3(options: SageMakerOptions, *parts: str) -> str:
-    key = "/".join(part.strip("/") for part in (options.prefix, *parts) if part.strip("/"))
-    return f"s3://{options.bucket}/{key}"
+    return f"s3://{options.bucket}/{_key(options, *parts)}"
+
+
+def dataset_key(options: SageMakerOptions, sha256: str) -> str:
+    """The S3 key a dataset with content hash ``sha256`` is staged under."""
+    return _key(options, "datasets", f"{sha256}.jsonl")
 
 
 def trainer_config(spec: RunSpec) -> dict[str, Any]:

@@ -57,7 +57,7 @@ from tunefleet_sagemaker._events import LOG_GROUP, Cursor, job_state, log_event,
 from tunefleet_sagemaker._serving import ENDPOINT, MODEL, MODEL_DATA, endpoint_requests
 from tunefleet_sagemaker._serving import fill as fill_serving
 from tunefleet_sagemaker._serving import unmet as serving_unmet
-from tunefleet_sagemaker._training import fill, job_name, training_request, unmet
+from tunefleet_sagemaker._training import dataset_key, fill, job_name, training_request, unmet
 from tunefleet_sagemaker.options import SageMakerOptions
 
 __all__ = ["SageMakerProvider"]
@@ -66,11 +66,6 @@ MiB = 1 << 20
 UPLOAD_CONCURRENCY = 8
 CONSOLE_URL = "https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/jobs/{name}"
 ENDPOINT_WAIT_SECONDS = 30 * 60
-
-
-def _s3_parts(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri.removeprefix("s3://").partition("/")
-    return bucket, key
 
 
 class SageMakerProvider:
@@ -157,8 +152,8 @@ class SageMakerProvider:
         requests = []
         for role in roles:
             facts = request.datasets.get(role)
-            key = f"{options.prefix}/datasets/{facts.sha256 if facts else '<sha256>'}.jsonl"
-            put: dict[str, Any] = {"Bucket": options.bucket, "Key": key.lstrip("/")}
+            key = dataset_key(options, facts.sha256 if facts and facts.sha256 else "<sha256>")
+            put: dict[str, Any] = {"Bucket": options.bucket, "Key": key}
             if options.kms_key_id:
                 put.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=options.kms_key_id)
             requests.append(
@@ -281,7 +276,7 @@ class SageMakerProvider:
         region = self._region(plan)
         s3 = client("s3", region)
         self._check_bucket(s3, options.bucket, region)
-        key = f"{options.prefix.strip('/')}/datasets/{sha256}.jsonl".lstrip("/")
+        key = dataset_key(options, sha256)
         try:
             size = path.stat().st_size
         except OSError as exc:
