@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from tests.runcli import Cli
 
+from tunefleet.state import open_journal
+
 
 @pytest.fixture
 def cli(tmp_path: Path, fake_site: Path) -> Cli:
@@ -120,3 +122,41 @@ def test_journal_errors_are_one_line_and_never_show_a_password(cli: Cli) -> None
         "error: cannot open the journal at postgresql+psycopg://ops:***@127.0.0.1:1/tf"
     )
     assert len(unreachable.stderr.splitlines()) == 1
+
+
+def test_pause_then_resume_continues_the_job_where_it_stopped(cli: Cli) -> None:
+    spec = cli.spec(steps=300)
+    running = cli.start("run", str(spec))
+    deadline = time.monotonic() + 60
+    with open_journal(cli.journal_url) as journal:
+        while not journal.runs() or journal.targets(journal.runs()[0].id)[0].state != "running":
+            assert running.poll() is None and time.monotonic() < deadline, "never ran"
+            time.sleep(0.05)
+        run_id = journal.runs()[0].id
+    paused = cli("pause", run_id)
+    assert paused.returncode == 0, paused.stderr
+    assert "paused the job(s) of t0" in paused.stderr
+    with open_journal(cli.journal_url) as journal:
+        while journal.targets(run_id)[0].state != "paused":
+            assert time.monotonic() < deadline, "the driver never saw the pause"
+            time.sleep(0.05)
+        target = journal.targets(run_id)[0]
+        before = journal.latest_event(target.id, "metric")
+        assert before is not None
+        time.sleep(0.5)
+        assert journal.targets(run_id)[0].state == "paused"
+        after = journal.latest_event(target.id, "metric")
+        assert after is not None and after.event_id == before.event_id, "no step while paused"
+    assert running.poll() is None, "a paused job keeps its run watching"
+    resumed = cli("resume", run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed the paused job(s) of t0" in resumed.stderr
+    running.communicate(timeout=120)
+    assert running.returncode == 0
+    with open_journal(cli.journal_url) as journal:
+        assert journal.targets(run_id)[0].state == "succeeded"
+        actions = [entry.action for entry in journal.audit_entries()]
+        assert actions.count("job.pause") == 1 and actions.count("job.resume") == 1
+        assert journal.verify_audit().ok
+    refused = cli("pause", run_id)
+    assert refused.returncode == 0 and "has no running job to pause" in refused.stderr

@@ -12,7 +12,7 @@ The life of a target, as the engine drives it::
     stage(plan, ...)          put a dataset where the job can read it (content-addressed)
     find(plan, run_key)       the job this run key already created, if any (idempotency)
     submit(plan, ...)         create the job
-    status / events / cancel  watch and control it
+    status / events / cancel  watch and control it (pause / resume where it can)
     artifacts(job)            what it produced
     deploy / shift_traffic / delete_endpoint   serve the result
     invoke(endpoint, ChatRequest)              ask the served model
@@ -86,6 +86,8 @@ class Capabilities(_Frozen):
     traffic_split: bool = False
     tags: bool = False
     """Can apply the placement policy's tags to what it creates."""
+    pause: bool = False
+    """Can pause a running job and resume it where it stopped."""
 
 
 class DatasetFacts(_Frozen):
@@ -315,6 +317,15 @@ class Provider(Protocol):
 
     def cancel(self, job: JobRef) -> None:
         """Ask the service to stop the job. Cancelling a finished job is a no-op."""
+        ...
+
+    def pause(self, job: JobRef) -> None:
+        """Pause a running job, keeping its progress (``capabilities().pause``; otherwise
+        CapabilityError). Its status then reads ``paused`` until :meth:`resume`."""
+        ...
+
+    def resume(self, job: JobRef) -> None:
+        """Resume a paused job where it stopped."""
         ...
 
     def artifacts(self, job: JobRef) -> list[ArtifactRef]:

@@ -106,6 +106,7 @@ def providers(registry: Registry, *, as_json: bool) -> None:
         ("autoscaling", lambda n: yes(caps[n].autoscaling)),
         ("traffic split", lambda n: yes(caps[n].traffic_split)),
         ("tags", lambda n: yes(caps[n].tags)),
+        ("pause and resume", lambda n: yes(caps[n].pause)),
     ]
     for label, cell in rows:
         table.add_row(label, *(cell(name) for name in infos))

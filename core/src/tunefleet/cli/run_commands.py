@@ -178,9 +178,16 @@ def resume(
     detach: Annotated[bool, typer.Option(help="Resume in the background.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Carry on with a run after a crash, a detach or a fixed error: reattach, never redo."""
+    """Carry on with a run after a crash, a detach, a fixed error or a pause: reattach,
+    resume paused jobs, never redo."""
     journal = _journal(ctx)
     run_row = journal.run(run_ref)
+    resumed = _engine(journal, quiet=True).unpause(run_row.id, None)
+    if resumed and not as_json:
+        from tunefleet.cli import render
+
+        names = ", ".join(row.name for row in resumed)
+        render.err.print(f"resumed the paused job(s) of {names}", markup=False)
     if detach:
         from tunefleet.cli import render
 
@@ -328,6 +335,29 @@ def cancel(
     runview.summary(run_progress(journal, run_row), as_json=as_json)
 
 
+def pause(
+    ctx: typer.Context, run_ref: RunArg, target: TargetOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Pause a run's running jobs (or one target's) where the provider can; `tunefleet
+    resume` continues them where they stopped."""
+    from tunefleet.cli import runview
+    from tunefleet.run import run_progress
+
+    journal = _journal(ctx)
+    run_row = journal.run(run_ref)
+    from tunefleet.cli import render
+
+    paused = _engine(journal, quiet=as_json).pause(run_row.id, target)
+    if not paused:
+        render.err.print(f"run {run_row.id} has no running job to pause", markup=False)
+    elif not as_json:
+        names = ", ".join(row.name for row in paused)
+        render.err.print(
+            f"paused the job(s) of {names}; `tunefleet resume` continues them", markup=False
+        )
+    runview.summary(run_progress(journal, run_row), as_json=as_json)
+
+
 def report(
     ctx: typer.Context,
     run_ref: RunArg,
@@ -417,5 +447,6 @@ def register(app: typer.Typer) -> None:
     app.command()(logs)
     app.command()(cancel)
     app.command()(resume)
+    app.command()(pause)
     app.command()(report)
     app.add_typer(audit_app, name="audit")

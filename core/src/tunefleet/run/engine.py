@@ -239,6 +239,39 @@ class Engine:
                 raise UsageError(f"run {run_id} has no active target {target!r}")
         return [self.journal.request_cancel(row.id) for row in rows]
 
+    def pause(self, run_id: str, target: str | None = None) -> list[RunTarget]:
+        """Pause the run's running jobs (or one target's) where their providers can; returns
+        the targets paused. Whoever drives them sees ``paused`` at the next poll."""
+        return self._toggle(run_id, target, pause=True)
+
+    def unpause(self, run_id: str, target: str | None = None) -> list[RunTarget]:
+        """Resume the run's paused jobs (or one target's); returns the targets resumed."""
+        return self._toggle(run_id, target, pause=False)
+
+    def _toggle(self, run_id: str, target: str | None, *, pause: bool) -> list[RunTarget]:
+        wanted = JobState.RUNNING.value if pause else JobState.PAUSED.value
+        rows = [
+            row
+            for row in self.journal.targets(run_id)
+            if row.job is not None
+            and row.phase != "done"
+            and row.state == wanted
+            and (target is None or row.name == target)
+        ]
+        if target is not None and not rows:
+            state = "running" if pause else "paused"
+            raise UsageError(f"run {run_id} has no {state} job for target {target!r}")
+        done = []
+        for row in rows:
+            provider = self.registry.provider(row.provider)
+            job = JobRef.model_validate(row.job)
+            operation = provider.pause if pause else provider.resume
+            call(self.settings.calls, provider.name, operation.__name__, operation, job)
+            action = "job.pause" if pause else "job.resume"
+            self.journal.record(action, run_id, row.name, job=job.id)
+            done.append(row)
+        return done
+
     def notice(self, target: str, message: str) -> None:
         self._notice(target, message)
 

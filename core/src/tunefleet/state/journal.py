@@ -365,6 +365,12 @@ class Journal:
                 self._audit(session, audit_action, row.run_id, row.name, **(audit_detail or {}))
             return row
 
+    def record(self, action: str, run_id: str, target: str | None = None, **detail: Any) -> None:
+        """Append an audit entry for an action taken at a provider outside a target's lease
+        (a job paused or resumed while another process drives it)."""
+        with self._tx() as session:
+            self._audit(session, action, run_id, target, **detail)
+
     def request_cancel(self, target_id: int) -> RunTarget:
         """Mark a target for cancelling; whoever drives it stops it at its next step."""
         with self._tx() as session:

@@ -186,6 +186,28 @@ class ProviderConformance:
         assert self._wait(harness, job) == JobState.CANCELLED
         harness.provider.cancel(job)  # cancelling a finished job is a no-op
 
+    def test_pause_and_resume_match_capabilities(self, harness: ConformanceHarness) -> None:
+        plan = self._plan(harness)
+        provider = harness.provider
+        if not provider.capabilities(plan_options(harness, plan)).pause:
+            nothing = JobRef(provider=provider.name, target=plan.target, id="none", run_key="none")
+            with pytest.raises(CapabilityError):
+                provider.pause(nothing)
+            return
+        job = provider.submit(
+            plan, self._staged(harness, plan), f"conformance-pause-{time.time_ns()}"
+        )
+        deadline = time.monotonic() + harness.timeout
+        while (state := provider.status(job).state) != JobState.RUNNING:
+            assert not state.terminal, "the job finished before it could be paused"
+            assert time.monotonic() < deadline, f"job {job.id} never started running"
+            harness.advance(job)
+            time.sleep(harness.poll_interval)
+        provider.pause(job)
+        assert provider.status(job).state == JobState.PAUSED
+        provider.resume(job)
+        assert self._wait(harness, job) == JobState.SUCCEEDED
+
     def test_endpoints_match_capabilities(self, harness: ConformanceHarness) -> None:
         plan = self._plan(harness)
         provider = harness.provider

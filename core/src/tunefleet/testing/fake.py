@@ -116,6 +116,7 @@ class FakeProvider:
         autoscaling=True,
         traffic_split=True,
         tags=True,
+        pause=True,
     )
 
     # ------------------------------------------------------------------ planning
@@ -407,6 +408,8 @@ class FakeProvider:
         if state == JobState.STOPPING:
             move_to(JobState.CANCELLED, "cancelled")
             return
+        if state == JobState.PAUSED:
+            return  # until resumed
         if state == JobState.QUEUED:
             move_to(JobState.RUNNING, "running")
             return
@@ -488,6 +491,29 @@ class FakeProvider:
                     self._status_event(len(data["events"]), JobState.STOPPING, "stopping")
                 )
                 self._write(path, data)
+
+    def _set_paused(self, job: JobRef, paused: bool) -> None:
+        if not self.capabilities().pause:
+            raise CapabilityError(self.name, "cannot pause jobs")
+        path = self._job_path(job)
+        old, new = (
+            (JobState.RUNNING, JobState.PAUSED) if paused else (JobState.PAUSED, JobState.RUNNING)
+        )
+        with self._locked(self._job_root(job)):
+            data = self._read(path)
+            if JobState(data["state"]) != old:
+                raise ProviderError(self.name, f"job {job.id} is {data['state']}, not {old.value}")
+            data["state"] = new.value
+            data["events"].append(
+                self._status_event(len(data["events"]), new, "paused" if paused else "resumed")
+            )
+            self._write(path, data)
+
+    def pause(self, job: JobRef) -> None:
+        self._set_paused(job, True)
+
+    def resume(self, job: JobRef) -> None:
+        self._set_paused(job, False)
 
     def artifacts(self, job: JobRef) -> list[ArtifactRef]:
         data = self._read(self._job_path(job))

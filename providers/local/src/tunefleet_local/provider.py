@@ -398,6 +398,12 @@ class LocalProvider:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(runner["pid"], signal.SIGTERM)  # the runner and the trainer
 
+    def pause(self, job: JobRef) -> None:
+        raise CapabilityError(self.name, "cannot pause a local job; cancel it and run again")
+
+    def resume(self, job: JobRef) -> None:
+        raise CapabilityError(self.name, "cannot pause a local job, so none is paused")
+
     def artifacts(self, job: JobRef) -> list[ArtifactRef]:
         files = self._files(job)
         manifest = files.read(files.output / "manifest.json")

@@ -148,6 +148,7 @@ class OpenAIProvider:
             methods=frozenset({"supervised", "dpo"}),
             regions=AZURE_FINE_TUNING_REGIONS if azure else (),
             endpoints=True,
+            pause=True,
         )
 
     def estimate_training(

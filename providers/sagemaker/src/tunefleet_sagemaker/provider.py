@@ -464,6 +464,14 @@ class SageMakerProvider:
         with translated("stop training job"):
             sagemaker.stop_training_job(TrainingJobName=job.id)
 
+    def pause(self, job: JobRef) -> None:
+        raise CapabilityError(
+            self.name, "SageMaker cannot pause a training job; stopping it keeps its checkpoints"
+        )
+
+    def resume(self, job: JobRef) -> None:
+        raise CapabilityError(self.name, "SageMaker cannot pause a training job")
+
     def artifacts(self, job: JobRef) -> list[ArtifactRef]:
         found = self._describe(str(job.region), job.id)
         model = ((found or {}).get("ModelArtifacts") or {}).get("S3ModelArtifacts")
