@@ -7,9 +7,11 @@ unique within its job, so a stream read twice after a crash is stored once.
 
 from __future__ import annotations
 
+import json
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -20,6 +22,7 @@ __all__ = [
     "Event",
     "EventPage",
     "JobState",
+    "JsonCursor",
     "LogEvent",
     "MetricEvent",
     "StatusEvent",
@@ -124,3 +127,23 @@ class EventPage(BaseModel):
     events: list[Event]
     cursor: str | None
     """Opaque to the engine; pass it back to read on. None when nothing was ever read."""
+
+
+@dataclass
+class JsonCursor:
+    """Base of a provider's event cursor: a dataclass of how far each source was read,
+    kept by the engine as compact JSON. Subclasses are dataclasses whose fields all have
+    defaults (a fresh cursor reads from the start); a field a newer version adds is read
+    back as its default."""
+
+    @classmethod
+    def decode(cls, text: str | None) -> Self:
+        """The cursor ``text`` encodes (a fresh one for None)."""
+        if not text:
+            return cls()
+        data = json.loads(text)
+        return cls(**{key: data[key] for key in asdict(cls()) if key in data})
+
+    def encode(self) -> str:
+        """Compact, stable JSON (sorted keys), for ``EventPage.cursor``."""
+        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)

@@ -52,6 +52,7 @@ __all__ = [
     "TrainingEstimate",
     "Unmet",
     "UploadProgress",
+    "fill_placeholders",
 ]
 
 UploadProgress = Callable[[int, int], None]
@@ -126,6 +127,29 @@ class NativeRequest(_Frozen):
     body: dict[str, Any]
     purpose: str
     """One line for people reading the plan."""
+
+
+def fill_placeholders(body: dict[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
+    """A planned request's ``body`` with each placeholder of ``values`` (``${run_key}``)
+    replaced wherever it appears in a string.
+
+    Providers plan a request with placeholders for what exists only later (an uploaded
+    file's id, the run key, an endpoint's name) and fill them in when they send it, so the
+    request sent is the one `tunefleet plan` showed.
+    """
+
+    def substitute(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: substitute(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [substitute(item) for item in node]
+        if isinstance(node, str):
+            for placeholder, value in values.items():
+                node = node.replace(placeholder, value)
+        return node
+
+    filled: dict[str, Any] = substitute(body)
+    return filled
 
 
 class CostEstimate(_Frozen):

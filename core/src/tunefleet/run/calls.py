@@ -25,7 +25,7 @@ from tunefleet.errors import (
     TunefleetError,
 )
 
-__all__ = ["CallPolicy", "EngineStoppedError", "call"]
+__all__ = ["CallPolicy", "EngineStoppedError", "call", "wait_as_asked"]
 
 T = TypeVar("T")
 
@@ -54,6 +54,21 @@ def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, TransientProviderError) and not isinstance(exc, ProviderBusyError)
 
 
+def wait_as_asked(backoff: float, cap: float) -> Callable[[tenacity.RetryCallState], float]:
+    """A tenacity wait: the ``retry_after`` the failure carries (a service's Retry-After),
+    else capped exponential backoff with full jitter; never longer than ``cap`` seconds."""
+    jitter = tenacity.wait_random_exponential(multiplier=backoff, max=cap)
+
+    def wait(state: tenacity.RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        asked = getattr(exc, "retry_after", None)
+        if asked is not None:
+            return float(min(max(asked, 0.0), cap))
+        return float(jitter(state))
+
+    return wait
+
+
 def call(
     policy: CallPolicy,
     provider: str,
@@ -65,14 +80,6 @@ def call(
     on_retry: Callable[[str], None] | None = None,
 ) -> T:
     """``fn(*args)`` under ``policy``; raises the last ProviderError when retries run out."""
-    jitter = tenacity.wait_random_exponential(multiplier=policy.backoff, max=policy.backoff_cap)
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        asked = getattr(exc, "retry_after", None)
-        if asked is not None:
-            return float(min(max(asked, 0.0), policy.backoff_cap))
-        return float(jitter(state))
 
     def sleep(seconds: float) -> None:
         if stop is not None and stop.wait(seconds):
@@ -89,7 +96,7 @@ def call(
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(_is_retryable),
         stop=tenacity.stop_after_attempt(policy.attempts),
-        wait=wait,
+        wait=wait_as_asked(policy.backoff, policy.backoff_cap),
         sleep=sleep,
         before_sleep=before_sleep,
         reraise=True,

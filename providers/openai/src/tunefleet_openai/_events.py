@@ -10,13 +10,20 @@ been read; the engine stores it with the events, so a crash re-reads nothing twi
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tunefleet.events import CheckpointEvent, Event, JobState, LogEvent, MetricEvent, StatusEvent
+from tunefleet.events import (
+    CheckpointEvent,
+    Event,
+    JobState,
+    JsonCursor,
+    LogEvent,
+    MetricEvent,
+    StatusEvent,
+)
 from tunefleet_openai._client import redact
 
 __all__ = ["STATES", "Cursor", "checkpoint_event", "job_event", "state_of", "status_event"]
@@ -39,7 +46,7 @@ def state_of(status: str) -> JobState:
 
 
 @dataclass
-class Cursor:
+class Cursor(JsonCursor):
     """How far a job's sources have been read; opaque JSON to the engine."""
 
     event: str | None = None
@@ -49,17 +56,6 @@ class Cursor:
     state: str | None = None
     """The last status reported, and how many status events were emitted so far."""
     state_changes: int = 0
-
-    @classmethod
-    def decode(cls, text: str | None) -> Cursor:
-        """The cursor ``text`` encodes (a fresh one for None)."""
-        if not text:
-            return cls()
-        data = json.loads(text)
-        return cls(**{key: data[key] for key in asdict(cls()) if key in data})
-
-    def encode(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
 
 
 def _time(unix: int | float | None) -> datetime:

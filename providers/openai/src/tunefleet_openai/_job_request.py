@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunefleet.provider import Unmet
+from tunefleet.provider import Unmet, fill_placeholders
 from tunefleet.spec import RunSpec
 from tunefleet_openai.options import OpenAIOptions
 
@@ -150,17 +150,7 @@ def fill(body: dict[str, Any], files: dict[str, str], run_key: str) -> dict[str,
     """``body`` with the uploaded files' ids and the run key in place of the placeholders."""
     values = {file_placeholder(role): file_id for role, file_id in files.items()}
     values[RUN_KEY] = run_key
-
-    def substitute(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {key: substitute(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [substitute(item) for item in node]
-        if isinstance(node, str) and node in values:
-            return values[node]
-        return node
-
-    filled: dict[str, Any] = substitute(body)
+    filled = fill_placeholders(body, values)
     left = [key for key, value in filled.items() if isinstance(value, str) and value in _ALL]
     if left:
         raise ValueError(f"nothing staged for {', '.join(left)}")

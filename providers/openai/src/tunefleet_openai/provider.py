@@ -50,6 +50,7 @@ from tunefleet.provider import (
     Unmet,
     UploadProgress,
 )
+from tunefleet.run.calls import wait_as_asked
 from tunefleet_openai import pricing
 from tunefleet_openai._azure import AZURE_FINE_TUNING_REGIONS, Management, make_azure_client
 from tunefleet_openai._client import PROVIDER, ThrottledError, make_client, redact, translated
@@ -81,16 +82,6 @@ EVENTS_PAGE = 100
 ACTIVE_STATUSES = frozenset({"validating_files", "queued", "running"})
 ACTIVE_SCAN = 100
 """Jobs looked at when counting unfinished ones (the newest; unfinished jobs are recent)."""
-
-
-_BACKOFF = tenacity.wait_random_exponential(multiplier=0.5, max=30)
-
-
-def _wait_as_asked(state: tenacity.RetryCallState) -> float:
-    """The Retry-After the service gave, else capped exponential backoff with jitter."""
-    error = state.outcome.exception() if state.outcome else None
-    asked = getattr(error, "retry_after", None)
-    return float(min(asked, 60.0)) if asked is not None else float(_BACKOFF(state))
 
 
 def _scope(options: OpenAIOptions) -> dict[str, str]:
@@ -404,7 +395,7 @@ class OpenAIProvider:
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type(ThrottledError),
             stop=tenacity.stop_after_attempt(options.max_retries + 1),
-            wait=_wait_as_asked,
+            wait=wait_as_asked(backoff=0.5, cap=60.0),
             reraise=True,
         )
         job = retrying(create)

@@ -11,13 +11,12 @@ position -- is the same however often it is read.
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from tunefleet.events import CheckpointEvent, Event, JobState, LogEvent, StatusEvent
+from tunefleet.events import CheckpointEvent, Event, JobState, JsonCursor, LogEvent, StatusEvent
 from tunefleet.trainer.metrics import parse_checkpoint_line, parse_metric_line
 
 __all__ = ["LOG_GROUP", "Cursor", "job_state", "log_event", "transition_event"]
@@ -61,7 +60,7 @@ def job_state(description: dict[str, Any]) -> JobState:
 
 
 @dataclass
-class Cursor:
+class Cursor(JsonCursor):
     """How far a job's sources have been read; opaque JSON to the engine."""
 
     streams: dict[str, list[Any]] = field(default_factory=dict)
@@ -70,16 +69,6 @@ class Cursor:
     """Secondary status transitions reported."""
     final: str | None = None
     """The terminal status reported from TrainingJobStatus, when transitions lacked it."""
-
-    @classmethod
-    def decode(cls, text: str | None) -> Cursor:
-        if not text:
-            return cls()
-        data = json.loads(text)
-        return cls(**{key: data[key] for key in asdict(cls()) if key in data})
-
-    def encode(self) -> str:
-        return json.dumps(asdict(self), separators=(",", ":"), sort_keys=True)
 
 
 def _time(millis: int) -> datetime:

@@ -13,7 +13,7 @@ from tunefleet.provider import Unmet
 from tunefleet.spec import RunSpec
 from tunefleet_sagemaker.options import SageMakerOptions
 
-__all__ = ["ENDPOINT", "MODEL", "MODEL_DATA", "VARIANT", "endpoint_requests", "fill", "unmet"]
+__all__ = ["ENDPOINT", "MODEL", "MODEL_DATA", "VARIANT", "endpoint_requests", "unmet"]
 
 ENDPOINT = "${endpoint}"
 MODEL = "${model}"
@@ -202,20 +202,3 @@ def endpoint_requests(
             ),
         ]
     return requests
-
-
-def fill(body: dict[str, Any], values: dict[str, str]) -> dict[str, Any]:
-    """``body`` with each placeholder (whole or inside a string) replaced."""
-
-    def substitute(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {key: substitute(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [substitute(item) for item in node]
-        if isinstance(node, str):
-            for placeholder, value in values.items():
-                node = node.replace(placeholder, value)
-        return node
-
-    filled: dict[str, Any] = substitute(body)
-    return filled

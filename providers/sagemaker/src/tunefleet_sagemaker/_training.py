@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tunefleet.provider import Unmet
+from tunefleet.provider import Unmet, fill_placeholders
 from tunefleet.spec import RunSpec, TargetSpec
 from tunefleet.trainer.config import HYPERPARAMETER, SAGEMAKER_CHECKPOINT_DIR
 from tunefleet_sagemaker.options import SageMakerOptions
@@ -220,19 +220,7 @@ def training_request(
 def fill(body: dict[str, Any], uris: dict[str, str], run_key: str) -> dict[str, Any]:
     """``body`` with the run key and the staged datasets' URIs in place of placeholders."""
     values = {channel_placeholder(role): uri for role, uri in uris.items()}
-
-    def substitute(node: Any) -> Any:
-        if isinstance(node, dict):
-            return {key: substitute(value) for key, value in node.items()}
-        if isinstance(node, list):
-            return [substitute(item) for item in node]
-        if isinstance(node, str):
-            if node in values:
-                return values[node]
-            return node.replace(RUN_KEY, run_key)
-        return node
-
-    filled: dict[str, Any] = substitute(body)
+    filled = fill_placeholders(body, {**values, RUN_KEY: run_key})
     for channel in filled["InputDataConfig"]:
         uri = channel["DataSource"]["S3DataSource"]["S3Uri"]
         if not uri.startswith("s3://"):

@@ -49,13 +49,13 @@ from tunefleet.provider import (
     PlanRequest,
     TrainingEstimate,
     UploadProgress,
+    fill_placeholders,
 )
 from tunefleet.spec import EndpointSpec
 from tunefleet_sagemaker import pricing
 from tunefleet_sagemaker._aws import PROVIDER, client, error_code, translated
 from tunefleet_sagemaker._events import LOG_GROUP, Cursor, job_state, log_event, transition_event
 from tunefleet_sagemaker._serving import ENDPOINT, MODEL, MODEL_DATA, endpoint_requests
-from tunefleet_sagemaker._serving import fill as fill_serving
 from tunefleet_sagemaker._serving import unmet as serving_unmet
 from tunefleet_sagemaker._training import dataset_key, fill, job_name, training_request, unmet
 from tunefleet_sagemaker.options import SageMakerOptions
@@ -494,7 +494,7 @@ class SageMakerProvider:
         version = f"{name}-{hashlib.sha256(artifact.uri.encode()).hexdigest()[:8]}"
         values = {ENDPOINT: name, MODEL: version, MODEL_DATA: artifact.uri}
         planned = {
-            r.operation: fill_serving(r.body, values)
+            r.operation: fill_placeholders(r.body, values)
             for r in plan.requests
             if r.purpose.startswith("on deploy:")
         }
