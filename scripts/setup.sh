@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv (if missing) and installs tunefleet and its first-party providers.
-#   --train  also the trainer's stack (torch, transformers, peft, TRL): tunefleet[train]
+#   --train  also the trainer's stack (torch, transformers, peft, TRL): tunefleet-trainer[train]
 #   --dev    the trainer's stack and the test and lint tools (what CI needs)
 # Safe to run again: it only brings the venv up to date.
 set -euo pipefail
@@ -15,10 +15,12 @@ fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # pip >= 25.1 reads PEP 735 dependency groups (--group) from the root pyproject.toml.
 "${pip[@]}" --upgrade "pip>=25.1"
-packages=(-e core -e providers/local -e providers/openai -e providers/sagemaker)
+# The trainer's distribution is named with core: core depends on it (the trainer's
+# contract), and pip takes the local copy named in the same command.
+packages=(-e deploy/trainer -e core -e providers/local -e providers/openai -e providers/sagemaker)
 case "${1:-}" in
-    --dev) packages=(-e "core[train]" -e providers/local -e "providers/openai[azure]" -e providers/sagemaker --group dev) ;;
-    --train) packages=(-e "core[train]" -e providers/local -e providers/openai -e providers/sagemaker) ;;
+    --dev) packages=(-e "deploy/trainer[train]" -e core -e providers/local -e "providers/openai[azure]" -e providers/sagemaker --group dev) ;;
+    --train) packages=(-e "deploy/trainer[train]" -e core -e providers/local -e providers/openai -e providers/sagemaker) ;;
     "") ;;
     *) echo "usage: scripts/setup.sh [--train|--dev]" >&2; exit 2 ;;
 esac

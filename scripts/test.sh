@@ -7,4 +7,6 @@ bash scripts/setup.sh --dev
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 .venv/bin/mypy
+# Layering: core, the trainer and the providers import only what ARCHITECTURE.md allows.
+.venv/bin/lint-imports
 .venv/bin/python -m pytest "$@"

@@ -69,10 +69,10 @@ def test_encoding_choice(model: str, encoding: str, exact: bool) -> None:
     assert tokens.choose_encoding(model) == tokens.EncodingChoice(encoding, exact)
 
 
-def test_context_limits() -> None:
-    assert tokens.context_limit_for("gpt-4o-mini-2024-07-18")[0] == 65_536
-    assert tokens.context_limit_for("gpt-3.5-turbo-0125")[0] == 16_385
-    assert tokens.context_limit_for("my-model")[0] == tokens.DEFAULT_CONTEXT_LIMIT
+def test_core_keeps_no_providers_context_table() -> None:
+    # Training contexts are the providers' to say (ContextLimits); core has a default only.
+    assert tokens.DEFAULT_CONTEXT_LIMIT == 4096
+    assert not hasattr(tokens, "TRAINING_CONTEXT")
 
 
 HARD_TEXTS = [

@@ -12,6 +12,7 @@ from tunefleet.data import validate_dataset
 from tunefleet.data.findings import CODES
 from tunefleet.data.validate import ValidationOptions, validate_file
 from tunefleet.errors import InputFileError
+from tunefleet.plugins import Registry
 
 SYS = {"role": "system", "content": "Be kind."}
 USER = {"role": "user", "content": "Hi there"}
@@ -172,10 +173,19 @@ def test_offline_token_counts_match_the_cookbook(toy_dataset: Path) -> None:
     assert report.billable_tokens == 4306
 
 
-def test_model_picks_encoding_and_limit(toy_dataset: Path) -> None:
-    modern = validate_dataset(toy_dataset, model="gpt-4o-mini-2024-07-18", jobs=1)
+def test_model_picks_encoding_and_the_provider_the_limit(
+    toy_dataset: Path, registry: Registry
+) -> None:
+    modern = validate_dataset(
+        toy_dataset,
+        model="gpt-4o-mini-2024-07-18",
+        provider="fake_hosted",
+        registry=registry,
+        jobs=1,
+    )
     assert modern.encoding == "o200k_base" and modern.tokens_exact
-    assert modern.context_limit == 65_536 and modern.examples_over_limit == 0
+    assert modern.context_limit == 8192 and modern.examples_over_limit == 0
+    assert modern.context_limit_source == "fake_hosted training context"
     unknown = validate_dataset(toy_dataset, model="Qwen/Qwen2.5-0.5B", jobs=1)
     assert unknown.encoding == "cl100k_base" and not unknown.tokens_exact
     assert unknown.context_limit == 4096

@@ -25,10 +25,6 @@ secret: messages name keys and locations, never values that could be credentials
     ├── PlanError                         a target's plan has             exit 1
     │                                     requirements its provider
     │                                     cannot honour (each with reason)
-    ├── TrainerError                      the trainer cannot run this     exit 2
-    │                                     config (no GPU for QLoRA, base
-    │                                     model not found offline, bad
-    │                                     data or config)
     ├── RunFailedError                    a run's job failed or was       exit 1
     │                                     cancelled; exit 3 when a step
     │                                     stopped on a provider error
@@ -37,13 +33,25 @@ secret: messages name keys and locations, never values that could be credentials
     │   ├── RunNotFoundError (LookupError) no run matches the reference
     │   └── LeaseLostError                another process took over a
     │                                     target this one was driving
-    └── ProviderError                     a provider's call failed        exit 3
+    └── ProviderError                     a provider's call failed; it    exit 3
+        │                                 carries the service's ``code``
+        │                                 and HTTP ``status``
+        ├── ProviderNotFoundError         the resource asked for does
+        │   (LookupError)                 not exist (a missing job)
+        ├── AlreadyExistsError            a resource of that name exists
+        ├── QuotaExceededError            a quota waiting cannot clear (0
+        │                                 instances, a daily limit): the
+        │                                 message says what to request
         ├── TransientProviderError        throttled, 5xx, timed out:
         │   │                             safe to retry (``retry_after``)
-        │   └── ProviderBusyError         a concurrency or quota limit:
-        │                                 the engine queues the target
+        │   └── ProviderBusyError         a concurrency limit that frees
+        │                                 up: the engine queues the target
         └── CapabilityError               the provider cannot do this
             (NotImplementedError)         operation at all
+
+Providers raise these from one translation point per SDK (botocore's ``Error.Code``, an
+HTTP status, Azure's ``error.code``, ``google.api_core`` exception types); nothing in
+tunefleet decides anything by reading an error message's words.
 
 Exit status 0 means success and 130 an interrupt (Ctrl-C); the CLI reports anything else
 that escapes as an internal error, exit 70, with the traceback only under ``--debug``.
@@ -55,6 +63,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = [
+    "AlreadyExistsError",
     "CapabilityError",
     "DatasetInvalidError",
     "InputFileError",
@@ -64,14 +73,15 @@ __all__ = [
     "ProviderBusyError",
     "ProviderClashError",
     "ProviderError",
+    "ProviderNotFoundError",
     "ProviderNotInstalledError",
+    "QuotaExceededError",
     "RunFailedError",
     "RunNotFoundError",
     "SpecError",
     "SpecIssue",
     "StateError",
     "TokenizerError",
-    "TrainerError",
     "TransientProviderError",
     "TunefleetError",
     "UsageError",
@@ -210,12 +220,6 @@ class PlanError(TunefleetError):
         super().__init__("\n".join(lines))
 
 
-class TrainerError(TunefleetError):
-    """The trainer cannot run as configured: it says what to change (and needs no traceback)."""
-
-    exit_code = 2
-
-
 class RunFailedError(TunefleetError):
     """A run ended without every target succeeding.
 
@@ -246,13 +250,36 @@ class LeaseLostError(StateError):
 
 
 class ProviderError(TunefleetError):
-    """A provider's call failed. ``provider`` names the backend; the message is the service's."""
+    """A provider's call failed. ``provider`` names the backend; the message is the service's.
+
+    ``code`` is the service's own error code where it gave one (``ValidationException``,
+    ``rate_limit_exceeded``, ``ResourceNotFound``) and ``status`` the HTTP status; callers
+    decide on these (or on the subclass), never on the message's words.
+    """
 
     exit_code = 3
 
-    def __init__(self, provider: str, message: str) -> None:
+    def __init__(
+        self, provider: str, message: str, *, code: str | None = None, status: int | None = None
+    ) -> None:
         self.provider = provider
+        self.code = code
+        self.status = status
         super().__init__(f"{provider}: {message}")
+
+
+class ProviderNotFoundError(ProviderError, LookupError):
+    """The resource a call named does not exist (any more): a job, an endpoint, an object."""
+
+
+class AlreadyExistsError(ProviderError):
+    """A create named a resource that exists already (for a name derived from the run key:
+    this run's own, made by an earlier attempt)."""
+
+
+class QuotaExceededError(ProviderError):
+    """A quota that waiting will not clear: an account limit of 0 for an instance type, a
+    daily limit, exhausted credit. The message names the quota and says to request more."""
 
 
 class TransientProviderError(ProviderError):
@@ -261,13 +288,21 @@ class TransientProviderError(ProviderError):
     ``retry_after`` is the wait in seconds the service asked for (``Retry-After``), if any.
     """
 
-    def __init__(self, provider: str, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(provider, message)
+    def __init__(
+        self,
+        provider: str,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        code: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(provider, message, code=code, status=status)
         self.retry_after = retry_after
 
 
 class ProviderBusyError(TransientProviderError):
-    """The provider cannot accept the job yet: a concurrency or quota limit it reports.
+    """The provider cannot accept the job yet: a concurrency limit that frees up as jobs end.
 
     The engine queues the target, shows this message as the reason, and submits again
     later; waiting in the queue never exhausts the retries of transient errors.
@@ -275,4 +310,5 @@ class ProviderBusyError(TransientProviderError):
 
 
 class CapabilityError(ProviderError, NotImplementedError):
-    """The provider cannot perform this operation at all (it says so in its capabilities)."""
+    """The provider cannot perform this operation at all (it does not implement the
+    optional protocol, or not with these options)."""

@@ -19,7 +19,15 @@ from tunefleet.data.report import DatasetReport
 from tunefleet.errors import DatasetInvalidError, PlanError, SpecError
 from tunefleet.placement import check_target
 from tunefleet.plugins import Registry, default_registry
-from tunefleet.provider import DatasetFacts, Plan, PlanRequest, Provider, Unmet
+from tunefleet.provider import (
+    ContextLimits,
+    DatasetFacts,
+    Plan,
+    PlanRequest,
+    Provider,
+    Unmet,
+    capabilities_of,
+)
 from tunefleet.spec import RunSpec, TargetSpec, is_local, load_spec
 
 __all__ = ["RunPlan", "plan_run"]
@@ -71,16 +79,34 @@ def plan_run(
     targets = [spec.target(target)] if target is not None else list(spec.targets)
     # Resolve every provider first: a missing one fails before minutes of validation.
     providers = {t.key: registry.provider(t.provider) for t in targets}
-    reports = _validate_datasets(spec, registry, progress)
+    reports = _validate_datasets(spec, registry, progress, list(providers.values()))
     facts = {role: _facts(role, spec, report) for role, report in reports.items()}
     plans = [_plan_target(spec, t, providers[t.key], facts, registry) for t in targets]
     return RunPlan(run=spec.name, datasets=reports, plans=plans)
 
 
+def _context_limit(spec: RunSpec, providers: list[Provider]) -> tuple[int | None, str]:
+    """The spec's max_seq_length, else the smallest training context a target's provider
+    names for the base model (None: validation's default)."""
+    if spec.hyperparameters.max_seq_length is not None:
+        return spec.hyperparameters.max_seq_length, "hyperparameters.max_seq_length"
+    known = [
+        found
+        for provider in providers
+        if isinstance(provider, ContextLimits)
+        and (found := provider.training_context(spec.base_model)) is not None
+    ]
+    return min(known) if known else (None, "given")
+
+
 def _validate_datasets(
-    spec: RunSpec, registry: Registry, progress: Callable[[str, int, int], None] | None
+    spec: RunSpec,
+    registry: Registry,
+    progress: Callable[[str, int, int], None] | None,
+    providers: list[Provider],
 ) -> dict[str, DatasetReport]:
     data_format: DataFormat = "preference" if spec.method.type == "dpo" else "chat"
+    limit, limit_source = _context_limit(spec, providers)
     locations = {"train": spec.dataset.train, "validation": spec.dataset.validation}
     reports: dict[str, DatasetReport] = {}
     for role, location in locations.items():
@@ -96,7 +122,8 @@ def _validate_datasets(
             path,
             model=spec.base_model,
             data_format=data_format,
-            context_limit=spec.hyperparameters.max_seq_length,
+            context_limit=limit,
+            context_limit_source=limit_source,
             registry=registry,
             progress=report_progress,
         )
@@ -145,7 +172,7 @@ def _plan_target(
     registry: Registry,
 ) -> Plan:
     options = _validated_options(spec, target, provider)
-    core_unmet = check_target(spec, target, provider.capabilities(options), provider.name)
+    core_unmet = check_target(spec, target, capabilities_of(provider, options), provider.name)
     plan = provider.plan(PlanRequest(spec=spec, target=target, options=options, datasets=facts))
     objections: list[Unmet] = []
     for found in registry.manager.hook.tunefleet_check_plan(spec=spec, plan=plan):

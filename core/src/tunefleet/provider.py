@@ -4,7 +4,7 @@ A provider is a class satisfying :class:`Provider`, contributed by a distributio
 the ``tunefleet_providers`` hook (see :mod:`tunefleet.hookspecs`). Constructing one must be
 cheap and must not import a cloud SDK; the SDK is imported by the first method that needs it.
 
-The life of a target, as the engine drives it::
+The required part, nine methods, in the order the engine drives a target::
 
     capabilities(options)     what it can do (at all, or with a target's options)
     plan(PlanRequest)         the exact native requests, a cost estimate, and every
@@ -12,13 +12,26 @@ The life of a target, as the engine drives it::
     stage(plan, ...)          put a dataset where the job can read it (content-addressed)
     find(plan, run_key)       the job this run key already created, if any (idempotency)
     submit(plan, ...)         create the job
-    status / events / cancel  watch and control it (pause / resume where it can)
+    status / events / cancel  watch and control it
     artifacts(job)            what it produced
-    deploy / shift_traffic / delete_endpoint   serve the result
-    invoke(endpoint, ChatRequest)              ask the served model
+
+Optional protocols, for what only some backends do; a provider implements the ones its
+service really supports and nothing else (no method exists only to refuse):
+
+    Pausable          pause(job) / resume(job)
+    Serving           deploy(plan, artifact, name) / delete_endpoint / invoke
+    TrafficSplitting  shift_traffic(endpoint, weights)
+    Estimating        estimate_training(...): epochs and price before there is a spec
+    ContextLimits     training_context(base_model): tokens per example the service trains
+
+The capability flags ``pause``, ``endpoints`` and ``traffic_split`` are read off these
+protocols by :func:`capabilities_of`, so the flags and the methods cannot disagree.
+What trainer-image backends share (the trainer's config, its lines as events, cost models,
+run-key labels, limits) is in :mod:`tunefleet.kit`.
 
 Every value crossing this boundary is a pydantic model that serializes to JSON, so the
 journal can store it and a later process can pick the run up where a crashed one left it.
+This module imports neither the engine (``tunefleet.run``) nor data validation.
 """
 
 from __future__ import annotations
@@ -26,11 +39,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunefleet.data.report import TrainingEstimate
+from tunefleet.errors import CapabilityError
 from tunefleet.events import EventPage, JobState
 from tunefleet.spec import Adapter, Method, RunSpec, TargetSpec
 
@@ -39,21 +52,31 @@ __all__ = [
     "Capabilities",
     "ChatReply",
     "ChatRequest",
+    "ContextLimits",
     "CostEstimate",
     "DatasetFacts",
     "DatasetRef",
     "EndpointRef",
+    "Estimating",
     "JobRef",
     "JobStatus",
     "NativeRequest",
+    "Pausable",
+    "Phase",
     "Plan",
     "PlanRequest",
     "Provider",
+    "Serving",
+    "TrafficSplitting",
     "TrainingEstimate",
     "Unmet",
     "UploadProgress",
+    "capabilities_of",
     "fill_placeholders",
+    "optional",
 ]
+
+P = TypeVar("P")
 
 UploadProgress = Callable[[int, int], None]
 """Called with (bytes sent, total bytes) while a dataset uploads."""
@@ -82,13 +105,35 @@ class Capabilities(_Frozen):
     instance_types: bool = False
     """A spec may choose the machine type."""
     multi_node: bool = False
-    endpoints: bool = False
     autoscaling: bool = False
-    traffic_split: bool = False
+    """Its endpoints scale with load."""
     tags: bool = False
     """Can apply the placement policy's tags to what it creates."""
+    endpoints: bool = False
+    """Serves models (implements :class:`Serving`). Derived: leave it unset."""
+    traffic_split: bool = False
+    """Splits an endpoint's traffic between versions (:class:`TrafficSplitting`). Derived."""
     pause: bool = False
-    """Can pause a running job and resume it where it stopped."""
+    """Pauses a running job and resumes it where it stopped (:class:`Pausable`). Derived."""
+
+
+DERIVED_CAPABILITIES = frozenset({"endpoints", "traffic_split", "pause"})
+"""Capability flags read off the optional protocols a provider implements."""
+
+
+class TrainingEstimate(_Frozen):
+    """What training a dataset would take on a provider: epochs, tokens and price."""
+
+    provider: str
+    epochs: int = Field(ge=1)
+    epochs_source: Literal["spec", "provider default"]
+    trained_tokens: int = Field(ge=0)
+    """Billable tokens per epoch x epochs."""
+    amount: float | None = Field(default=None, ge=0)
+    """Estimated price, where the service charges per token; None otherwise."""
+    currency: str = "USD"
+    basis: str
+    """The arithmetic in words, or why there is no amount."""
 
 
 class DatasetFacts(_Frozen):
@@ -117,9 +162,16 @@ class PlanRequest(_Frozen):
     datasets: Mapping[str, DatasetFacts] = Field(default_factory=dict)
 
 
+Phase = Literal["stage", "submit", "deploy"]
+"""When a planned request is sent: staging data, creating the job, or serving."""
+
+
 class NativeRequest(_Frozen):
     """One request exactly as the provider will send it."""
 
+    phase: Phase = "submit"
+    """The step that sends it; providers look their planned requests up by phase and
+    operation, never by reading ``purpose``."""
     service: str
     """The API it goes to: `sagemaker`, `s3`, `openai`, `local`."""
     operation: str
@@ -189,6 +241,18 @@ class Plan(_Frozen):
     def ok(self) -> bool:
         """True when the provider can honour every requirement."""
         return not self.unmet
+
+    def requests_for(self, phase: Phase) -> list[NativeRequest]:
+        """The planned requests ``phase`` sends, in order."""
+        return [request for request in self.requests if request.phase == phase]
+
+    def request(self, operation: str, phase: Phase = "submit") -> NativeRequest:
+        """The planned request of ``operation`` in ``phase``; KeyError when the plan has none
+        (a plan recorded by an older version: plan the run again)."""
+        for request in self.requests:
+            if request.operation == operation and request.phase == phase:
+                return request
+        raise KeyError(f"the plan of target {self.target!r} has no {phase} request {operation}")
 
 
 class DatasetRef(_Frozen):
@@ -274,9 +338,10 @@ class ChatReply(_Frozen):
 class Provider(Protocol):
     """The backend contract. See the module docstring for the order of calls.
 
-    Methods raise :class:`tunefleet.errors.ProviderError` (or its transient subclass, which
-    the engine retries) for failures of the service, and
-    :class:`tunefleet.errors.CapabilityError` for operations the capabilities rule out.
+    Methods raise :class:`tunefleet.errors.ProviderError` subclasses, translated from the
+    SDK's exceptions in one place per SDK: ProviderNotFoundError, AlreadyExistsError,
+    QuotaExceededError, TransientProviderError (the engine retries it) and ProviderBusyError
+    (the engine queues the target).
     """
 
     name: ClassVar[str]
@@ -291,13 +356,6 @@ class Provider(Protocol):
         on them (the OpenAI provider's Azure flavour runs in a region; the API does not).
         Without them, the answer describes the provider as `tunefleet providers` lists it.
         """
-        ...
-
-    def estimate_training(
-        self, base_model: str, examples: int, billable_tokens: int, epochs: int | None
-    ) -> TrainingEstimate:
-        """Epochs (``epochs``, or the service's default rule for ``examples`` examples), the
-        tokens trained on, and their price where the service charges per token."""
         ...
 
     def plan(self, request: PlanRequest) -> Plan:
@@ -343,25 +401,33 @@ class Provider(Protocol):
         """Ask the service to stop the job. Cancelling a finished job is a no-op."""
         ...
 
+    def artifacts(self, job: JobRef) -> list[ArtifactRef]:
+        """What a succeeded job produced (the model id or the adapter's URI first)."""
+        ...
+
+
+@runtime_checkable
+class Pausable(Protocol):
+    """Optional: the service can pause a running job and resume it where it stopped."""
+
     def pause(self, job: JobRef) -> None:
-        """Pause a running job, keeping its progress (``capabilities().pause``; otherwise
-        CapabilityError). Its status then reads ``paused`` until :meth:`resume`."""
+        """Pause a running job, keeping its progress. Its status then reads ``paused`` until
+        :meth:`resume`."""
         ...
 
     def resume(self, job: JobRef) -> None:
         """Resume a paused job where it stopped."""
         ...
 
-    def artifacts(self, job: JobRef) -> list[ArtifactRef]:
-        """What a succeeded job produced (the model id or the adapter's URI first)."""
-        ...
+
+@runtime_checkable
+class Serving(Protocol):
+    """Optional: the provider serves a trained model behind an endpoint."""
 
     def deploy(self, plan: Plan, artifact: ArtifactRef, name: str) -> EndpointRef:
-        """Serve ``artifact`` behind an endpoint called ``name``; returns once it answers."""
-        ...
-
-    def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
-        """Route traffic between an endpoint's model versions by percentage."""
+        """Serve ``artifact`` behind an endpoint called ``name``; returns once it answers.
+        Deploying a new artifact under an existing name replaces the model it serves (as a
+        canary where the spec asks for one and the service can)."""
         ...
 
     def delete_endpoint(self, endpoint: EndpointRef) -> None:
@@ -371,3 +437,65 @@ class Provider(Protocol):
     def invoke(self, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
         """Ask the model behind ``endpoint``; ProviderError when it is gone or fails."""
         ...
+
+
+@runtime_checkable
+class TrafficSplitting(Protocol):
+    """Optional: an endpoint serves several model versions and splits traffic by weight."""
+
+    def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
+        """Route the endpoint's traffic between its versions by percentage."""
+        ...
+
+
+@runtime_checkable
+class Estimating(Protocol):
+    """Optional: what training a dataset would take, before there is a spec
+    (``tunefleet data validate --provider NAME``)."""
+
+    def estimate_training(
+        self, base_model: str, examples: int, billable_tokens: int, epochs: int | None
+    ) -> TrainingEstimate:
+        """Epochs (``epochs``, or the provider's default rule for ``examples`` examples),
+        the tokens trained on, and their price where the service charges per token."""
+        ...
+
+
+@runtime_checkable
+class ContextLimits(Protocol):
+    """Optional: the service trains on at most so many tokens per example, by model."""
+
+    def training_context(self, base_model: str) -> tuple[int, str] | None:
+        """Tokens per training example for ``base_model`` and where the figure comes from;
+        None when the provider does not know the model."""
+        ...
+
+
+def capabilities_of(provider: Provider, options: BaseModel | None = None) -> Capabilities:
+    """What ``provider`` can do (with ``options``): what it declares, with the flags of the
+    optional operations read off the protocols it implements."""
+    declared = provider.capabilities(options)
+    return declared.model_copy(
+        update={
+            "endpoints": isinstance(provider, Serving),
+            "traffic_split": isinstance(provider, TrafficSplitting),
+            "pause": isinstance(provider, Pausable),
+        }
+    )
+
+
+_WHAT = {
+    Pausable: "pause jobs",
+    Serving: "serve models",
+    TrafficSplitting: "split an endpoint's traffic",
+    Estimating: "estimate training without a spec",
+    ContextLimits: "name a training context",
+}
+
+
+def optional(provider: Provider, protocol: type[P]) -> P:
+    """``provider`` as ``protocol``; CapabilityError naming what it cannot do otherwise."""
+    if not isinstance(provider, protocol):
+        what = _WHAT.get(protocol, protocol.__name__)
+        raise CapabilityError(provider.name, f"this provider cannot {what}")
+    return provider

@@ -32,6 +32,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+import tunefleet_trainer.config as trainer
 from tunefleet._yaml import KeyPath, Positions, format_path, load_document
 from tunefleet.errors import InputFileError, SpecError, SpecIssue
 from tunefleet.names import (
@@ -43,6 +44,7 @@ from tunefleet.names import (
     TagKey,
     TagValue,
 )
+from tunefleet_trainer.config import Adapter, LoraSettings, Method
 
 __all__ = [
     "AutoscalingSpec",
@@ -63,9 +65,6 @@ __all__ = [
 
 MAX_SPEC_BYTES = 1 << 20
 
-Method = Literal["supervised", "dpo"]
-Adapter = Literal["full", "lora", "qlora"]
-Scheduler = Literal["linear", "cosine", "constant"]
 Metric = Literal["exact_match", "token_f1", "rouge_l", "bleu", "valid_loss", "llm_judge"]
 
 # Where a dataset may live: a local path (relative to the spec file) or one of these URIs.
@@ -144,46 +143,17 @@ def _method_shorthand(value: Any) -> Any:
     return {"type": value} if isinstance(value, str) else value
 
 
-class LoraSettings(_Model):
-    """Low-rank adapter shape, for adapters `lora` and `qlora`."""
-
-    rank: int = Field(default=16, ge=1, le=1024)
-    """Rank of the low-rank update matrices."""
-    alpha: float = Field(default=32, gt=0)
-    """Scale of the update (the effective scale is alpha / rank)."""
-    dropout: float = Field(default=0.05, ge=0, lt=1)
-    """Dropout on the adapter's input."""
-    target_modules: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.*-]{1,128}$")]] | None = None
-    """Module names to adapt; unset lets the trainer pick the model's attention projections."""
-
-
-class Hyperparameters(_Model):
+class Hyperparameters(trainer.Hyperparameters):
     """Training knobs in neutral units; each provider maps them to its own names.
 
     Unset values take the provider's default. A provider that cannot honour a value
-    (a plain learning rate on the OpenAI API, say) fails the plan with its reason.
+    (a plain learning rate on the OpenAI API, say) fails the plan with its reason. The
+    knobs are the trainer's (:class:`tunefleet_trainer.config.Hyperparameters`) plus what
+    only hosted APIs take.
     """
 
-    epochs: int | None = Field(default=None, ge=1, le=100)
-    """Passes over the training data; unset takes the provider's default-epochs rule."""
-    batch_size: int | None = Field(default=None, ge=1, le=4096)
-    """Examples per optimizer step (the trainer reaches it with gradient accumulation)."""
-    learning_rate: float | None = Field(default=None, gt=0, le=1)
-    """Peak learning rate (open-weight trainers); hosted APIs take a multiplier instead."""
     learning_rate_multiplier: float | None = Field(default=None, gt=0, le=100)
     """Scale of the provider's default learning rate (hosted APIs); exclusive with learning_rate."""
-    warmup_ratio: float | None = Field(default=None, ge=0, lt=1)
-    """Share of steps spent warming the learning rate up from 0."""
-    scheduler: Scheduler | None = None
-    """Learning-rate schedule after warm-up."""
-    max_seq_length: int | None = Field(default=None, ge=16, le=1_048_576)
-    """Tokens per example; longer examples are truncated."""
-    max_grad_norm: float | None = Field(default=None, gt=0)
-    """Gradient clipping threshold."""
-    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    """Random seed, for runs that can be repeated exactly where the provider allows."""
-    lora: LoraSettings | None = None
-    """Adapter shape for `lora` and `qlora`."""
 
     @model_validator(mode="after")
     def _one_learning_rate(self) -> Hyperparameters:

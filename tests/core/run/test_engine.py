@@ -150,7 +150,7 @@ def test_a_provider_at_its_concurrency_limit_queues_the_target(setup: Setup) -> 
     assert states == [("first", "succeeded"), ("second", "succeeded")]
     queued = [e for e in setup.journal.audit_entries(run_id) if e.action == "target.queued"]
     assert queued, "one target waited in the queue"
-    assert "limit of concurrently running jobs is 1" in json.loads(queued[0].detail)["reason"]
+    assert "options.max_concurrent_jobs is 1" in json.loads(queued[0].detail)["reason"]
     assert len(setup.submits()) == 2
 
 

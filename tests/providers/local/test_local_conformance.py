@@ -1,4 +1,8 @@
-"""The local provider passes the provider conformance suite, training for real."""
+"""The local provider passes the provider conformance suite, training for real.
+
+It implements Serving, so ``test_serving`` deploys and asks a trained model; it does not
+implement Pausable, so ``test_pause_and_resume`` is skipped with that reason.
+"""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from tests.openapi_contract import OPENAI_SPEC, load_contract
 
-from tunefleet.errors import ProviderError
+from tunefleet.errors import ProviderNotFoundError
 from tunefleet.events import JobState
 from tunefleet.planning import plan_run
 from tunefleet.plugins import discover
@@ -158,7 +158,12 @@ def test_invoke_and_delete_through_the_provider(trained: tuple[Any, Plan, Any]) 
         ),
     )
     assert "CET" in reply.text, reply.text
+    hi = ChatRequest(messages=[{"role": "user", "content": "Hi"}])
+    with pytest.raises(ProviderNotFoundError) as other_model:
+        provider.invoke(served.model_copy(update={"name": "another"}), hi)
+    assert (other_model.value.code, other_model.value.status) == ("model_not_found", 404)
     provider.delete_endpoint(served)
-    with pytest.raises(ProviderError, match="does not answer"):
-        provider.invoke(served, ChatRequest(messages=[{"role": "user", "content": "Hi"}]))
+    with pytest.raises(ProviderNotFoundError) as gone:
+        provider.invoke(served, hi)
+    assert gone.value.code == "endpoint_not_running"
     provider.delete_endpoint(served)  # a missing endpoint: no-op

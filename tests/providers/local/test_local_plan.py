@@ -27,10 +27,16 @@ def test_starter_plans_the_trainer_on_this_machine(project: Path) -> None:
     run_plan = plan_run(load(project), registry=discover())
     (plan,) = run_plan.plans
     assert plan.ok and plan.provider == "local"
-    assert [r.operation for r in plan.requests] == ["CopyDataset", "CopyDataset", "RunTrainer"]
-    config = plan.requests[-1].body["config"]
+    assert [(r.phase, r.operation) for r in plan.requests] == [
+        ("stage", "CopyDataset"),
+        ("stage", "CopyDataset"),
+        ("submit", "RunTrainer"),
+    ]
+    config = plan.request("RunTrainer").body["config"]
     assert config["adapter"] == "lora" and config["base_model"] == "Qwen/Qwen2.5-0.5B-Instruct"
     assert config["hyperparameters"]["lora"] == {"rank": 8, "alpha": 16.0, "dropout": 0.05}
+    assert config["device"] == "auto" and config["logging_steps"] == 1
+    assert "train" not in config and "output_dir" not in config, "submit decides the paths"
     assert plan.cost is not None and plan.cost.amount == 0
     assert plan.epochs == 3
 
@@ -71,4 +77,21 @@ def test_a_local_model_directory_next_to_the_spec_is_resolved(project: Path) -> 
         base_dir=project,
     )
     (plan,) = plan_run(spec, registry=discover()).plans
-    assert plan.requests[-1].body["config"]["base_model"] == str(project / "models" / "base")
+    assert plan.request("RunTrainer").body["config"]["base_model"] == str(
+        project / "models" / "base"
+    )
+
+
+def test_a_learning_rate_multiplier_is_refused(project: Path) -> None:
+    text = (project / "tunefleet.yaml").read_text()
+    text = text.replace("  learning_rate: 0.0002\n", "  learning_rate_multiplier: 2.0\n")
+    (plan,) = plan_run(parse_spec(text, base_dir=project), registry=discover()).plans
+    assert [u.requirement for u in plan.unmet] == ["hyperparameters.learning_rate_multiplier"]
+
+
+def test_without_epochs_the_trainer_default_is_planned_at_no_charge(project: Path) -> None:
+    text = (project / "tunefleet.yaml").read_text().replace("  epochs: 3\n", "")
+    (plan,) = plan_run(parse_spec(text, base_dir=project), registry=discover()).plans
+    assert plan.epochs == 3
+    assert "epochs" not in plan.request("RunTrainer").body["config"]["hyperparameters"]
+    assert plan.cost is not None and plan.cost.amount == 0

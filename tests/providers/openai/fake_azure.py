@@ -57,6 +57,8 @@ class FakeAzureManagement:
         self.location = location
         self.requests: list[tuple[str, str]] = []
         self.deployments: dict[str, dict[str, Any]] = {}
+        self.capacity_left: int | None = None
+        """Deployment capacity the subscription's quota still allows (None: unlimited)."""
         self._ca = trustme.CA()
         self.ca_path = folder / "fake-arm-ca.pem"
         self._ca.cert_pem.write_to_path(str(self.ca_path))
@@ -136,6 +138,16 @@ class FakeAzureManagement:
             model = request["properties"]["model"]["name"]
             if model not in self.data_plane.models:
                 return 400, _error("DeploymentModelNotSupported", f"model {model} not found")
+            wanted = (request.get("sku") or {}).get("capacity", 1)
+            if self.capacity_left is not None and wanted > self.capacity_left:
+                # Resource Manager's answer, as reported from real deployments (e.g.
+                # microsoft/PubSec-Info-Assistant#880): 400 with code InsufficientQuota.
+                return 400, _error(
+                    "InsufficientQuota",
+                    f"This operation require {wanted} new capacity in quota Tokens Per Minute "
+                    f"(thousands) - {model}, which is bigger than the current available "
+                    f"capacity {self.capacity_left}.",
+                )
             self.deployments[name] = {
                 "id": path,
                 "name": name,

@@ -326,6 +326,13 @@ class FakeOpenAI:
         request = json.loads(body)
         active = sum(1 for job in self.jobs.values() if job.body["status"] in ACTIVE)
         if self.max_active_jobs is not None and active >= self.max_active_jobs:
+            # OpenAI documents no error code of its own for its limit on active
+            # fine-tuning jobs: neither the API reference (../shared/specs/
+            # openai-openapi.json, which lists no error responses for createFineTuningJob)
+            # nor the error-codes guide (https://platform.openai.com/docs/guides/error-codes)
+            # names one. It is a 429, answered here with the rate-limit code the reference
+            # does list (`rate_limit_exceeded`, in ResponseErrorCode), so a client can tell
+            # it from throttling only by the message's words -- which tunefleet never reads.
             return _error(
                 429,
                 "rate_limit_exceeded",

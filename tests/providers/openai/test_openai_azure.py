@@ -90,6 +90,11 @@ def test_placement_applies_to_the_resources_region(
             "region 'swedencentral' is outside the allowed regions westeurope",
         )
     ]
+    # Serving on Azure creates a deployment: the plan shows it, as deploy will send it.
+    deployment = plan.request("Deployments_CreateOrUpdate", phase="deploy")
+    assert deployment.service == "azure-resource-manager"
+    assert deployment.body["deploymentName"] == "${endpoint_name}"
+    assert deployment.body["deployment"]["properties"]["model"]["name"] == "${model}"
     nowhere = parse_spec(azure_spec(fake_openai, fake_azure, region="westus"))
     (plan,) = plan_run(nowhere, registry=discover()).plans
     assert [u.requirement for u in plan.unmet] == ["region"]

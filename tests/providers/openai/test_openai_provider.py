@@ -13,11 +13,29 @@ from tests.openapi_contract import OPENAI_SPEC
 from tests.providers.openai.conftest import BASE_MODEL, DATA, openai_spec
 from tests.providers.openai.fake_openai import FakeOpenAI
 
-from tunefleet.errors import ProviderError, SpecError
+import tunefleet
+from tunefleet.errors import (
+    ProviderBusyError,
+    ProviderError,
+    ProviderNotFoundError,
+    SpecError,
+    TransientProviderError,
+)
 from tunefleet.events import CostEvent, JobState, MetricEvent, StatusEvent
 from tunefleet.planning import RunPlan, plan_run
 from tunefleet.plugins import discover
-from tunefleet.provider import ChatRequest, DatasetRef, JobRef, Plan
+from tunefleet.provider import (
+    ChatRequest,
+    ContextLimits,
+    DatasetRef,
+    Estimating,
+    JobRef,
+    Pausable,
+    Plan,
+    Serving,
+    TrafficSplitting,
+    capabilities_of,
+)
 from tunefleet.spec import parse_spec
 from tunefleet_openai import pricing
 from tunefleet_openai.provider import OpenAIProvider
@@ -25,6 +43,11 @@ from tunefleet_openai.provider import OpenAIProvider
 
 def planned(server: FakeOpenAI, **kwargs: Any) -> RunPlan:
     return plan_run(parse_spec(openai_spec(server, **kwargs)), registry=discover())
+
+
+def create_requests(server: FakeOpenAI) -> list[dict[str, Any]]:
+    """The bodies of every createFineTuningJob request, refused ones included."""
+    return [body for op, body in server.requests if op == "createFineTuningJob"]
 
 
 def staged(provider: OpenAIProvider, plan: Plan, path: Path) -> DatasetRef:
@@ -48,10 +71,10 @@ def test_the_plan_shows_the_job_request_and_its_token_priced_cost(
     result = planned(fake_openai, hyperparameters={"epochs": 4, "batch_size": 16})
     (plan,) = result.plans
     assert plan.ok and plan.region is None
-    assert [r.operation for r in plan.requests] == [
-        "createFile",
-        "createFile",
-        "createFineTuningJob",
+    assert [(r.phase, r.operation) for r in plan.requests] == [
+        ("stage", "createFile"),
+        ("stage", "createFile"),
+        ("submit", "createFineTuningJob"),
     ]
     train = result.datasets["train"]
     assert plan.requests[0].body["filename"] == f"tunefleet-{train.sha256}.jsonl"
@@ -83,7 +106,7 @@ def test_unset_epochs_follow_the_services_rule_and_the_price_can_be_overridden(
     )
     (plan,) = result.plans
     examples = result.datasets["train"].examples
-    assert plan.epochs == pricing.default_epochs(examples) == 3
+    assert plan.epochs == pricing.PRICES.default_epochs(examples) == 3
     assert "hyperparameters" not in plan.requests[-1].body["method"]["supervised"]
     assert plan.cost is not None and plan.cost.price_date is None
     assert plan.cost.basis.endswith("x $10.00/M tokens (price from options)")
@@ -135,6 +158,48 @@ def test_each_requirement_the_api_cannot_honour_is_refused_with_its_reason(
     assert "use learning_rate_multiplier instead" in reasons["hyperparameters.learning_rate"]
     assert "does not let you choose where it trains" in reasons["placement.allowed_regions"]
     assert "chooses the adapter itself" in reasons["method.adapter"]
+
+
+def test_what_it_can_do_is_read_off_the_protocols_it_implements() -> None:
+    provider = OpenAIProvider()
+    for protocol in (Pausable, Serving, Estimating, ContextLimits):
+        assert isinstance(provider, protocol), protocol.__name__
+    # The API serves each model id on its own: there is nothing to split, so no method.
+    assert not isinstance(provider, TrafficSplitting)
+    caps = capabilities_of(provider)
+    assert (caps.pause, caps.endpoints, caps.traffic_split) == (True, True, False)
+
+
+@pytest.mark.parametrize(
+    ("model", "context"),
+    [
+        ("gpt-4o-mini-2024-07-18", (65_536, "gpt-4o-mini training context")),
+        ("ft:gpt-4o-mini-2024-07-18:acme:bot:abc123", (65_536, "gpt-4o-mini training context")),
+        ("gpt-4.1-nano-2025-04-14", (65_536, "gpt-4.1-nano training context")),
+        ("gpt-3.5-turbo-1106", (16_385, "gpt-3.5-turbo training context")),
+        ("gpt-3.5-turbo-0613", (4_096, "gpt-3.5-turbo-0613 training context")),
+        ("davinci-002", None),
+        ("Qwen/Qwen2.5-0.5B", None),
+    ],
+)
+def test_the_training_context_of_each_model_family(
+    model: str, context: tuple[int, str] | None
+) -> None:
+    assert OpenAIProvider().training_context(model) == context
+
+
+def test_validation_counts_tokens_up_to_the_providers_training_context(
+    toy_dataset: Path,
+) -> None:
+    report = tunefleet.validate_dataset(
+        toy_dataset, model="gpt-4o-mini-2024-07-18", provider="openai", jobs=1
+    )
+    assert report.context_limit == 65_536
+    assert report.context_limit_source == "gpt-4o-mini training context"
+    assert report.training is not None and report.training.provider == "openai"
+    # Without a provider nothing names the model's context: the conservative default.
+    unknown = tunefleet.validate_dataset(toy_dataset, model="acme-lm-7b", jobs=1)
+    assert unknown.context_limit == 4096
 
 
 def test_reinforcement_is_refused_with_a_reason(fake_openai: FakeOpenAI) -> None:
@@ -199,6 +264,7 @@ def test_a_wrong_key_fails_without_showing_it(
     monkeypatch.setenv("OPENAI_API_KEY", "sk-live-abcdefghijklmnopqrstuvwxyz0123456789")
     with pytest.raises(ProviderError) as caught:
         staged(OpenAIProvider(), plan, DATA / "train.jsonl")
+    assert (caught.value.code, caught.value.status) == ("invalid_api_key", 401)
     message = str(caught.value)
     assert "HTTP 401 invalid_api_key" in message and "check OPENAI_API_KEY" in message
     assert "sk-li" not in message and "6789" not in message
@@ -267,6 +333,37 @@ def test_submit_returns_the_job_a_lost_answer_created(fake_openai: FakeOpenAI) -
     assert len(fake_openai.jobs) == 1
 
 
+def test_max_concurrent_jobs_makes_the_engine_queue_before_the_service_refuses(
+    fake_openai: FakeOpenAI,
+) -> None:
+    (plan,) = planned(fake_openai, validation=False, options={"max_concurrent_jobs": 1}).plans
+    provider = OpenAIProvider()
+    refs = {"train": staged(provider, plan, DATA / "train.jsonl")}
+    provider.submit(plan, refs, "k5")
+    with pytest.raises(ProviderBusyError) as caught:
+        provider.submit(plan, refs, "k6")
+    assert caught.value.code == "max_concurrent_jobs"
+    assert "1 job(s) unfinished in this project" in str(caught.value)
+    assert len(create_requests(fake_openai)) == 1, "the second create was never sent"
+
+
+def test_the_services_job_limit_is_throttling_retried_then_left_to_the_engine(
+    fake_openai: FakeOpenAI,
+) -> None:
+    # The service's limit on active jobs has no code of its own (see the fake): it is
+    # throttling, repeated here as often as options.max_retries allows, then transient.
+    fake_openai.max_active_jobs = 1
+    (plan,) = planned(fake_openai, validation=False, options={"max_retries": 1}).plans
+    provider = OpenAIProvider()
+    refs = {"train": staged(provider, plan, DATA / "train.jsonl")}
+    provider.submit(plan, refs, "k7")
+    with pytest.raises(TransientProviderError) as caught:
+        provider.submit(plan, refs, "k8")
+    assert not isinstance(caught.value, ProviderBusyError)
+    assert (caught.value.code, caught.value.status) == ("rate_limit_exceeded", 429)
+    assert len(create_requests(fake_openai)) == 1 + 2, "one create, then two refused tries"
+
+
 def test_invoke_asks_the_fine_tuned_model(fake_openai: FakeOpenAI) -> None:
     (plan,) = planned(fake_openai, validation=False).plans
     provider = OpenAIProvider()
@@ -279,8 +376,9 @@ def test_invoke_asks_the_fine_tuned_model(fake_openai: FakeOpenAI) -> None:
         ChatRequest(messages=[{"role": "user", "content": "one two three"}], max_tokens=3),
     )
     assert reply.finish_reason == "length" and reply.completion_tokens == 3
-    with pytest.raises(ProviderError, match="model_not_found"):
+    with pytest.raises(ProviderNotFoundError) as gone:
         provider.deploy(plan, model.model_copy(update={"uri": f"{BASE_MODEL}:gone"}), "x")
+    assert (gone.value.code, gone.value.status) == ("model_not_found", 404)
     (chat,) = [body for op, body in fake_openai.requests if op == "createChatCompletion"]
     assert chat["max_completion_tokens"] == 3 and chat["model"] == model.uri
 

@@ -165,6 +165,9 @@ def test_a_429_storm_is_survived(cli: Cli, fake_openai: FakeOpenAI) -> None:
 
 
 def test_the_concurrent_job_limit_queues_the_target(cli: Cli, fake_openai: FakeOpenAI) -> None:
+    # The service's own limit has no error code to tell it from throttling (see the fake),
+    # so queueing is options.max_concurrent_jobs' work: the provider counts the project's
+    # unfinished jobs before it creates one.
     fake_openai.max_active_jobs = 1
     # Someone else's job holds the only slot.
     other = cli.tmp_path / "other.jsonl"
@@ -175,7 +178,8 @@ def test_the_concurrent_job_limit_queues_the_target(cli: Cli, fake_openai: FakeO
     file = client.files.create(file=other.open("rb"), purpose="fine-tune")
     blocker = client.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=file.id)
 
-    process = cli.start("run", str(write_spec(cli, fake_openai)))
+    spec = write_spec(cli, fake_openai, options={"max_concurrent_jobs": 1})
+    process = cli.start("run", str(spec))
     deadline = time.monotonic() + 60
     with open_journal(cli.journal_url) as journal:
         while True:
@@ -186,12 +190,14 @@ def test_the_concurrent_job_limit_queues_the_target(cli: Cli, fake_openai: FakeO
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "the target never queued"
             time.sleep(0.05)
-        assert "maximum number of active fine-tuning jobs" in (targets[0].message or "")
+        assert "options.max_concurrent_jobs is 1" in (targets[0].message or "")
     client.fine_tuning.jobs.cancel(blocker.id)  # the slot frees up
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert "queued:" in err
     assert len(fake_openai.jobs) == 2  # the blocker and ours
+    # The blocker's create and ours: none was sent while the slot was taken.
+    assert len(create_requests(fake_openai)) == 2
     with open_journal(cli.journal_url) as journal:
         (target,) = journal.targets(journal.runs()[0].id)
         assert target.state == "succeeded"
@@ -205,6 +211,7 @@ def test_a_daily_limit_fails_with_the_apis_message(cli: Cli, fake_openai: FakeOp
     assert result.returncode == 3
     assert "maximum of 0 fine-tuning requests per day" in result.stderr
     assert "daily_rate_limit_exceeded" in result.stderr
+    assert "no retry will clear" in result.stderr, "it says what clears it"
     assert "retrying" not in result.stderr, "a daily limit is not retried"
 
 

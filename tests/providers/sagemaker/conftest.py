@@ -5,8 +5,10 @@ Auto Scaling; boto3 reaches it through ``AWS_ENDPOINT_URL``. What moto 5.2.5 doe
 added here, in this process (the server runs in a thread of it), without touching
 tunefleet: training jobs that take time (moto's are ``Completed`` at once) and write the
 trainer's lines to CloudWatch as they train, ``StopTrainingJob`` and ``UpdateEndpoint``
-(moto answers 500 to both). botocore still validates every request against the service
-model.
+(moto answers 500 to both). Where moto's answer differs from AWS's, it is corrected here:
+DescribeTrainingJob of a missing job answers AWS's own ``ValidationException: Requested
+resource not found.`` (moto says "Could not find training job ..."). botocore still
+validates every request against the service model.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from tunefleet.trainer.metrics import format_checkpoint_line, format_metric_line
+from tunefleet_trainer.metrics import format_checkpoint_line, format_metric_line
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -30,6 +32,7 @@ BUCKET = "acme-fine-tuning"
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/tunefleet-training"
 IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/tunefleet-trainer:0.1.0"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+AWS_MISSING_JOB = "Requested resource not found."
 DATA = Path(__file__).parents[3] / "examples" / "quickstart" / "data"
 
 
@@ -162,9 +165,14 @@ def lifecycle(monkeypatch: pytest.MonkeyPatch) -> Lifecycle:
         return job
 
     def describe_training_job(backend: Any, training_job_name: str) -> dict[str, Any]:
+        from moto.sagemaker.exceptions import ValidationError
+
         job = backend.training_jobs.get(training_job_name)
-        if job is not None:
-            life.on_describe(backend, job)
+        if job is None:
+            # AWS's answer for a job that does not exist (the issue that found it quotes
+            # it; the API reference lists ResourceNotFound, which AWS does not send here).
+            raise ValidationError(message=AWS_MISSING_JOB)
+        life.on_describe(backend, job)
         return describe(backend, training_job_name)
 
     def stop_training_job(response: Any) -> Any:

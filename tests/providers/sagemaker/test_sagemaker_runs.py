@@ -13,6 +13,7 @@ from tests.providers.sagemaker.conftest import (
     BUCKET,
     DATA,
     REGION,
+    AWS_MISSING_JOB,
     Aws,
     Lifecycle,
     sagemaker_spec,
@@ -107,6 +108,12 @@ def test_a_whole_run_through_the_cli(cli: Cli, aws: Aws, lifecycle: Lifecycle) -
     assert set(channels) == {"train", "validation"}
     config = json.loads(job["HyperParameters"]["tunefleet_config"])
     assert config["adapter"] == "lora" and config["hyperparameters"]["epochs"] == 2
+    # Every path the trainer uses is in its config: it reads none of SageMaker's environment.
+    assert (config["train"], config["output_dir"], config["checkpoint_dir"]) == (
+        "/opt/ml/input/data/train",
+        "/opt/ml/model",
+        "/opt/ml/checkpoints",
+    )
     assert config["merge"] is True, "the serving container loads the merged model"
     tags = aws.client("sagemaker").list_tags(ResourceArn=job["TrainingJobArn"])["Tags"]
     assert {"Key": "cost-center", "Value": "cs-42"} in tags
@@ -320,3 +327,27 @@ def test_large_datasets_go_up_in_parts_with_progress(aws: Aws, tmp_path: Path) -
     assert head["ContentLength"] == size and "-3" in head["ETag"], "three parts"
     assert head["SSEKMSKeyId"] == aws.kms_key
     assert s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() == big.read_bytes()
+
+
+def test_find_takes_awss_answer_for_a_missing_job_as_no_job(aws: Aws) -> None:
+    """AWS answers DescribeTrainingJob of a missing job with ``ValidationException:
+    Requested resource not found.``; find must read that as "no job" by the code (the
+    name is tunefleet's own and valid), not fail, or no job could ever start."""
+    from botocore.exceptions import ClientError
+
+    (plan,) = plan_run(parse_spec(sagemaker_spec(aws)), registry=discover()).plans
+    with pytest.raises(ClientError) as raised:
+        aws.client("sagemaker").describe_training_job(TrainingJobName="support-bot-missing")
+    error = raised.value.response["Error"]
+    assert (error["Code"], error["Message"]) == ("ValidationException", AWS_MISSING_JOB)
+    assert SageMakerProvider().find(plan, "0" * 32) is None
+
+
+def test_errors_carry_awss_code_and_status(aws: Aws) -> None:
+    from tunefleet.errors import ProviderNotFoundError
+    from tunefleet.provider import JobRef
+
+    job = JobRef(provider="sagemaker", target="t", id="nope", region=REGION, run_key="k")
+    with pytest.raises(ProviderNotFoundError) as raised:
+        SageMakerProvider().status(job)
+    assert raised.value.code == "ResourceNotFound"

@@ -60,6 +60,8 @@ def initialized(directory: Path, written: list[Path]) -> None:
 
 
 def providers(registry: Registry, *, as_json: bool) -> None:
+    from tunefleet.provider import capabilities_of
+
     infos = registry.providers
     if as_json:
         _json(
@@ -68,7 +70,7 @@ def providers(registry: Registry, *, as_json: bool) -> None:
                     "name": info.name,
                     "distribution": info.distribution,
                     "version": info.version,
-                    "capabilities": info.cls().capabilities().model_dump(mode="json"),
+                    "capabilities": capabilities_of(info.cls()).model_dump(mode="json"),
                 }
                 for info in infos.values()
             ]
@@ -79,7 +81,7 @@ def providers(registry: Registry, *, as_json: bool) -> None:
         return
     table = Table(title="Installed providers")
     table.add_column("capability")
-    caps = {name: info.cls().capabilities() for name, info in infos.items()}
+    caps = {name: capabilities_of(info.cls()) for name, info in infos.items()}
     for name, info in infos.items():
         table.add_column(f"{name}\n{info.distribution} {info.version or ''}".strip())
 

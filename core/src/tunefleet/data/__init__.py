@@ -25,6 +25,7 @@ def validate_dataset(
     model: str = "gpt-4o-mini-2024-07-18",
     data_format: DataFormat = "chat",
     context_limit: int | None = None,
+    context_limit_source: str = "given",
     provider: str | None = None,
     epochs: int | None = None,
     jobs: int | None = None,
@@ -41,13 +42,20 @@ def validate_dataset(
     """
     from tunefleet.data.validate import ValidationOptions, validate_file
     from tunefleet.plugins import default_registry
+    from tunefleet.provider import ContextLimits, Estimating, optional
 
     registry = registry or default_registry()
     backend = registry.provider(provider) if provider is not None else None
+    limit_source = context_limit_source
+    if context_limit is None and isinstance(backend, ContextLimits):
+        known = backend.training_context(model)
+        if known is not None:
+            context_limit, limit_source = known
     options = ValidationOptions(
         model=model,
         data_format=data_format,
         context_limit=context_limit,
+        context_limit_source=limit_source,
         jobs=jobs,
         max_per_code=max_per_code,
         checks=tuple(registry.dataset_checks()),
@@ -55,5 +63,6 @@ def validate_dataset(
     report = validate_file(path, options, progress)
     if backend is None or report.examples == 0:
         return report
-    estimate = backend.estimate_training(model, report.examples, report.billable_tokens, epochs)
+    estimator = optional(backend, Estimating)
+    estimate = estimator.estimate_training(model, report.examples, report.billable_tokens, epochs)
     return report.model_copy(update={"training": estimate})

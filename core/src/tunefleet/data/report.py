@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunefleet.data.findings import Severity
+from tunefleet.provider import TrainingEstimate
 
 __all__ = ["DatasetReport", "Distribution", "FindingOut", "TrainingEstimate"]
 
@@ -67,19 +68,6 @@ class Distribution(_Model):
             p5=nth(max(0, math.ceil(0.05 * total) - 1)),
             p95=nth(max(0, math.ceil(0.95 * total) - 1)),
         )
-
-
-class TrainingEstimate(_Model):
-    """Tokens a provider will train on, and what that costs, under its default-epochs rule."""
-
-    provider: str
-    epochs: int
-    epochs_source: Literal["spec", "provider default"]
-    trained_tokens: int
-    amount: float | None = None
-    currency: str = "USD"
-    basis: str
-    """The arithmetic in words, or why there is no token-priced estimate."""
 
 
 class DatasetReport(_Model):

@@ -154,31 +154,10 @@ def get_encoding(name: str):  # type: ignore[no-untyped-def]  # tiktoken.Encodin
                 os.environ["TIKTOKEN_CACHE_DIR"] = previous
 
 
-# Training context (tokens per example) of OpenAI's fine-tunable models, from OpenAI's
-# fine-tuning guide (taken 2026-11). Longer examples are truncated, not rejected.
-TRAINING_CONTEXT: dict[str, int] = {
-    "gpt-4.1": 65_536,
-    "gpt-4.1-mini": 65_536,
-    "gpt-4.1-nano": 65_536,
-    "gpt-4o": 65_536,
-    "gpt-4o-mini": 65_536,
-    "gpt-3.5-turbo": 16_385,
-    "gpt-3.5-turbo-0613": 4_096,
-}
 DEFAULT_CONTEXT_LIMIT = 4096
-
-
-def context_limit_for(model: str) -> tuple[int, str]:
-    """Tokens per training example for ``model``, and where that number comes from.
-
-    Snapshot ids (``gpt-4o-mini-2024-07-18``) and fine-tuned ids (``ft:gpt-4o-mini:...``)
-    match their family's entry; unknown models get 4096, the cookbook's conservative limit.
-    """
-    base = model.split(":", 2)[1] if model.startswith("ft:") else model
-    for family in sorted(TRAINING_CONTEXT, key=len, reverse=True):
-        if base == family or base.startswith(f"{family}-"):  # longest family first
-            return TRAINING_CONTEXT[family], f"{family} training context"
-    return DEFAULT_CONTEXT_LIMIT, "default for unknown models (set --max-tokens)"
+"""Tokens per example assumed when neither the spec nor the provider names a limit (the
+cookbook's conservative figure); providers that know their models' training context say
+so through :class:`tunefleet.provider.ContextLimits`."""
 
 
 # sha256 of bpe_openai/_bindings (the native tokenizer) in each bpe-openai 0.1.4 wheel, from

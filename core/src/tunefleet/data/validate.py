@@ -34,7 +34,7 @@ from tunefleet.data._worker import (
 from tunefleet.data.checks import Check, DataFormat
 from tunefleet.data.findings import Finding, name_of, severity_of
 from tunefleet.data.report import DatasetReport, Distribution, FindingOut
-from tunefleet.data.tokens import choose_encoding, context_limit_for, token_backend
+from tunefleet.data.tokens import DEFAULT_CONTEXT_LIMIT, choose_encoding, token_backend
 from tunefleet.errors import InputFileError, UsageError
 
 __all__ = ["ValidationOptions", "validate_file"]
@@ -56,7 +56,9 @@ class ValidationOptions:
     """Decides the tokenizer and the default context limit."""
     data_format: DataFormat = "chat"
     context_limit: int | None = None
-    """Tokens per example before truncation; None takes the model's known limit."""
+    """Tokens per example before truncation; None takes the default, 4096."""
+    context_limit_source: str = "given"
+    """Where ``context_limit`` comes from, for the report (a provider's training context)."""
     jobs: int | None = None
     """Worker processes; None uses every core, 1 validates in this process."""
     max_per_code: int = 1000
@@ -316,9 +318,9 @@ def validate_file(
     started = time.perf_counter()
     choice = choose_encoding(options.model)
     if options.context_limit is not None:
-        limit, limit_source = options.context_limit, "given"
+        limit, limit_source = options.context_limit, options.context_limit_source
     else:
-        limit, limit_source = context_limit_for(options.model)
+        limit, limit_source = DEFAULT_CONTEXT_LIMIT, "default (set --max-tokens)"
     config = WorkerConfig(
         choice.name, limit, options.data_format, tuple(options.checks), options.max_line_bytes
     )

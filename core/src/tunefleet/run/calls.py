@@ -24,8 +24,9 @@ from tunefleet.errors import (
     TransientProviderError,
     TunefleetError,
 )
+from tunefleet.kit.retry import wait_as_asked
 
-__all__ = ["CallPolicy", "EngineStoppedError", "call", "wait_as_asked"]
+__all__ = ["CallPolicy", "EngineStoppedError", "call"]
 
 T = TypeVar("T")
 
@@ -52,21 +53,6 @@ class CallPolicy:
 
 def _is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, TransientProviderError) and not isinstance(exc, ProviderBusyError)
-
-
-def wait_as_asked(backoff: float, cap: float) -> Callable[[tenacity.RetryCallState], float]:
-    """A tenacity wait: the ``retry_after`` the failure carries (a service's Retry-After),
-    else capped exponential backoff with full jitter; never longer than ``cap`` seconds."""
-    jitter = tenacity.wait_random_exponential(multiplier=backoff, max=cap)
-
-    def wait(state: tenacity.RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        asked = getattr(exc, "retry_after", None)
-        if asked is not None:
-            return float(min(max(asked, 0.0), cap))
-        return float(jitter(state))
-
-    return wait
 
 
 def call(

@@ -41,7 +41,7 @@ from tunefleet.errors import (
 from tunefleet.events import JobState
 from tunefleet.planning import RunPlan, plan_run
 from tunefleet.plugins import Registry, default_registry
-from tunefleet.provider import DatasetRef, JobRef, Plan, Provider
+from tunefleet.provider import DatasetRef, JobRef, Pausable, Plan, Provider, optional
 from tunefleet.run import keys
 from tunefleet.run.calls import CallPolicy, EngineStoppedError, call
 from tunefleet.spec import RunSpec, is_local, load_spec
@@ -263,10 +263,10 @@ class Engine:
             raise UsageError(f"run {run_id} has no {state} job for target {target!r}")
         done = []
         for row in rows:
-            provider = self.registry.provider(row.provider)
+            provider = optional(self.registry.provider(row.provider), Pausable)
             job = JobRef.model_validate(row.job)
             operation = provider.pause if pause else provider.resume
-            call(self.settings.calls, provider.name, operation.__name__, operation, job)
+            call(self.settings.calls, row.provider, operation.__name__, operation, job)
             action = "job.pause" if pause else "job.resume"
             self.journal.record(action, run_id, row.name, job=job.id)
             done.append(row)

@@ -15,7 +15,15 @@ from contextlib import contextmanager
 from tunefleet.errors import StateError, UsageError
 from tunefleet.names import NAME_PATTERN
 from tunefleet.plugins import Registry
-from tunefleet.provider import ArtifactRef, ChatReply, ChatRequest, EndpointRef, Plan
+from tunefleet.provider import (
+    ArtifactRef,
+    ChatReply,
+    ChatRequest,
+    EndpointRef,
+    Plan,
+    Serving,
+    optional,
+)
 from tunefleet.state import Journal
 from tunefleet.state.journal import Owner
 from tunefleet.state.models import Resource, Run, RunTarget
@@ -80,7 +88,7 @@ def deploy(
         raise StateError(f"target {row.name} of run {run.id} recorded no model to serve")
     artifact = ArtifactRef(kind=models[0].kind, uri=models[0].uri)
     endpoint_name = _endpoint_name(run, name)
-    provider = registry.provider(row.provider)
+    server = optional(registry.provider(row.provider), Serving)
     with _lease(journal, row) as owner:
         resource = journal.intend(
             row.id,
@@ -90,7 +98,7 @@ def deploy(
             provider=row.provider,
             detail={"artifact": artifact.uri},
         )
-        endpoint = provider.deploy(Plan.model_validate(row.plan), artifact, endpoint_name)
+        endpoint = server.deploy(Plan.model_validate(row.plan), artifact, endpoint_name)
         journal.confirm(
             resource.id,
             owner,
@@ -133,7 +141,7 @@ def invoke(
     """Ask the model serving ``run``."""
     row, resource = _endpoint_resource(journal, run, target)
     endpoint = EndpointRef.model_validate(resource.detail["endpoint"])
-    return registry.provider(row.provider).invoke(endpoint, request)
+    return optional(registry.provider(row.provider), Serving).invoke(endpoint, request)
 
 
 def undeploy(
@@ -143,6 +151,6 @@ def undeploy(
     row, resource = _endpoint_resource(journal, run, target)
     endpoint = EndpointRef.model_validate(resource.detail["endpoint"])
     with _lease(journal, row) as owner:
-        registry.provider(row.provider).delete_endpoint(endpoint)
+        optional(registry.provider(row.provider), Serving).delete_endpoint(endpoint)
         journal.mark_deleted(resource.id, owner)
     return endpoint

@@ -25,9 +25,9 @@ from sqlalchemy import Engine, Result, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from tunefleet._processes import is_alive
 from tunefleet.errors import LeaseLostError, RunNotFoundError, UsageError
 from tunefleet.events import Event as EventModel
+from tunefleet.kit.processes import is_alive
 from tunefleet.state import audit
 from tunefleet.state.database import connect, display_url, resolve_state_url
 from tunefleet.state.models import (

@@ -11,33 +11,38 @@ fixture; pytest collects the inherited tests::
             return ConformanceHarness(provider=MyProvider(), spec=..., dataset=...)
 
 The harness's spec must target the provider in ``targets[0]`` with options that work
-against the harness's backend (an emulator, a fake server, or the real service).
+against the harness's backend (an emulator, a fake server, or the real service). The
+scenarios of an optional protocol (pausing, serving, traffic split) run for providers that
+implement it and are skipped, with the reason, for the others. Every scenario cancels the
+jobs it submits, so no trainer outlives a test.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
-from tunefleet.errors import CapabilityError
 from tunefleet.events import JobState, MetricEvent, StatusEvent
 from tunefleet.names import PROVIDER_NAME_PATTERN
 from tunefleet.planning import plan_run
 from tunefleet.plugins import Registry
 from tunefleet.provider import (
-    ArtifactRef,
+    DERIVED_CAPABILITIES,
     Capabilities,
     ChatRequest,
     DatasetRef,
     JobRef,
+    Pausable,
     Plan,
     Provider,
+    Serving,
+    capabilities_of,
 )
 from tunefleet.spec import RunSpec
 
@@ -84,6 +89,21 @@ class ProviderConformance:
         path = Path(harness.spec.resolve_location(harness.spec.dataset.train))
         return {"train": harness.provider.stage(plan, "train", path, _sha256(path))}
 
+    def _submit(self, harness: ConformanceHarness, plan: Plan, name: str) -> JobRef:
+        """Submit a job for this scenario; it is cancelled when the scenario ends."""
+        job = harness.provider.submit(
+            plan, self._staged(harness, plan), f"conformance-{name}-{time.time_ns()}"
+        )
+        self._submitted.append(job)
+        return job
+
+    @pytest.fixture(autouse=True)
+    def _cancel_what_was_submitted(self, harness: ConformanceHarness) -> Iterator[None]:
+        self._submitted: list[JobRef] = []
+        yield
+        for job in self._submitted:
+            harness.provider.cancel(job)  # a no-op for finished jobs
+
     def _wait(self, harness: ConformanceHarness, job: JobRef) -> JobState:
         deadline = time.monotonic() + harness.timeout
         while True:
@@ -106,11 +126,20 @@ class ProviderConformance:
         assert provider.options_model.model_config.get("extra") == "forbid", (
             "unknown options must be errors"
         )
-        caps = provider.capabilities()
-        assert isinstance(caps, Capabilities)
+        declared = provider.capabilities()
+        assert isinstance(declared, Capabilities)
+        assert not DERIVED_CAPABILITIES & declared.model_fields_set, (
+            "pause, endpoints and traffic_split come from the protocols a provider "
+            "implements; a provider does not declare them"
+        )
+        caps = capabilities_of(provider)
         assert caps.methods, "a provider trains with at least one method"
         if caps.autoscaling or caps.traffic_split:
             assert caps.endpoints, "autoscaling and traffic split need endpoints"
+        for name in ("pause", "resume", "deploy", "delete_endpoint", "invoke", "shift_traffic"):
+            method = getattr(provider, name, None)
+            if method is not None:
+                assert callable(method)
 
     def test_plan_is_deterministic_and_serializable(self, harness: ConformanceHarness) -> None:
         first = self._plan(harness)
@@ -142,19 +171,16 @@ class ProviderConformance:
 
     def test_find_returns_the_submitted_job(self, harness: ConformanceHarness) -> None:
         plan = self._plan(harness)
-        run_key = f"conformance-find-{time.time_ns()}"
-        assert harness.provider.find(plan, run_key) is None
-        job = harness.provider.submit(plan, self._staged(harness, plan), run_key)
-        found = harness.provider.find(plan, run_key)
+        assert harness.provider.find(plan, f"conformance-none-{time.time_ns()}") is None
+        job = self._submit(harness, plan, "find")
+        found = harness.provider.find(plan, job.run_key)
         assert found is not None and found.id == job.id, (
             "find must reattach to the job of a run key"
         )
 
     def test_job_succeeds_with_each_event_once(self, harness: ConformanceHarness) -> None:
         plan = self._plan(harness)
-        job = harness.provider.submit(
-            plan, self._staged(harness, plan), f"conformance-run-{time.time_ns()}"
-        )
+        job = self._submit(harness, plan, "run")
         assert self._wait(harness, job) == JobState.SUCCEEDED
         seen: list[str] = []
         events = []
@@ -179,24 +205,17 @@ class ProviderConformance:
 
     def test_cancel_stops_the_job(self, harness: ConformanceHarness) -> None:
         plan = self._plan(harness)
-        job = harness.provider.submit(
-            plan, self._staged(harness, plan), f"conformance-cancel-{time.time_ns()}"
-        )
+        job = self._submit(harness, plan, "cancel")
         harness.provider.cancel(job)
         assert self._wait(harness, job) == JobState.CANCELLED
         harness.provider.cancel(job)  # cancelling a finished job is a no-op
 
-    def test_pause_and_resume_match_capabilities(self, harness: ConformanceHarness) -> None:
-        plan = self._plan(harness)
+    def test_pause_and_resume(self, harness: ConformanceHarness) -> None:
         provider = harness.provider
-        if not provider.capabilities(plan_options(harness, plan)).pause:
-            nothing = JobRef(provider=provider.name, target=plan.target, id="none", run_key="none")
-            with pytest.raises(CapabilityError):
-                provider.pause(nothing)
-            return
-        job = provider.submit(
-            plan, self._staged(harness, plan), f"conformance-pause-{time.time_ns()}"
-        )
+        if not isinstance(provider, Pausable):
+            pytest.skip(f"{provider.name} does not implement Pausable")
+        plan = self._plan(harness)
+        job = self._submit(harness, plan, "pause")
         deadline = time.monotonic() + harness.timeout
         while (state := provider.status(job).state) != JobState.RUNNING:
             assert not state.terminal, "the job finished before it could be paused"
@@ -208,31 +227,21 @@ class ProviderConformance:
         provider.resume(job)
         assert self._wait(harness, job) == JobState.SUCCEEDED
 
-    def test_endpoints_match_capabilities(self, harness: ConformanceHarness) -> None:
-        plan = self._plan(harness)
+    def test_serving(self, harness: ConformanceHarness) -> None:
         provider = harness.provider
-        if not provider.capabilities(plan_options(harness, plan)).endpoints:
-            with pytest.raises(CapabilityError):
-                provider.deploy(plan, _any_artifact(), "conformance-endpoint")
-            return
-        job = provider.submit(
-            plan, self._staged(harness, plan), f"conformance-serve-{time.time_ns()}"
-        )
+        if not isinstance(provider, Serving):
+            pytest.skip(f"{provider.name} does not implement Serving")
+        plan = self._plan(harness)
+        job = self._submit(harness, plan, "serve")
         assert self._wait(harness, job) == JobState.SUCCEEDED
         endpoint = provider.deploy(plan, provider.artifacts(job)[0], "conformance-endpoint")
-        assert endpoint.provider == provider.name
-        reply = provider.invoke(
-            endpoint, ChatRequest(messages=[{"role": "user", "content": "Hello?"}], max_tokens=8)
-        )
-        assert isinstance(reply.text, str), "a served model answers a chat request"
-        provider.delete_endpoint(endpoint)
+        try:
+            assert endpoint.provider == provider.name
+            reply = provider.invoke(
+                endpoint,
+                ChatRequest(messages=[{"role": "user", "content": "Hello?"}], max_tokens=8),
+            )
+            assert isinstance(reply.text, str), "a served model answers a chat request"
+        finally:
+            provider.delete_endpoint(endpoint)
         provider.delete_endpoint(endpoint)  # deleting a missing endpoint is a no-op
-
-
-def plan_options(harness: ConformanceHarness, plan: Plan) -> BaseModel:
-    """The harness target's options, validated as the provider's plan saw them."""
-    return harness.provider.options_model.model_validate(plan.options)
-
-
-def _any_artifact() -> ArtifactRef:
-    return ArtifactRef(kind="adapter", uri="conformance://adapter")

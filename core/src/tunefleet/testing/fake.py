@@ -6,20 +6,20 @@ one that resumes it) see the same jobs. It is deterministic: a job advances one 
 time its status is read, emitting status, metric, checkpoint and cost events on the way.
 
 Two flavours cover both ends of the capability range: ``fake`` can do everything a cloud
-can (regions, private networks, keys, spot, endpoints); ``fake_hosted`` behaves like a
-hosted fine-tuning API (no regions, no network or key control, the service picks the
-adapter). Neither is registered by an installed distribution: tests register them.
+can (regions, private networks, keys, spot, pausing, endpoints with a traffic split);
+``fake_hosted`` behaves like a hosted fine-tuning API (no regions, no network or key
+control, the service picks the adapter, no endpoints) and implements only the required
+contract plus estimates and a training context. Neither is registered by an installed
+distribution: tests register them.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -28,9 +28,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from tunefleet import _failpoints
 from tunefleet.errors import (
-    CapabilityError,
-    ProviderBusyError,
+    AlreadyExistsError,
     ProviderError,
+    ProviderNotFoundError,
     TransientProviderError,
 )
 from tunefleet.events import (
@@ -43,6 +43,9 @@ from tunefleet.events import (
     StatusEvent,
 )
 from tunefleet.hookspecs import hookimpl
+from tunefleet.kit import cost
+from tunefleet.kit.files import locked
+from tunefleet.kit.limits import check_concurrency
 from tunefleet.provider import (
     ArtifactRef,
     Capabilities,
@@ -88,18 +91,18 @@ class FakeOptions(BaseModel):
     hang_seconds: float = Field(default=3600.0, ge=0)
 
 
-def openai_default_epochs(examples: int) -> int:
-    """OpenAI's rule for epochs when none is given (its cookbook's data-prep notebook)."""
-    target_epochs, min_target, max_target = 3, 100, 25_000
-    if examples * target_epochs < min_target:
-        return min(25, min_target // max(examples, 1))
-    if examples * target_epochs > max_target:
-        return max(1, max_target // examples)
-    return target_epochs
+HOSTED_CONTEXT = 8192
+PRICES = cost.TokenPrices(
+    price_date=PRICE_DATE,
+    per_million={"any": FakeOptions().price_per_million_tokens},
+    family=lambda model: "any",
+    default_epochs=cost.scaled_epochs,
+)
+"""The fakes charge by the token, with OpenAI's default-epochs rule."""
 
 
-class FakeProvider:
-    """Everything a cloud can do, played against files."""
+class _FakeJobs:
+    """The required contract, played against files; the flavours add what they support."""
 
     name: ClassVar[str] = "fake"
     options_model: ClassVar[type[BaseModel]] = FakeOptions
@@ -112,38 +115,14 @@ class FakeProvider:
         spot=True,
         instance_types=True,
         multi_node=True,
-        endpoints=True,
         autoscaling=True,
-        traffic_split=True,
         tags=True,
-        pause=True,
     )
 
     # ------------------------------------------------------------------ planning
 
     def capabilities(self, options: BaseModel | None = None) -> Capabilities:
         return self._capabilities
-
-    def estimate_training(
-        self, base_model: str, examples: int, billable_tokens: int, epochs: int | None
-    ) -> TrainingEstimate:
-        return self._estimate(
-            examples, billable_tokens, epochs, FakeOptions().price_per_million_tokens
-        )
-
-    def _estimate(
-        self, examples: int, billable_tokens: int, epochs: int | None, price: float
-    ) -> TrainingEstimate:
-        chosen = epochs or openai_default_epochs(examples)
-        trained = billable_tokens * chosen
-        return TrainingEstimate(
-            provider=self.name,
-            epochs=chosen,
-            epochs_source="spec" if epochs else "provider default",
-            trained_tokens=trained,
-            amount=trained * price / 1e6,
-            basis=f"{billable_tokens:,} tokens x {chosen} epochs x ${price:.2f}/M tokens",
-        )
 
     def plan(self, request: PlanRequest) -> Plan:
         spec, target = request.spec, request.target
@@ -192,8 +171,13 @@ class FakeProvider:
         cost = None
         epochs = hp.epochs
         if train is not None and train.examples and train.billable_tokens is not None:
-            estimate = self._estimate(
-                train.examples, train.billable_tokens, hp.epochs, options.price_per_million_tokens
+            estimate = PRICES.estimate(
+                self.name,
+                spec.base_model,
+                train.examples,
+                train.billable_tokens,
+                hp.epochs,
+                options.price_per_million_tokens,
             )
             epochs = estimate.epochs
             cost = CostEstimate(
@@ -201,6 +185,7 @@ class FakeProvider:
             )
         requests = [
             NativeRequest(
+                phase="stage",
                 service="fake",
                 operation="UploadFile",
                 body={"role": role, "sha256": facts.sha256},
@@ -236,15 +221,6 @@ class FakeProvider:
         path.mkdir(parents=True, exist_ok=True)
         return path
 
-    @contextmanager
-    def _locked(self, root: Path) -> Iterator[None]:
-        with (root / ".lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
     def _job_root(self, job: JobRef) -> Path:
         root = job.id.split("|", 1)[0]
         return Path(root)
@@ -270,14 +246,16 @@ class FakeProvider:
             return
         root = self._root(options)
         counts_path = root / "faults.json"
-        with self._locked(root):
+        with locked(root):
             counts = self._read(counts_path) if counts_path.exists() else {}
             key = f"{operation}:{subject}"
             counts[key] = counts.get(key, 0) + 1
             self._write(counts_path, counts)
         if counts[key] <= settings.transient_failures:
             raise TransientProviderError(
-                self.name, f"503 Service Unavailable ({operation}, failure {counts[key]})"
+                self.name,
+                f"503 Service Unavailable ({operation}, failure {counts[key]})",
+                status=503,
             )
 
     def stage(
@@ -293,7 +271,7 @@ class FakeProvider:
         objects = root / "objects"
         objects.mkdir(exist_ok=True)
         target = objects / sha256
-        with self._locked(root):
+        with locked(root):
             if not target.exists():
                 data = path.read_bytes()
                 actual = hashlib.sha256(data).hexdigest()
@@ -345,19 +323,15 @@ class FakeProvider:
         jobs = root / "jobs"
         jobs.mkdir(exist_ok=True)
         options = FakeOptions.model_validate(plan.options)
-        with self._locked(root):
+        with locked(root):
             if (jobs / f"{run_key}.json").exists():
-                raise ProviderError(self.name, f"a job for run key {run_key} exists already")
-            if options.max_concurrent_jobs is not None:
-                active = sum(
-                    not JobState(self._read(path)["state"]).terminal for path in jobs.glob("*.json")
+                raise AlreadyExistsError(
+                    self.name, f"a job for run key {run_key} exists already", code="conflict"
                 )
-                if active >= options.max_concurrent_jobs:
-                    raise ProviderBusyError(
-                        self.name,
-                        f"{active} jobs are running, the limit of concurrently running jobs "
-                        f"is {options.max_concurrent_jobs}",
-                    )
+            active = sum(
+                not JobState(self._read(path)["state"]).terminal for path in jobs.glob("*.json")
+            )
+            check_concurrency(self.name, active, options.max_concurrent_jobs, "under this root")
             job_id = f"{root}|{run_key}"
             self._write(
                 jobs / f"{run_key}.json",
@@ -455,15 +429,15 @@ class FakeProvider:
     def _job_options(self, job: JobRef) -> Mapping[str, Any]:
         path = self._job_path(job)
         if not path.exists():
-            raise ProviderError(self.name, f"no job {job.id}")
+            raise ProviderNotFoundError(self.name, f"no job {job.id}", code="not_found")
         return self._read(path)["options"]  # type: ignore[no-any-return]
 
     def status(self, job: JobRef) -> JobStatus:
         self._misbehave(self._job_options(job), "status", job.run_key)
         path = self._job_path(job)
-        with self._locked(self._job_root(job)):
+        with locked(self._job_root(job)):
             if not path.exists():
-                raise ProviderError(self.name, f"no job {job.id}")
+                raise ProviderNotFoundError(self.name, f"no job {job.id}", code="not_found")
             data = self._read(path)
             self._advance(data)
             self._write(path, data)
@@ -483,7 +457,7 @@ class FakeProvider:
 
     def cancel(self, job: JobRef) -> None:
         path = self._job_path(job)
-        with self._locked(self._job_root(job)):
+        with locked(self._job_root(job)):
             data = self._read(path)
             if not JobState(data["state"]).terminal:
                 data["state"] = "stopping"
@@ -492,14 +466,35 @@ class FakeProvider:
                 )
                 self._write(path, data)
 
+    def artifacts(self, job: JobRef) -> list[ArtifactRef]:
+        data = self._read(self._job_path(job))
+        if data["state"] != "succeeded":
+            raise ProviderError(
+                self.name, f"job {job.id} has not succeeded (state {data['state']})"
+            )
+        return [
+            ArtifactRef(kind="adapter", uri=f"fake://models/{job.run_key}/adapter"),
+            ArtifactRef(kind="metrics", uri=f"fake://models/{job.run_key}/metrics.json"),
+        ]
+
+
+class FakeProvider(_FakeJobs):
+    """Everything a cloud can do, played against files: the required contract, pausing,
+    serving with a traffic split, and estimates."""
+
+    name: ClassVar[str] = "fake"
+
+    def estimate_training(
+        self, base_model: str, examples: int, billable_tokens: int, epochs: int | None
+    ) -> TrainingEstimate:
+        return PRICES.estimate(self.name, base_model, examples, billable_tokens, epochs)
+
     def _set_paused(self, job: JobRef, paused: bool) -> None:
-        if not self.capabilities().pause:
-            raise CapabilityError(self.name, "cannot pause jobs")
         path = self._job_path(job)
         old, new = (
             (JobState.RUNNING, JobState.PAUSED) if paused else (JobState.PAUSED, JobState.RUNNING)
         )
-        with self._locked(self._job_root(job)):
+        with locked(self._job_root(job)):
             data = self._read(path)
             if JobState(data["state"]) != old:
                 raise ProviderError(self.name, f"job {job.id} is {data['state']}, not {old.value}")
@@ -515,17 +510,6 @@ class FakeProvider:
     def resume(self, job: JobRef) -> None:
         self._set_paused(job, False)
 
-    def artifacts(self, job: JobRef) -> list[ArtifactRef]:
-        data = self._read(self._job_path(job))
-        if data["state"] != "succeeded":
-            raise ProviderError(
-                self.name, f"job {job.id} has not succeeded (state {data['state']})"
-            )
-        return [
-            ArtifactRef(kind="adapter", uri=f"fake://models/{job.run_key}/adapter"),
-            ArtifactRef(kind="metrics", uri=f"fake://models/{job.run_key}/metrics.json"),
-        ]
-
     # ------------------------------------------------------------------ endpoints
 
     def _endpoint_path(self, plan_options: Mapping[str, Any], name: str) -> Path:
@@ -534,8 +518,6 @@ class FakeProvider:
         return folder / f"{name}.json"
 
     def deploy(self, plan: Plan, artifact: ArtifactRef, name: str) -> EndpointRef:
-        if not self.capabilities().endpoints:
-            raise CapabilityError(self.name, "this provider cannot serve models")
         path = self._endpoint_path(plan.options, name)
         self._write(
             path,
@@ -564,23 +546,20 @@ class FakeProvider:
         return ChatReply(text=f"fake answer to: {question}", finish_reason="stop")
 
 
-class FakeHostedProvider(FakeProvider):
-    """Like a hosted fine-tuning API: no regions, no network or key control, no endpoints."""
+class FakeHostedProvider(_FakeJobs):
+    """Like a hosted fine-tuning API: no regions, no network or key control, no endpoints;
+    it estimates by the token and names a training context."""
 
     name: ClassVar[str] = "fake_hosted"
     _capabilities = Capabilities(methods=frozenset({"supervised", "dpo"}))
 
-    def deploy(self, plan: Plan, artifact: ArtifactRef, name: str) -> EndpointRef:
-        raise CapabilityError(self.name, "this provider cannot serve models behind an endpoint")
+    def estimate_training(
+        self, base_model: str, examples: int, billable_tokens: int, epochs: int | None
+    ) -> TrainingEstimate:
+        return PRICES.estimate(self.name, base_model, examples, billable_tokens, epochs)
 
-    def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
-        raise CapabilityError(self.name, "this provider cannot split traffic")
-
-    def delete_endpoint(self, endpoint: EndpointRef) -> None:
-        raise CapabilityError(self.name, "this provider has no endpoints")
-
-    def invoke(self, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
-        raise CapabilityError(self.name, "this provider has no endpoints")
+    def training_context(self, base_model: str) -> tuple[int, str]:
+        return HOSTED_CONTEXT, "fake_hosted training context"
 
 
 @hookimpl

@@ -6,6 +6,8 @@ its status (one StatusEvent each time it changes). The API lists events newest f
 pages backwards, so a read walks from the newest event back to the last one seen and
 returns what it found oldest first. The :class:`Cursor` records how far each source has
 been read; the engine stores it with the events, so a crash re-reads nothing twice.
+When a job succeeds, its actual cost follows its status: the tokens it trained on at the
+model's price.
 """
 
 from __future__ import annotations
@@ -13,20 +15,39 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunefleet.events import (
     CheckpointEvent,
+    CostEvent,
     Event,
+    EventPage,
     JobState,
     JsonCursor,
     LogEvent,
     MetricEvent,
     StatusEvent,
 )
-from tunefleet_openai._client import redact
+from tunefleet.kit.cost import token_cost_event
+from tunefleet.provider import JobRef
+from tunefleet_openai import pricing
+from tunefleet_openai._client import redact, translated
 
-__all__ = ["STATES", "Cursor", "checkpoint_event", "job_event", "state_of", "status_event"]
+if TYPE_CHECKING:
+    import openai
+
+__all__ = [
+    "STATES",
+    "Cursor",
+    "actual_cost",
+    "checkpoint_event",
+    "job_event",
+    "read",
+    "state_of",
+    "status_event",
+]
+
+EVENTS_PAGE = 100
 
 STATES: dict[str, JobState] = {
     "validating_files": JobState.QUEUED,
@@ -126,3 +147,73 @@ def status_event(job: Any, cursor: Cursor) -> StatusEvent:
     return StatusEvent(
         id=f"status-{cursor.state_changes}-{job.status}", time=when, state=state, message=message
     )
+
+
+def actual_cost(job: Any, scope: Mapping[str, str]) -> CostEvent | None:
+    """What a succeeded job cost: the tokens it trained on at the model's price (the
+    options' price where the scope records one); None before then or for an unpriced model."""
+    if job.status != "succeeded" or not job.trained_tokens:
+        return None
+    override = scope.get("training_price_per_million_tokens")
+    price = pricing.PRICES.price(job.model, float(override) if override else None)
+    if price is None:
+        return None
+    return token_cost_event(job.trained_tokens, price, _time(job.finished_at))
+
+
+def read(client: openai.OpenAI, job: JobRef, cursor: str | None) -> EventPage:
+    """The job's events after ``cursor``, oldest first, and the cursor after them."""
+    position = Cursor.decode(cursor)
+    # The job first: once it is finished, every event and checkpoint read after it is
+    # there, and its status event goes last.
+    with translated("retrieve fine-tuning job"):
+        found = client.fine_tuning.jobs.retrieve(job.id)
+    new_events = _events_since(client, job.id, position.event)
+    if new_events:
+        position.event = new_events[-1].id
+    with translated("list checkpoints"):
+        checkpoints = [
+            checkpoint
+            for checkpoint in client.fine_tuning.jobs.checkpoints.list(job.id)
+            if checkpoint.step_number > position.checkpoint_step
+        ]
+    timeline: list[tuple[float, int, Event]] = [
+        (event.created_at, 0, job_event(event)) for event in new_events
+    ]
+    timeline += [(c.created_at, 1, checkpoint_event(c)) for c in checkpoints]
+    if checkpoints:
+        position.checkpoint_step = max(c.step_number for c in checkpoints)
+    timeline.sort(key=lambda item: (item[0], item[1]))
+    out = [event for _, _, event in timeline]
+    # validating_files and queued are both "queued": a change between them is none.
+    if position.state is None or state_of(found.status) != state_of(position.state):
+        out.append(status_event(found, position))
+        position.state = found.status
+        position.state_changes += 1
+        cost = actual_cost(found, job.scope)
+        if cost is not None:
+            out.append(cost)
+    if not out:
+        return EventPage(events=[], cursor=cursor)
+    return EventPage(events=out, cursor=position.encode())
+
+
+def _events_since(client: openai.OpenAI, job_id: str, last: str | None) -> list[Any]:
+    """Job events newer than ``last``, oldest first (the API pages newest first)."""
+    newest_first: list[Any] = []
+    after: str | None = None
+    listing = client.fine_tuning.jobs.list_events
+    while True:
+        with translated("list fine-tuning events"):
+            page = (
+                listing(job_id, limit=EVENTS_PAGE, after=after)
+                if after
+                else listing(job_id, limit=EVENTS_PAGE)
+            )
+        for event in page.data:
+            if event.id == last:
+                return newest_first[::-1]
+            newest_first.append(event)
+        if not page.has_more or not page.data:
+            return newest_first[::-1]
+        after = page.data[-1].id

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
@@ -10,6 +11,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 __all__ = ["OpenAIOptions"]
 
 MiB = 1 << 20
+_LOCAL = frozenset(
+    {"suffix", "max_concurrent_jobs", "multipart_threshold_bytes", "upload_part_bytes"}
+)
+"""Options only planning, staging and submitting read: a later call has no use for them."""
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
@@ -121,3 +126,15 @@ class OpenAIOptions(BaseModel):
     def endpoint(self) -> str:
         """Azure: the resource's data-plane endpoint."""
         return self.azure_endpoint or f"https://{self.azure_resource}.openai.azure.com"
+
+    def scope(self) -> dict[str, str]:
+        """What a job's or an endpoint's later calls need of these options (where the
+        service is, whose project or resource it is, the price a job's actual cost is worked
+        out with), for :attr:`JobRef.scope`; none of it is a secret."""
+        wanted = self.model_dump(exclude=set(_LOCAL), exclude_none=True, exclude_defaults=True)
+        return {key: str(value) for key, value in wanted.items()}
+
+    @classmethod
+    def from_scope(cls, scope: Mapping[str, str]) -> OpenAIOptions:
+        """The options recorded in a job's or an endpoint's scope."""
+        return cls.model_validate(scope)

@@ -1,16 +1,28 @@
-"""What fine-tuning on the OpenAI API costs, and how many epochs it chooses by itself.
+"""What fine-tuning on the OpenAI API costs, the epochs it picks, and the tokens it trains.
 
 OpenAI bills supervised and DPO fine-tuning per token trained: the file's billable tokens
-times the epochs. The table is OpenAI's published price list as of :data:`PRICE_DATE`;
-a target overrides it with ``options.training_price_per_million_tokens`` when the list
-has moved on or the account has a negotiated price.
+(each example up to the model's training context, :data:`TRAINING_CONTEXT`) times the
+epochs. The price table is OpenAI's published price list as of :data:`PRICE_DATE`; a target
+overrides it with ``options.training_price_per_million_tokens`` when the list has moved on
+or the account has a negotiated price. When a job sets no epochs, the service applies the
+rule :func:`tunefleet.kit.cost.scaled_epochs` implements.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 
-__all__ = ["PRICE_DATE", "TRAINING_PRICES", "default_epochs", "model_family", "training_price"]
+from tunefleet.kit.cost import TokenPrices, scaled_epochs
+
+__all__ = [
+    "PRICES",
+    "PRICE_DATE",
+    "TRAINING_CONTEXT",
+    "TRAINING_PRICES",
+    "model_family",
+    "training_context",
+]
 
 PRICE_DATE = date(2025, 6, 1)
 """When :data:`TRAINING_PRICES` was taken from https://openai.com/api/pricing/."""
@@ -27,41 +39,50 @@ TRAINING_PRICES: dict[str, float] = {
 }
 """USD per million training tokens, by model family."""
 
-# Longest names first, so `gpt-4o-mini-2024-07-18` is not taken for `gpt-4o`.
-_FAMILIES = sorted(TRAINING_PRICES, key=len, reverse=True)
+TRAINING_CONTEXT: dict[str, int] = {
+    "gpt-4.1": 65_536,
+    "gpt-4.1-mini": 65_536,
+    "gpt-4.1-nano": 65_536,
+    "gpt-4o": 65_536,
+    "gpt-4o-mini": 65_536,
+    "gpt-3.5-turbo": 16_385,
+    "gpt-3.5-turbo-0613": 4_096,
+}
+"""Tokens per training example, by model family, from OpenAI's fine-tuning guide (taken
+2026-11). Longer examples are truncated, not rejected, so only this many are billed.
+``gpt-3.5-turbo-0613`` is a snapshot with a shorter context than its family."""
 
 
-def model_family(model: str) -> str | None:
-    """The price-table family of ``model``, a snapshot id or a fine-tuned model id.
-
-    ``gpt-4o-mini-2024-07-18`` and ``ft:gpt-4o-mini-2024-07-18:acme::abc123`` (a fine-tuned
-    model trained further) are both ``gpt-4o-mini``; an unknown model gives None.
-    """
+def _match(model: str, families: Iterable[str]) -> str | None:
+    """The entry of ``families`` that ``model`` (a snapshot id or a fine-tuned model id)
+    belongs to: ``gpt-4o-mini-2024-07-18`` and ``ft:gpt-4o-mini-2024-07-18:acme::abc123``
+    (a fine-tuned model trained further) are both ``gpt-4o-mini``; None when unknown."""
     name = model.split(":")[1] if model.startswith("ft:") else model
-    for family in _FAMILIES:
+    # Longest names first, so `gpt-4o-mini-2024-07-18` is not taken for `gpt-4o`.
+    for family in sorted(families, key=len, reverse=True):
         if name == family or name.startswith(family + "-"):
             return family
     return None
 
 
-def training_price(model: str, override: float | None = None) -> float | None:
-    """USD per million training tokens for ``model``: ``override``, else the table's."""
-    if override is not None:
-        return override
-    family = model_family(model)
-    return TRAINING_PRICES[family] if family is not None else None
+def model_family(model: str) -> str | None:
+    """The price-table family of ``model``; None for a model the table does not know."""
+    return _match(model, TRAINING_PRICES)
 
 
-def default_epochs(examples: int) -> int:
-    """The epochs OpenAI chooses when a job sets none (``n_epochs: auto``).
+def training_context(model: str) -> tuple[int, str] | None:
+    """Tokens per training example of ``model`` and where the figure comes from; None for a
+    model the table does not know."""
+    family = _match(model, TRAINING_CONTEXT)
+    if family is None:
+        return None
+    return TRAINING_CONTEXT[family], f"{family} training context"
 
-    Its documented rule: 3 epochs, raised so that small files are seen at least 100 times
-    in all (at most 25 epochs) and lowered so that large files are not trained on more
-    than 25,000 examples in all (at least 1 epoch).
-    """
-    target, least, most = 3, 100, 25_000
-    if examples * target < least:
-        return min(25, least // max(examples, 1))
-    if examples * target > most:
-        return max(1, most // examples)
-    return target
+
+PRICES = TokenPrices(
+    price_date=PRICE_DATE,
+    per_million=TRAINING_PRICES,
+    family=model_family,
+    default_epochs=scaled_epochs,  # OpenAI's documented `n_epochs: auto` rule
+)
+"""The price list with OpenAI's default-epochs rule, for estimates and actual costs."""

@@ -16,10 +16,14 @@ from datetime import UTC, datetime
 from pathlib import PurePosixPath
 from typing import Any
 
-from tunefleet.events import CheckpointEvent, Event, JobState, JsonCursor, LogEvent, StatusEvent
-from tunefleet.trainer.metrics import parse_checkpoint_line, parse_metric_line
+from tunefleet.errors import ProviderNotFoundError
+from tunefleet.events import CheckpointEvent, Event, EventPage, JobState, JsonCursor, StatusEvent
+from tunefleet.kit.trainer import line_event
+from tunefleet.provider import JobRef
+from tunefleet_sagemaker._client import client, translated
+from tunefleet_sagemaker.pricing import PRICES
 
-__all__ = ["LOG_GROUP", "Cursor", "job_state", "log_event", "transition_event"]
+__all__ = ["LOG_GROUP", "Cursor", "events", "job_state", "log_event", "transition_event"]
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 
@@ -81,15 +85,10 @@ def log_event(stream: str, position: int, record: dict[str, Any], checkpoints: s
     event_id = f"{stream.rsplit('/', 1)[-1]}#{position}"
     when = _time(int(record.get("timestamp", 0)))
     message = str(record.get("message", "")).rstrip("\n")
-    parsed = parse_metric_line(message, event_id=event_id, time=when) or parse_checkpoint_line(
-        message, event_id=event_id, time=when
-    )
-    if isinstance(parsed, CheckpointEvent):
-        return parsed.model_copy(update={"uri": f"{checkpoints}/{PurePosixPath(parsed.uri).name}"})
-    if parsed is not None:
-        return parsed
-    level = "error" if "Traceback" in message or message.startswith("ERROR") else "info"
-    return LogEvent(id=event_id, time=when, level=level, message=message)
+    event = line_event(message, event_id=event_id, time=when)
+    if isinstance(event, CheckpointEvent):
+        return event.model_copy(update={"uri": f"{checkpoints}/{PurePosixPath(event.uri).name}"})
+    return event
 
 
 def transition_event(index: int, transition: dict[str, Any]) -> StatusEvent:
@@ -103,3 +102,93 @@ def transition_event(index: int, transition: dict[str, Any]) -> StatusEvent:
         state=_SECONDARY.get(status, JobState.RUNNING),
         message=transition.get("StatusMessage") or status,
     )
+
+
+def events(job: JobRef, described: dict[str, Any], cursor: str | None) -> EventPage:
+    """Events of the job after ``cursor``: the trainer's lines, one status event per
+    secondary transition, and, once it has ended, its final status and actual cost."""
+    position = Cursor.decode(cursor)
+    logs = _log_events(job, position)
+    transitions = described.get("SecondaryStatusTransitions") or []
+    statuses: list[StatusEvent] = [
+        transition_event(index, transition)
+        for index, transition in enumerate(transitions)
+        if index >= position.transitions
+    ]
+    position.transitions = len(transitions)
+    timeline: list[Event] = sorted(
+        [*logs, *[s for s in statuses if not s.state.terminal]], key=lambda e: e.time
+    )
+    timeline += [s for s in statuses if s.state.terminal]
+    state = job_state(described)
+    reported = [s.state for s in statuses]
+    if state.terminal and position.final is None:
+        ended = described.get("TrainingEndTime") or datetime.now(UTC)
+        if not reported or reported[-1] != state:
+            timeline.append(
+                StatusEvent(
+                    id=f"final-{state.value}",
+                    time=ended,
+                    state=state,
+                    message=described.get("FailureReason"),
+                )
+            )
+        position.final = state.value
+        seconds = described.get("BillableTimeInSeconds")
+        instance = job.scope.get("instance_type")
+        if seconds and instance:
+            override = job.scope.get("price_per_hour")
+            cost = PRICES.actual(
+                seconds=seconds,
+                count=int(job.scope.get("instance_count", "1")),
+                instance=instance,
+                region=str(job.region),
+                price_per_hour=float(override) if override else None,
+                time=ended,
+            )
+            if cost is not None:
+                timeline.append(cost)
+    if not timeline:
+        return EventPage(events=[], cursor=cursor)
+    return EventPage(events=timeline, cursor=position.encode())
+
+
+def _log_events(job: JobRef, position: Cursor) -> list[Event]:
+    """The trainer's lines from every CloudWatch stream of the job, after ``position``."""
+    logs = client("logs", str(job.region))
+    streams: list[str] = []
+    try:
+        with translated("list log streams"):
+            pages = logs.get_paginator("describe_log_streams").paginate(
+                logGroupName=LOG_GROUP, logStreamNamePrefix=f"{job.id}/"
+            )
+            for page in pages:
+                streams += [s["logStreamName"] for s in page.get("logStreams", [])]
+    except ProviderNotFoundError:
+        return []  # no instance has logged yet, so the log group may not exist
+    found: list[Event] = []
+    for stream in sorted(streams):
+        token, seen = position.streams.get(stream, [None, 0])
+        while True:
+            arguments: dict[str, Any] = {
+                "logGroupName": LOG_GROUP,
+                "logStreamName": stream,
+                "startFromHead": True,
+            }
+            if token:
+                arguments["nextToken"] = token
+            with translated("read the job's log"):
+                page = logs.get_log_events(**arguments)
+            records = page.get("events", [])
+            found += [
+                log_event(stream, seen + i, record, job.scope.get("checkpoints", ""))
+                for i, record in enumerate(records)
+            ]
+            seen += len(records)
+            following = page.get("nextForwardToken")
+            if not records or following == token:
+                token = following or token
+                break
+            token = following
+        position.streams[stream] = [token, seen]
+    return found

@@ -1,19 +1,50 @@
-"""The spec's endpoint turned into SageMaker and Application Auto Scaling requests.
+"""Serving: the spec's endpoint as SageMaker and Application Auto Scaling requests, and
+the endpoints made from them.
 
 Planned like the training job, with placeholders for what is known only at deploy time:
 ``${endpoint}`` (the endpoint's name), ``${model}`` (the model and endpoint config's name,
-one per model version) and ``${model_data}`` (the trained model's S3 URI).
+one per model version) and ``${model_data}`` (the trained model's S3 URI). Deploy creates
+the model, the endpoint config and the endpoint, waiting until it is InService; a new
+model version on an existing endpoint rolls out as a canary where the spec asks for one.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Mapping
 from typing import Any
 
-from tunefleet.provider import Unmet
+from tunefleet.errors import CapabilityError, ProviderNotFoundError
+from tunefleet.kit.chat import chat_body, chat_reply
+from tunefleet.provider import (
+    ArtifactRef,
+    ChatReply,
+    ChatRequest,
+    EndpointRef,
+    Plan,
+    Unmet,
+    fill_placeholders,
+)
 from tunefleet.spec import RunSpec
+from tunefleet_sagemaker._client import PROVIDER, client, translated
 from tunefleet_sagemaker.options import SageMakerOptions
 
-__all__ = ["ENDPOINT", "MODEL", "MODEL_DATA", "VARIANT", "endpoint_requests", "unmet"]
+__all__ = [
+    "ENDPOINT",
+    "MODEL",
+    "MODEL_DATA",
+    "VARIANT",
+    "delete_endpoint",
+    "deploy",
+    "endpoint_requests",
+    "invoke",
+    "shift_traffic",
+    "unmet",
+]
+
+ENDPOINT_WAIT_SECONDS = 30 * 60
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
 
 ENDPOINT = "${endpoint}"
 MODEL = "${model}"
@@ -202,3 +233,150 @@ def endpoint_requests(
             ),
         ]
     return requests
+
+
+def _exists(describe: Any, what: str, **arguments: str) -> bool:
+    """True when the describe call finds the resource."""
+    try:
+        with translated(f"describe {what}", lookup=True):
+            describe(**arguments)
+    except ProviderNotFoundError:
+        return False
+    return True
+
+
+def deploy(plan: Plan, region: str, artifact: ArtifactRef, name: str) -> EndpointRef:
+    """Serve ``artifact`` behind endpoint ``name`` as planned; returns once InService."""
+    if not artifact.uri.startswith("s3://"):
+        raise CapabilityError(PROVIDER, f"serves models in S3, not {artifact.uri}")
+    sagemaker = client("sagemaker", region)
+    # One model and endpoint config per model version: a new version is a new pair.
+    version = f"{name}-{hashlib.sha256(artifact.uri.encode()).hexdigest()[:8]}"
+    values = {ENDPOINT: name, MODEL: version, MODEL_DATA: artifact.uri}
+    planned = {r.operation: fill_placeholders(r.body, values) for r in plan.requests_for("deploy")}
+    if "CreateEndpoint" not in planned:
+        raise KeyError(f"the plan of target {plan.target!r} has no deploy requests")
+    scaling = client("application-autoscaling", region)
+    if not _exists(sagemaker.describe_model, "model", ModelName=version):
+        with translated(f"create model {version}"):
+            sagemaker.create_model(**planned["CreateModel"])
+    if not _exists(sagemaker.describe_endpoint_config, "config", EndpointConfigName=version):
+        with translated(f"create endpoint config {version}"):
+            sagemaker.create_endpoint_config(**planned["CreateEndpointConfig"])
+    try:
+        with translated(f"describe endpoint {name}", lookup=True):
+            current: dict[str, Any] | None = sagemaker.describe_endpoint(EndpointName=name)
+    except ProviderNotFoundError:
+        current = None
+    with translated(f"deploy endpoint {name}"):
+        if current is None:
+            sagemaker.create_endpoint(**planned["CreateEndpoint"])
+        elif current["EndpointConfigName"] != version:
+            _roll_out(sagemaker, scaling, region, planned, name, version)
+        sagemaker.get_waiter("endpoint_in_service").wait(
+            EndpointName=name,
+            WaiterConfig={"Delay": 15, "MaxAttempts": ENDPOINT_WAIT_SECONDS // 15},
+        )
+        described = sagemaker.describe_endpoint(EndpointName=name)
+    scope = {"config": version, "model": version}
+    if "RegisterScalableTarget" in planned:
+        with translated(f"autoscale endpoint {name}"):
+            scaling.register_scalable_target(**planned["RegisterScalableTarget"])
+            scaling.put_scaling_policy(**planned["PutScalingPolicy"])
+        scope["scaling"] = planned["RegisterScalableTarget"]["ResourceId"]
+    return EndpointRef(
+        provider=PROVIDER,
+        name=name,
+        region=region,
+        url=f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{name}/invocations",
+        id=described["EndpointArn"],
+        scope=scope,
+    )
+
+
+def _roll_out(
+    sagemaker: Any,
+    scaling: Any,
+    region: str,
+    planned: dict[str, dict[str, Any]],
+    name: str,
+    version: str,
+) -> None:
+    """Move an existing endpoint to a new model version: as a canary when the spec
+    asks (rolled back by its alarms), else all at once (SageMaker's blue/green)."""
+    # SageMaker refuses to update a variant that has a scaling policy; deploy registers
+    # it again once the endpoint is InService.
+    resource = f"endpoint/{name}/variant/{VARIANT}"
+    registered = scaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[resource]
+    ).get("ScalableTargets")
+    if registered:
+        scaling.deregister_scalable_target(
+            ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=SCALABLE_DIMENSION
+        )
+    if "UpdateEndpoint" in planned:
+        client("cloudwatch", region).put_metric_alarm(**planned["PutMetricAlarm"])
+        sagemaker.update_endpoint(**planned["UpdateEndpoint"])
+    else:
+        sagemaker.update_endpoint(EndpointName=name, EndpointConfigName=version)
+
+
+def shift_traffic(endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
+    """Set the weights of the endpoint's production variants (by variant name)."""
+    sagemaker = client("sagemaker", str(endpoint.region))
+    with translated(f"shift traffic on {endpoint.name}"):
+        sagemaker.update_endpoint_weights_and_capacities(
+            EndpointName=endpoint.name,
+            DesiredWeightsAndCapacities=[
+                {"VariantName": variant, "DesiredWeight": float(weight)}
+                for variant, weight in weights.items()
+            ],
+        )
+
+
+def delete_endpoint(endpoint: EndpointRef) -> None:
+    """Delete the scaling target, the endpoint, its config and its model; what is gone
+    already is skipped."""
+    sagemaker = client("sagemaker", str(endpoint.region))
+    if endpoint.scope.get("scaling"):
+        scaling = client("application-autoscaling", str(endpoint.region))
+        try:
+            # Application Auto Scaling answers ObjectNotFoundException for a target that
+            # is not registered (moto: ValidationException, hence a lookup).
+            with translated(f"stop autoscaling {endpoint.name}", lookup=True):
+                scaling.deregister_scalable_target(
+                    ServiceNamespace="sagemaker",
+                    ResourceId=endpoint.scope["scaling"],
+                    ScalableDimension=SCALABLE_DIMENSION,
+                )
+        except ProviderNotFoundError:
+            pass
+    for operation, argument, value in (
+        (sagemaker.delete_endpoint, "EndpointName", endpoint.name),
+        (sagemaker.delete_endpoint_config, "EndpointConfigName", endpoint.scope.get("config")),
+        (sagemaker.delete_model, "ModelName", endpoint.scope.get("model")),
+    ):
+        if not value:
+            continue
+        try:
+            with translated(f"delete {argument} {value}", lookup=True):
+                operation(**{argument: value})
+        except ProviderNotFoundError:
+            pass  # already gone
+
+
+def invoke(endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
+    """Ask the endpoint through TGI's Messages API (an OpenAI chat completion)."""
+    runtime = client("sagemaker-runtime", str(endpoint.region))
+    with translated(f"invoke endpoint {endpoint.name}"):
+        answer = runtime.invoke_endpoint(
+            EndpointName=endpoint.name,
+            ContentType="application/json",
+            Accept="application/json",
+            Body=json.dumps(chat_body(request)).encode(),
+        )
+    return chat_reply(
+        PROVIDER,
+        answer["Body"].read(),
+        f"endpoint {endpoint.name} (is its container the TGI Messages API?)",
+    )

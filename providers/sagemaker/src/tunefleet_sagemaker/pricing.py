@@ -13,13 +13,9 @@ from __future__ import annotations
 
 from datetime import date
 
-__all__ = [
-    "PRICE_DATE",
-    "REGIONS",
-    "STARTUP_HOURS",
-    "hourly_price",
-    "throughput",
-]
+from tunefleet.kit.cost import HourlyPrices
+
+__all__ = ["PRICES", "PRICE_DATE", "REGIONS", "STARTUP_HOURS", "throughput"]
 
 PRICE_DATE = date(2025, 6, 1)
 
@@ -96,15 +92,6 @@ STARTUP_HOURS = 0.15
 """Provisioning, image pull and data download before the first step, per job."""
 
 
-def hourly_price(instance_type: str, region: str) -> tuple[float, str] | None:
-    """USD per hour of ``instance_type`` in ``region``, and where the figure comes from."""
-    if instance_type in _PRICES.get(region, {}):
-        return _PRICES[region][instance_type], region
-    if instance_type in _PRICES["us-east-1"]:
-        return _PRICES["us-east-1"][instance_type], "us-east-1 (no price for the region)"
-    return None
-
-
 def throughput(instance_type: str) -> float | None:
     """Tokens per second one instance of ``instance_type`` is assumed to train."""
     family, _, size = instance_type.rpartition(".")
@@ -112,3 +99,13 @@ def throughput(instance_type: str) -> float | None:
     if per_gpu is None:
         return None
     return per_gpu * _GPUS.get(size, 1) if family != "ml.m5" else per_gpu
+
+
+PRICES = HourlyPrices(
+    price_date=PRICE_DATE,
+    per_hour=_PRICES,
+    fallback_region="us-east-1",
+    throughput=throughput,
+    startup_hours=STARTUP_HOURS,
+)
+"""The hourly cost model of SageMaker training jobs (see :mod:`tunefleet.kit.cost`)."""

@@ -1,0 +1,176 @@
+"""Serving: one model-server process (``python -m tunefleet_local._server``) per endpoint.
+
+::
+
+    <workdir>/endpoints/
+        <name>.json     the endpoint's record: name, pid and start time, URL, what it serves
+        <name>.ready    written by the server once the model is loaded and the port bound
+        <name>.log      what the server printed
+        .lock           held while an endpoint starts or stops
+
+An endpoint's id is its record's path, so ``delete_endpoint`` and ``invoke`` need nothing
+but the ref. The servers run in sessions of their own, so they outlive the CLI that
+deployed them, until ``delete_endpoint`` stops them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tunefleet.errors import ProviderError
+from tunefleet.kit.files import locked, read_json, write_json
+from tunefleet.kit.processes import is_alive, start_time
+from tunefleet.names import NAME_PATTERN
+from tunefleet.provider import ArtifactRef, ChatReply, ChatRequest, EndpointRef, Plan
+from tunefleet_local import _client
+from tunefleet_local._jobs import local_path
+from tunefleet_local.options import workdir
+
+__all__ = ["SERVER", "SERVER_START_TIMEOUT", "delete_endpoint", "deploy", "invoke"]
+
+SERVER = "tunefleet_local._server"
+"""The module ``deploy`` runs (``python -m``) to serve a model."""
+SERVER_START_TIMEOUT = 180.0
+"""Seconds a server may take to load its model and bind its port."""
+STOP_TIMEOUT = 10.0
+"""Seconds a server has to exit on SIGTERM before it is killed."""
+_FOLDER = "endpoints"
+
+
+def _record_path(provider: str, root: Path, name: str) -> Path:
+    if not re.fullmatch(NAME_PATTERN, name):
+        raise ProviderError(
+            provider, f"endpoint name {name!r} is not a valid resource name", code="invalid_name"
+        )
+    folder = root / _FOLDER
+    folder.mkdir(exist_ok=True)
+    return folder / f"{name}.json"
+
+
+def _ref(provider: str, record: Mapping[str, Any], record_path: Path) -> EndpointRef:
+    return EndpointRef(
+        provider=provider, name=record["name"], url=record["url"], id=str(record_path)
+    )
+
+
+def _alive(record: Mapping[str, Any]) -> bool:
+    return is_alive(record["pid"], record.get("start_time"))
+
+
+def _stop(record: Mapping[str, Any]) -> None:
+    """Stop a record's server: SIGTERM to its group, SIGKILL if it outlasts STOP_TIMEOUT."""
+    for signum in (signal.SIGTERM, signal.SIGKILL):
+        if not _alive(record):
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(record["pid"], signum)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while _alive(record) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+
+def _start(provider: str, name: str, model_dir: Path, record_path: Path) -> dict[str, Any]:
+    """Start a server for ``model_dir`` and wait until it answers; its record."""
+    ready = record_path.with_suffix(".ready")
+    ready.unlink(missing_ok=True)
+    log = record_path.with_suffix(".log")
+    command = [sys.executable, "-m", SERVER, "--model-dir", str(model_dir), "--name", name]
+    with log.open("ab") as output:  # the child keeps its own descriptor
+        server = subprocess.Popen(
+            [*command, "--ready-file", str(ready)],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # outlives the CLI; delete_endpoint signals its group
+        )
+    deadline = time.monotonic() + SERVER_START_TIMEOUT
+    while not ready.exists():  # written atomically: once there, it is whole
+        if server.poll() is not None:
+            tail = log.read_text(errors="replace").strip().splitlines()[-1:]
+            raise ProviderError(
+                provider,
+                f"the model server exited: {tail[0] if tail else 'no output'} (see {log})",
+                code="server_exited",
+            )
+        if time.monotonic() > deadline:
+            server.kill()
+            server.wait()
+            raise ProviderError(
+                provider,
+                f"the model server did not start in {SERVER_START_TIMEOUT:.0f}s (see {log})",
+                code="server_start_timeout",
+            )
+        time.sleep(0.1)
+    return {
+        "name": name,
+        "pid": server.pid,
+        "start_time": start_time(server.pid),
+        "url": json.loads(ready.read_text())["url"],
+        "model_dir": str(model_dir),
+    }
+
+
+def deploy(provider: str, plan: Plan, artifact: ArtifactRef, name: str) -> EndpointRef:
+    """Serve ``artifact`` (a local training output's adapter or model) as ``name``.
+
+    Returns once the server answers. The same model under the same name reuses the running
+    server; another model replaces it. ProviderError ``not_a_training_output`` for an
+    artifact that is not in a local training output, ``server_exited`` or
+    ``server_start_timeout`` when the server does not come up.
+    """
+    root = workdir(plan.options)
+    record_path = _record_path(provider, root, name)
+    model_dir = local_path(provider, artifact.uri).parent
+    if not (model_dir / "manifest.json").is_file():
+        raise ProviderError(
+            provider, f"{artifact.uri} is not a local training output", code="not_a_training_output"
+        )
+    # Deploys and deletes of one work directory take turns, so two deploys of one name
+    # cannot both start a server (the loser's would run on, unrecorded).
+    with locked(record_path.parent):
+        record = read_json(record_path)
+        if record is not None and _alive(record):
+            if record["model_dir"] == str(model_dir):
+                return _ref(provider, record, record_path)
+            _stop(record)
+        record = {**_start(provider, name, model_dir, record_path), "artifact": artifact.uri}
+        write_json(record_path, record)
+    return _ref(provider, record, record_path)
+
+
+def delete_endpoint(provider: str, endpoint: EndpointRef) -> None:
+    """Stop the endpoint's server and remove its record; a no-op when it is gone already
+    or its name now serves a newer deployment (the record's URL differs)."""
+    if endpoint.id is None:
+        raise ProviderError(
+            provider, f"endpoint {endpoint.name} has no record path", code="not_local"
+        )
+    record_path = Path(endpoint.id)
+    if record_path.suffix != ".json" or record_path.parent.name != _FOLDER:
+        raise ProviderError(
+            provider, f"{endpoint.id} is not a local endpoint record", code="not_local"
+        )
+    if not record_path.parent.is_dir():
+        return  # the work directory is gone, and every endpoint in it
+    with locked(record_path.parent):
+        record = read_json(record_path)
+        if record is None or record.get("url") != endpoint.url:
+            return
+        _stop(record)
+        for leftover in (record_path, record_path.with_suffix(".ready")):
+            leftover.unlink(missing_ok=True)
+
+
+def invoke(provider: str, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
+    """Ask the model behind ``endpoint`` (see :mod:`tunefleet_local._client` for errors)."""
+    return _client.chat(provider, endpoint, request)

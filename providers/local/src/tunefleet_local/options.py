@@ -1,0 +1,54 @@
+"""The local provider's target options (``targets[].options`` of a spec), and the work
+directory they choose."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from platformdirs import user_data_dir
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["WORKDIR_ENV", "LocalOptions", "workdir"]
+
+WORKDIR_ENV = "TUNEFLEET_LOCAL_WORKDIR"
+"""Environment variable naming the work directory when ``options.workdir`` does not."""
+
+
+class LocalOptions(BaseModel):
+    """Options of the ``local`` provider."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    workdir: str | None = None
+    """Where runs keep staged data, checkpoints and models (default: $TUNEFLEET_LOCAL_WORKDIR,
+    else the user data dir)."""
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
+    """Where to train: auto picks a GPU when there is one."""
+    max_concurrent_jobs: int = Field(default=1, ge=1, le=64)
+    """Jobs training at once; more wait in the queue (they would share the same cores)."""
+    merge: bool = False
+    """Also write the model with the adapter merged in."""
+    logging_steps: int = Field(default=1, ge=1)
+    """Optimizer steps between metric lines."""
+    save_steps: int | None = Field(default=None, ge=1)
+    """Steps between checkpoints (besides one per epoch)."""
+
+
+def workdir(options: Mapping[str, Any]) -> Path:
+    """The work directory of a plan's ``options`` (created if missing): ``workdir``, else
+    $TUNEFLEET_LOCAL_WORKDIR, else ``<user data dir>/local``.
+
+    It takes the plan's options as JSON, not :class:`LocalOptions`, because a plan recorded
+    in the journal is what a later process acts on.
+    """
+    root = (
+        options.get("workdir")
+        or os.environ.get(WORKDIR_ENV)
+        or os.path.join(user_data_dir("tunefleet"), "local")
+    )
+    path = Path(root).expanduser().resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
