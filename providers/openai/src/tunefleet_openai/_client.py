@@ -61,10 +61,11 @@ _KEY = re.compile(r"\b(?:sk|sess|rk)-[A-Za-z0-9_*-]{6,}")
 
 # 429s that no retry will clear, by the error's code, with what clears them. OpenAI's
 # error-codes guide (https://platform.openai.com/docs/guides/error-codes) documents
-# `insufficient_quota` (credits or the monthly budget spent); the fine-tuning API answers a
-# daily job-creation limit with `daily_rate_limit_exceeded`. Billing failures carry the type
-# `insufficient_quota` even where the code names the cause more precisely
-# (`project_spend_limit_exceeded`), so the type counts too.
+# `insufficient_quota` (credits or the monthly budget spent). The daily limit on
+# fine-tuning job creations comes as `daily_rate_limit_exceeded`, a code the guide does not
+# list. Billing failures keep the type `insufficient_quota` where the code names the cause
+# more precisely (`project_spend_limit_exceeded`; see Microsoft's Dev Proxy page "OpenAI
+# insufficient quota"), so the type counts too.
 _QUOTAS = {
     "insufficient_quota": "add credit or raise the spend limit of the organization or "
     "project (https://platform.openai.com/settings/organization/billing)",
