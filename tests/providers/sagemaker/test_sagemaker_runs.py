@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from pydantic import TypeAdapter
 from tests.providers.sagemaker.conftest import (
+    AWS_MISSING_JOB,
     BUCKET,
     DATA,
     REGION,
-    AWS_MISSING_JOB,
     Aws,
     Lifecycle,
     sagemaker_spec,
