@@ -45,7 +45,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tunefleet.errors import CapabilityError
 from tunefleet.events import EventPage, JobState
-from tunefleet.spec import Adapter, Method, RunSpec, TargetSpec
+from tunefleet.spec import RunSpec, TargetSpec
+from tunefleet_trainer.config import Adapter, Method
 
 __all__ = [
     "ArtifactRef",

@@ -168,9 +168,11 @@ def resolve_config(
             if config_key not in loaded:
                 raise TrainerError(f"{source}: no such key")
             value = loaded[config_key]
-            loaded = _json_object(value, source) if isinstance(value, str) else value
-            if not isinstance(loaded, dict):
+            if isinstance(value, str):
+                value = _json_object(value, source)
+            if not isinstance(value, dict):
                 raise TrainerError(f"{source}: must be a JSON object")
+            loaded = value
         merged.update(loaded)
     merged.update({key: value for key, value in overrides.items() if value is not None})
     try:
