@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-
-import pytest
 
 from tunefleet.state import open_journal
 from tunefleet.testing import write_entry_point
+from tunefleet.testing.runs import CliRunner
 
 TRAIN = (
     '{"messages": [{"role": "user", "content": "Where is my order?"},'
@@ -21,23 +15,14 @@ TRAIN = (
 )
 
 
-class Cli:
+class Cli(CliRunner):
     """`tunefleet` subprocesses sharing one journal and one fake provider."""
 
     def __init__(self, tmp_path: Path, site: Path, journal_url: str) -> None:
         write_entry_point(site, "tunefleet-fake", {"fake": "tunefleet.testing.fake"})
+        super().__init__(tmp_path, journal_url, {"PYTHONPATH": str(site)}, timeout=120)
         self.tmp_path = tmp_path
         self.root = tmp_path / "provider"
-        self.failpoints = tmp_path / "failpoints"
-        self.failpoints.mkdir()
-        self.journal_url = journal_url
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": str(site),
-            "TUNEFLEET_STATE": journal_url,
-            "TUNEFLEET_POLL_INTERVAL": "0.02",
-            "TUNEFLEET_FAILPOINT_DIR": str(self.failpoints),
-        }
         (tmp_path / "train.jsonl").write_text(TRAIN)
 
     def spec(self, steps: int = 5, targets: int = 1) -> Path:
@@ -59,45 +44,6 @@ class Cli:
         path = self.tmp_path / "spec.yaml"
         path.write_text(json.dumps(body))
         return path
-
-    def start(self, *args: str, failpoint: str | None = None) -> subprocess.Popen[str]:
-        env = dict(self.env)
-        if failpoint:
-            env["TUNEFLEET_FAILPOINTS"] = failpoint
-        return subprocess.Popen(
-            [sys.executable, "-m", "tunefleet", *args],
-            env=env,
-            cwd=self.tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tunefleet", *args],
-            env=self.env,
-            cwd=self.tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-
-    def kill_at(self, boundary: str, *args: str) -> None:
-        """Start `tunefleet ARGS`, wait until it reaches ``boundary``, SIGKILL it."""
-        process = self.start(*args, failpoint=boundary)
-        marker = self.failpoints / boundary
-        deadline = time.monotonic() + 90
-        while not marker.exists():
-            if process.poll() is not None:
-                out, err = process.communicate()
-                pytest.fail(f"exited {process.returncode} before {boundary}:\n{out}\n{err}")
-            assert time.monotonic() < deadline, f"never reached {boundary}"
-            time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=30)
-        assert process.returncode == -signal.SIGKILL
 
     def lines(self, name: str) -> list[str]:
         path = self.root / name

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from tests.runcli import Cli
 
 from tunefleet.plugins import Registry
 from tunefleet.spec import parse_spec
 from tunefleet.testing.conformance import ConformanceHarness, ProviderConformance
 from tunefleet.testing.fake import FakeHostedProvider, FakeProvider
+from tunefleet.testing.runs import RunConformance, RunHarness
 
 
 def harness_for(
@@ -41,3 +43,18 @@ class TestFakeHostedProvider(ProviderConformance):
     @pytest.fixture
     def harness(self, tmp_path: Path, registry: Registry) -> ConformanceHarness:
         return harness_for(FakeHostedProvider.name, tmp_path, registry, None)
+
+
+class TestFakeRuns(RunConformance):
+    """The run-level scenarios on the file-backed fake, as a third-party provider runs them."""
+
+    @pytest.fixture
+    def run_harness(self, tmp_path: Path, fake_site: Path) -> RunHarness:
+        cli = Cli(tmp_path, fake_site, "sqlite://")  # only for its spec
+        jobs = cli.root / "jobs"
+        return RunHarness(
+            spec=cli.spec(),
+            run_name="faults",
+            jobs=lambda: len(list(jobs.glob("*.json"))),
+            env={"PYTHONPATH": str(fake_site)},
+        )

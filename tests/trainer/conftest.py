@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-QUICKSTART = Path(__file__).parents[3] / "examples" / "quickstart" / "data"
+QUICKSTART = Path(__file__).parents[2] / "examples" / "quickstart" / "data"
 
 
 @pytest.fixture(scope="session")

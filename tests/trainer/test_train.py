@@ -14,7 +14,7 @@ import pytest
 
 from tunefleet_trainer.config import TrainerConfig
 from tunefleet_trainer.errors import TrainerError
-from tunefleet_trainer.metrics import parse_metric_line
+from tunefleet_trainer.metrics import read_metric_line
 from tunefleet_trainer.train import newest_checkpoint, train
 
 from .conftest import write_jsonl
@@ -36,10 +36,8 @@ def _config(tmp_path: Path, train_file: Path, **fields: Any) -> TrainerConfig:
 
 
 def _losses(lines: list[str]) -> list[float]:
-    from datetime import UTC, datetime
-
-    events = [parse_metric_line(line, event_id="x", time=datetime.now(UTC)) for line in lines]
-    return [e.train_loss for e in events if e is not None and e.train_loss is not None]
+    metrics = [read_metric_line(line) for line in lines]
+    return [m["train_loss"] for m in metrics if m is not None and m.get("train_loss") is not None]
 
 
 def test_full_fine_tuning_lowers_the_loss_and_writes_a_loadable_model(

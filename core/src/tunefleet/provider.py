@@ -183,8 +183,8 @@ class NativeRequest(_Frozen):
 
 
 def fill_placeholders(body: dict[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
-    """A planned request's ``body`` with each placeholder of ``values`` (``${run_key}``)
-    replaced wherever it appears in a string.
+    """A planned request's ``body`` with each key of ``values``, a placeholder written
+    whole (``"${run_key}"``), replaced by its value wherever it appears in a string.
 
     Providers plan a request with placeholders for what exists only later (an uploaded
     file's id, the run key, an endpoint's name) and fill them in when they send it, so the

@@ -13,6 +13,7 @@ import pytest
 from tunefleet.plugins import discover
 from tunefleet.spec import parse_spec
 from tunefleet.testing.conformance import ConformanceHarness, ProviderConformance
+from tunefleet.testing.runs import RunConformance, RunHarness
 
 DATA = Path(__file__).parents[3] / "examples" / "quickstart" / "data"
 
@@ -40,5 +41,22 @@ class TestLocalConformance(ProviderConformance):
             spec=spec,
             registry=registry,
             poll_interval=0.2,
+            timeout=240,
+        )
+
+
+class TestLocalRuns(RunConformance):
+    """Whole runs killed around submit: the trainer, started by the killed process, lives on
+    and the resumed run adopts it instead of starting a second one."""
+
+    @pytest.fixture
+    def run_harness(self, tmp_path: Path) -> RunHarness:
+        work = tmp_path / "work"
+        spec = tmp_path / "local.yaml"
+        spec.write_text(SPEC % {"train": DATA / "train.jsonl", "workdir": work})
+        return RunHarness(
+            spec=spec,
+            run_name="conformance-local",
+            jobs=lambda: len(list(work.glob("jobs/*/job.json"))),
             timeout=240,
         )

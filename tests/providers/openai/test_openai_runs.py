@@ -19,6 +19,7 @@ from tests.runcli import Cli
 
 from tunefleet.events import CheckpointEvent, Event, LogEvent, MetricEvent, StatusEvent
 from tunefleet.state import open_journal
+from tunefleet.testing.runs import RunConformance, RunHarness
 
 EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
@@ -104,35 +105,31 @@ def test_a_whole_run_through_the_cli(cli: Cli, fake_openai: FakeOpenAI) -> None:
     assert model in fake_openai.models, "undeploying keeps the fine-tuned model"
 
 
-def test_rerunning_the_spec_elsewhere_reattaches_and_reuses_the_files(
+def test_rerunning_the_spec_elsewhere_reuses_the_files(
     cli: Cli, fake_openai: FakeOpenAI, tmp_path: Path
 ) -> None:
     spec = write_spec(cli, fake_openai)
     assert cli("run", str(spec)).returncode == 0
-    # Another machine, another journal: the same spec finds the job by its metadata.
+    # Another machine, another journal: the same spec finds the files by their content.
     cli.env["TUNEFLEET_STATE"] = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     again = cli("run", str(spec))
     assert again.returncode == 0, again.stderr
-    assert "reattached to job" in again.stderr
-    assert len(fake_openai.jobs) == 1
     assert fake_openai.operations().count("createFile") == 2, "no file was uploaded twice"
 
 
-def test_a_run_killed_after_submit_resumes_without_a_second_job(
-    cli: Cli, fake_openai: FakeOpenAI
-) -> None:
-    spec = write_spec(cli, fake_openai)
-    cli.kill_at("after-submit", "run", str(spec))
-    assert len(fake_openai.jobs) == 1
-    resumed = cli("resume", "support-bot")
-    assert resumed.returncode == 0, resumed.stderr
-    assert len(fake_openai.jobs) == 1
-    with open_journal(cli.journal_url) as journal:
-        (run,) = journal.runs()
-        (target,) = journal.targets(run.id)
-        assert target.state == "succeeded"
-        (job,) = [r for r in journal.resources(target.id) if r.kind == "job"]
-        assert job.native_id == next(iter(fake_openai.jobs))
+class TestOpenAIRuns(RunConformance):
+    """Rerun elsewhere, kills around submit, reattach: the scenarios every provider runs."""
+
+    @pytest.fixture
+    def run_harness(self, tmp_path: Path, fake_openai: FakeOpenAI) -> RunHarness:
+        spec = tmp_path / "openai.yaml"
+        spec.write_text(openai_spec(fake_openai))
+        return RunHarness(
+            spec=spec,
+            run_name="support-bot",
+            jobs=lambda: len(fake_openai.jobs),
+            env={"TUNEFLEET_QUEUE_INTERVAL": "0.05"},
+        )
 
 
 def test_a_429_storm_is_survived(cli: Cli, fake_openai: FakeOpenAI) -> None:

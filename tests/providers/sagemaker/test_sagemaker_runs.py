@@ -26,6 +26,7 @@ from tunefleet.plugins import discover
 from tunefleet.provider import ArtifactRef
 from tunefleet.spec import parse_spec
 from tunefleet.state import open_journal
+from tunefleet.testing.runs import RunConformance, RunHarness
 from tunefleet_sagemaker.provider import SageMakerProvider
 
 EVENT: TypeAdapter[Event] = TypeAdapter(Event)
@@ -186,31 +187,19 @@ def test_a_whole_run_through_the_cli(cli: Cli, aws: Aws, lifecycle: Lifecycle) -
     assert not sagemaker.list_models()["Models"]
 
 
-def test_rerunning_the_spec_elsewhere_reattaches(
-    cli: Cli, aws: Aws, lifecycle: Lifecycle, tmp_path: Path
-) -> None:
-    spec = cli.tmp_path / "sagemaker.yaml"
-    spec.write_text(sagemaker_spec(aws))
-    assert cli("run", str(spec)).returncode == 0
-    cli.env["TUNEFLEET_STATE"] = f"sqlite:///{tmp_path / 'elsewhere.db'}"
-    again = cli("run", str(spec))
-    assert again.returncode == 0, again.stderr
-    assert "reattached to job" in again.stderr
-    assert len(lifecycle.created) == 1
+class TestSageMakerRuns(RunConformance):
+    """Rerun elsewhere, kills around submit, reattach: the scenarios every provider runs."""
 
-
-def test_a_run_killed_after_submit_resumes_without_a_second_job(
-    cli: Cli, aws: Aws, lifecycle: Lifecycle
-) -> None:
-    spec = cli.tmp_path / "sagemaker.yaml"
-    spec.write_text(sagemaker_spec(aws))
-    cli.kill_at("after-submit", "run", str(spec))
-    resumed = cli("resume", "support-bot")
-    assert resumed.returncode == 0, resumed.stderr
-    assert len(lifecycle.created) == 1
-    with open_journal(cli.journal_url) as journal:
-        (target,) = journal.targets(journal.runs()[0].id)
-        assert target.state == "succeeded"
+    @pytest.fixture
+    def run_harness(self, tmp_path: Path, aws: Aws) -> RunHarness:
+        spec = tmp_path / "sagemaker.yaml"
+        spec.write_text(sagemaker_spec(aws))
+        sagemaker = aws.client("sagemaker")
+        return RunHarness(
+            spec=spec,
+            run_name="support-bot",
+            jobs=lambda: len(sagemaker.list_training_jobs()["TrainingJobSummaries"]),
+        )
 
 
 def test_a_failed_job_fails_the_run_with_sagemakers_reason(

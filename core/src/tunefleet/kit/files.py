@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,8 +19,12 @@ __all__ = ["locked", "read_json", "write_json"]
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Replace ``path`` with ``data`` atomically (a temporary file, then a rename)."""
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    """Replace ``path`` with ``data`` atomically (a temporary file, then a rename).
+
+    The temporary name is the writer's own (process and thread), so two writers of one
+    file never write into each other's half; the last rename wins whole.
+    """
+    partial = path.with_name(f".{path.name}.{os.getpid()}-{threading.get_ident()}.partial")
     partial.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(partial, path)
 

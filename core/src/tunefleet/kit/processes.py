@@ -22,7 +22,9 @@ def start_time(pid: int) -> int | None:
 def is_alive(pid: int, started: int | None = None) -> bool:
     """True if ``pid`` runs (and, when ``started`` is given, is the process started then).
 
-    A zombie -- a killed child its parent has not reaped -- is not alive.
+    A zombie -- a killed child its parent has not reaped -- is not alive, once its other
+    threads are gone too: a killed process's leader turns zombie first, while its other
+    threads still exit and still hold its files (a server's listening socket).
     """
     try:
         os.kill(pid, 0)
@@ -35,5 +37,8 @@ def is_alive(pid: int, started: int | None = None) -> bool:
     except (OSError, IndexError):
         return True  # no /proc (macOS): the signal test is all there is
     if fields[0] == "Z":
-        return False
+        try:
+            return len(os.listdir(f"/proc/{pid}/task")) > 1
+        except OSError:
+            return False
     return started is None or int(fields[19]) == started
