@@ -23,7 +23,7 @@ from tunefleet.kit.labels import RUN, RUN_KEY, RUN_KEY_PLACEHOLDER, TARGET, run_
 from tunefleet.kit.limits import check_concurrency, check_storage_region
 from tunefleet.kit.processes import is_alive, start_time
 from tunefleet.kit.trainer import line_event, trainer_config, trainer_unmet, with_paths
-from tunefleet.provider import ChatRequest, fill_placeholders
+from tunefleet.provider import ChatRequest, NativeRequest, Plan, fill_placeholders
 from tunefleet.spec import parse_spec
 from tunefleet_trainer.metrics import format_checkpoint_line, format_metric_line
 
@@ -258,3 +258,25 @@ def test_a_killed_server_is_alive_until_its_socket_is_closed() -> None:
     finally:
         server.kill()
         server.wait()
+
+
+def test_planned_requests_are_found_by_operation_and_phase_never_by_their_purpose() -> None:
+    plan = Plan(
+        target="t",
+        provider="fake",
+        region=None,
+        options={},
+        requests=[
+            NativeRequest(phase="stage", service="s", operation="Put", body={"a": 1}, purpose="x"),
+            NativeRequest(service="s", operation="Create", body={"b": 2}, purpose="x"),
+            NativeRequest(
+                phase="deploy", service="s", operation="Create", body={"c": 3}, purpose="x"
+            ),
+        ],
+    )
+    assert plan.request("Create").body == {"b": 2}
+    assert plan.request("Create", phase="deploy").body == {"c": 3}
+    assert [r.operation for r in plan.requests_for("stage")] == ["Put"]
+    with pytest.raises(ProviderError) as outdated:
+        plan.request("Put", phase="deploy")
+    assert outdated.value.code == "plan_outdated" and outdated.value.provider == "fake"

@@ -263,6 +263,8 @@ class ProviderError(TunefleetError):
         self, provider: str, message: str, *, code: str | None = None, status: int | None = None
     ) -> None:
         self.provider = provider
+        self.detail = message
+        """The message without the provider's name in front."""
         self.code = code
         self.status = status
         super().__init__(f"{provider}: {message}")

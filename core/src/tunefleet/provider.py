@@ -43,7 +43,7 @@ from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tunefleet.errors import CapabilityError
+from tunefleet.errors import CapabilityError, ProviderError
 from tunefleet.events import EventPage, JobState
 from tunefleet.spec import RunSpec, TargetSpec
 from tunefleet_trainer.config import Adapter, Method
@@ -248,12 +248,17 @@ class Plan(_Frozen):
         return [request for request in self.requests if request.phase == phase]
 
     def request(self, operation: str, phase: Phase = "submit") -> NativeRequest:
-        """The planned request of ``operation`` in ``phase``; KeyError when the plan has none
-        (a plan recorded by an older version: plan the run again)."""
+        """The planned request of ``operation`` in ``phase``; ProviderError ``plan_outdated``
+        when the plan has none (a plan recorded by an older version: plan the run again)."""
         for request in self.requests:
             if request.operation == operation and request.phase == phase:
                 return request
-        raise KeyError(f"the plan of target {self.target!r} has no {phase} request {operation}")
+        raise ProviderError(
+            self.provider,
+            f"the plan of target {self.target!r} has no {phase} request {operation} (planned "
+            "by an older version); run the spec again to plan it anew",
+            code="plan_outdated",
+        )
 
 
 class DatasetRef(_Frozen):

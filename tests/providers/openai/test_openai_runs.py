@@ -134,7 +134,8 @@ class TestOpenAIRuns(RunConformance):
 
 def test_a_429_storm_is_survived(cli: Cli, fake_openai: FakeOpenAI) -> None:
     # Every other request throttled for a while, and the job's creation three times running
-    # after that: the SDK retries each request, the engine each step, both waiting as asked.
+    # after that: the SDK retries each request, the provider the create (which the SDK must
+    # not repeat), and a create still refused after those is queued and sent again later.
     fake_openai.misbehave(
         status=429,
         code="rate_limit_exceeded",
@@ -157,7 +158,7 @@ def test_a_429_storm_is_survived(cli: Cli, fake_openai: FakeOpenAI) -> None:
     result = cli("run", str(write_spec(cli, fake_openai)))
     assert result.returncode == 0, result.stderr
     assert all(m.times == 0 for m in fake_openai.misbehaviours), "every failure was served"
-    assert "retrying" in result.stderr
+    assert "queued:" in result.stderr and "still refused after 4 attempts" in result.stderr
     assert len(fake_openai.jobs) == 1
 
 
@@ -200,6 +201,39 @@ def test_the_concurrent_job_limit_queues_the_target(cli: Cli, fake_openai: FakeO
         assert target.state == "succeeded"
         actions = [entry.action for entry in journal.audit_entries()]
         assert "target.queued" in actions
+
+
+def test_the_services_own_job_limit_queues_the_target_once_retries_are_spent(
+    cli: Cli, fake_openai: FakeOpenAI
+) -> None:
+    """Without max_concurrent_jobs, the service's limit answers the create with a 429 that
+    has no code of its own: retried as throttling, then, still refused, queued (not failed)
+    until a slot frees."""
+    fake_openai.max_active_jobs = 1
+    other = cli.tmp_path / "other.jsonl"
+    other.write_bytes((DATA / "train.jsonl").read_bytes())
+    import openai
+
+    client = openai.OpenAI(base_url=fake_openai.base_url, max_retries=0)
+    file = client.files.create(file=other.open("rb"), purpose="fine-tune")
+    blocker = client.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=file.id)
+    spec = write_spec(cli, fake_openai, options={"max_retries": 1})
+    process = cli.start("run", str(spec))
+    deadline = time.monotonic() + 60
+    with open_journal(cli.journal_url) as journal:
+        while True:
+            runs = journal.runs()
+            targets = journal.targets(runs[0].id) if runs else []
+            if targets and targets[0].phase == "queued":
+                break
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the target never queued"
+            time.sleep(0.05)
+        assert "still refused after 2 attempts" in (targets[0].message or "")
+    client.fine_tuning.jobs.cancel(blocker.id)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert len(fake_openai.jobs) == 2, "the blocker and ours, no duplicate"
 
 
 def test_a_daily_limit_fails_with_the_apis_message(cli: Cli, fake_openai: FakeOpenAI) -> None:

@@ -167,14 +167,7 @@ def _trainer_config(
     provider: str, plan: Plan, datasets: Mapping[str, DatasetRef], files: JobFiles
 ) -> TrainerConfig:
     """The planned trainer config with this job's paths."""
-    try:
-        planned = plan.request(RUN_TRAINER).body["config"]
-    except KeyError:
-        raise ProviderError(
-            provider,
-            f"the plan holds no {RUN_TRAINER} request: plan the run again",
-            code="plan_outdated",
-        ) from None
+    planned = plan.request(RUN_TRAINER).body["config"]
     validation = datasets.get("validation")
     try:
         return with_paths(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import tenacity
 
-from tunefleet.errors import ProviderError
+from tunefleet.errors import ProviderBusyError, ProviderError
 from tunefleet.kit.labels import RUN_KEY
 from tunefleet.kit.limits import check_concurrency
 from tunefleet.kit.retry import wait_as_asked
@@ -118,7 +118,19 @@ def submit(
         wait=wait_as_asked(backoff=0.5, cap=60.0),
         reraise=True,
     )
-    job = retrying(create)
+    try:
+        job = retrying(create)
+    except ThrottledError as exc:
+        # Still refused after every retry: no longer a passing rate limit but, most likely,
+        # the service's limit on running jobs, which has no code of its own. The create was
+        # refused untouched, so waiting for a slot (the engine queues the target) is safe.
+        raise ProviderBusyError(
+            PROVIDER,
+            f"{exc.detail}; still refused after {options.max_retries + 1} attempts, so "
+            "queued until a job of this project ends (a limit on running jobs)",
+            code=exc.code,
+            status=exc.status,
+        ) from None
     return job_ref(plan, options, job.id, run_key)
 
 

@@ -73,15 +73,7 @@ def deploy(
             PROVIDER, f"serves models fine-tuned on the API, not a {artifact.kind}"
         )
     if options.flavor == "azure":
-        try:
-            planned = plan.request(DEPLOY, phase="deploy")
-        except KeyError:
-            raise ProviderError(
-                PROVIDER,
-                f"the plan of target {plan.target!r} has no deployment request (planned by an "
-                "older version); run the spec again to deploy",
-                code="plan_outdated",
-            ) from None
+        planned = plan.request(DEPLOY, phase="deploy")
         body = fill_placeholders(planned.body, {ENDPOINT_NAME: name, MODEL: artifact.uri})
         return EndpointRef(
             provider=PROVIDER,
