@@ -16,12 +16,18 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # pip >= 25.1 reads PEP 735 dependency groups (--group) from the root pyproject.toml.
 "${pip[@]}" --upgrade "pip>=25.1"
 # The trainer's distribution is named with core: core depends on it (the trainer's
-# contract), and pip takes the local copy named in the same command.
-packages=(-e deploy/trainer -e core -e providers/local -e providers/openai -e providers/sagemaker)
+# contract), and pip takes the local copy named in the same command. Then every provider
+# under providers/, so a new one is installed without being named here; with --dev, each
+# with its `test` extra (what its own tests need).
+providers() {
+    for dir in providers/*/; do
+        printf '%s\n' "-e" "${dir%/}$1"
+    done
+}
 case "${1:-}" in
-    --dev) packages=(-e "deploy/trainer[train]" -e core -e providers/local -e "providers/openai[azure]" -e providers/sagemaker --group dev) ;;
-    --train) packages=(-e "deploy/trainer[train]" -e core -e providers/local -e providers/openai -e providers/sagemaker) ;;
-    "") ;;
+    "") mapfile -t packages < <(providers "") ; packages=(-e deploy/trainer -e core "${packages[@]}") ;;
+    --train) mapfile -t packages < <(providers "") ; packages=(-e "deploy/trainer[train]" -e core "${packages[@]}") ;;
+    --dev) mapfile -t packages < <(providers "[test]") ; packages=(-e "deploy/trainer[train]" -e core "${packages[@]}" --group dev) ;;
     *) echo "usage: scripts/setup.sh [--train|--dev]" >&2; exit 2 ;;
 esac
 if [ "${1:-}" = "--dev" ] || [ "${1:-}" = "--train" ]; then

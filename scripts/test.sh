@@ -8,5 +8,5 @@ bash scripts/setup.sh --dev
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 # Layering: core, the trainer and the providers import only what ARCHITECTURE.md allows.
-.venv/bin/lint-imports
+.venv/bin/python scripts/layering.py
 .venv/bin/python -m pytest "$@"
