@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.providers.local.conftest import DATA, local_spec
 
 from tunefleet.errors import (
     AlreadyExistsError,
@@ -31,19 +32,6 @@ from tunefleet.provider import (
 from tunefleet.spec import parse_spec
 from tunefleet_local import _events
 
-DATA = Path(__file__).parents[3] / "examples" / "quickstart" / "data"
-SPEC = """
-version: 1
-name: local-submit
-base_model: "scratch:tiny"
-dataset: {train: %(train)s}
-method: {type: supervised, adapter: full}
-hyperparameters: {epochs: 1, batch_size: 16, learning_rate: 0.003, seed: 5, max_seq_length: 96}
-targets:
-  - provider: local
-    options: {workdir: %(workdir)s, device: cpu, max_concurrent_jobs: 1}
-"""
-
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
@@ -53,7 +41,7 @@ def workdir(tmp_path: Path) -> Path:
 @pytest.fixture
 def planned(tmp_path: Path, workdir: Path) -> tuple[Provider, Plan]:
     registry = discover()
-    spec = parse_spec(SPEC % {"train": DATA / "train.jsonl", "workdir": workdir}, base_dir=tmp_path)
+    spec = parse_spec(local_spec("local-submit", workdir, max_concurrent_jobs=1), base_dir=tmp_path)
     (plan,) = plan_run(spec, registry=registry).plans
     return registry.provider("local"), plan
 

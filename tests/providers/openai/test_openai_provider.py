@@ -19,7 +19,6 @@ from tunefleet.errors import (
     ProviderError,
     ProviderNotFoundError,
     SpecError,
-    TransientProviderError,
 )
 from tunefleet.events import CostEvent, JobState, MetricEvent, StatusEvent
 from tunefleet.planning import RunPlan, plan_run
@@ -347,20 +346,21 @@ def test_max_concurrent_jobs_makes_the_engine_queue_before_the_service_refuses(
     assert len(create_requests(fake_openai)) == 1, "the second create was never sent"
 
 
-def test_the_services_job_limit_is_throttling_retried_then_left_to_the_engine(
+def test_the_services_job_limit_is_throttling_retried_then_queued(
     fake_openai: FakeOpenAI,
 ) -> None:
     # The service's limit on active jobs has no code of its own (see the fake): it is
-    # throttling, repeated here as often as options.max_retries allows, then transient.
+    # throttling, repeated here as often as options.max_retries allows, then busy, so the
+    # engine queues the target instead of failing it.
     fake_openai.max_active_jobs = 1
     (plan,) = planned(fake_openai, validation=False, options={"max_retries": 1}).plans
     provider = OpenAIProvider()
     refs = {"train": staged(provider, plan, DATA / "train.jsonl")}
     provider.submit(plan, refs, "k7")
-    with pytest.raises(TransientProviderError) as caught:
+    with pytest.raises(ProviderBusyError) as caught:
         provider.submit(plan, refs, "k8")
-    assert not isinstance(caught.value, ProviderBusyError)
     assert (caught.value.code, caught.value.status) == ("rate_limit_exceeded", 429)
+    assert "still refused after 2 attempts" in str(caught.value)
     assert len(create_requests(fake_openai)) == 1 + 2, "one create, then two refused tries"
 
 

@@ -7,7 +7,9 @@ test can look at every request it received and change its behaviour mid-run.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -162,34 +164,45 @@ def test_a_429_storm_is_survived(cli: Cli, fake_openai: FakeOpenAI) -> None:
     assert len(fake_openai.jobs) == 1
 
 
-def test_the_concurrent_job_limit_queues_the_target(cli: Cli, fake_openai: FakeOpenAI) -> None:
-    # The service's own limit has no error code to tell it from throttling (see the fake),
-    # so queueing is options.max_concurrent_jobs' work: the provider counts the project's
-    # unfinished jobs before it creates one.
-    fake_openai.max_active_jobs = 1
-    # Someone else's job holds the only slot.
-    other = cli.tmp_path / "other.jsonl"
-    other.write_bytes((DATA / "train.jsonl").read_bytes())
+def _hold_the_only_slot(cli: Cli, fake_openai: FakeOpenAI) -> Callable[[], None]:
+    """Someone else's job takes the service's only slot; call the result to free it."""
     import openai
 
+    fake_openai.max_active_jobs = 1
+    other = cli.tmp_path / "other.jsonl"
+    other.write_bytes((DATA / "train.jsonl").read_bytes())
     client = openai.OpenAI(base_url=fake_openai.base_url, max_retries=0)
     file = client.files.create(file=other.open("rb"), purpose="fine-tune")
     blocker = client.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=file.id)
 
-    spec = write_spec(cli, fake_openai, options={"max_concurrent_jobs": 1})
-    process = cli.start("run", str(spec))
+    def free() -> None:
+        client.fine_tuning.jobs.cancel(blocker.id)
+
+    return free
+
+
+def _queued_reason(cli: Cli, process: subprocess.Popen[str]) -> str:
+    """The reason the run's target shows once it is queued."""
     deadline = time.monotonic() + 60
     with open_journal(cli.journal_url) as journal:
         while True:
             runs = journal.runs()
             targets = journal.targets(runs[0].id) if runs else []
             if targets and targets[0].phase == "queued":
-                break
+                return targets[0].message or ""
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "the target never queued"
             time.sleep(0.05)
-        assert "options.max_concurrent_jobs is 1" in (targets[0].message or "")
-    client.fine_tuning.jobs.cancel(blocker.id)  # the slot frees up
+
+
+def test_the_concurrent_job_limit_queues_the_target(cli: Cli, fake_openai: FakeOpenAI) -> None:
+    # With options.max_concurrent_jobs the provider counts the project's unfinished jobs
+    # before it creates one, so no create is sent while the slot is taken.
+    free_the_slot = _hold_the_only_slot(cli, fake_openai)
+    spec = write_spec(cli, fake_openai, options={"max_concurrent_jobs": 1})
+    process = cli.start("run", str(spec))
+    assert "options.max_concurrent_jobs is 1" in _queued_reason(cli, process)
+    free_the_slot()
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert "queued:" in err
@@ -209,28 +222,11 @@ def test_the_services_own_job_limit_queues_the_target_once_retries_are_spent(
     """Without max_concurrent_jobs, the service's limit answers the create with a 429 that
     has no code of its own: retried as throttling, then, still refused, queued (not failed)
     until a slot frees."""
-    fake_openai.max_active_jobs = 1
-    other = cli.tmp_path / "other.jsonl"
-    other.write_bytes((DATA / "train.jsonl").read_bytes())
-    import openai
-
-    client = openai.OpenAI(base_url=fake_openai.base_url, max_retries=0)
-    file = client.files.create(file=other.open("rb"), purpose="fine-tune")
-    blocker = client.fine_tuning.jobs.create(model="gpt-4o-mini-2024-07-18", training_file=file.id)
+    free_the_slot = _hold_the_only_slot(cli, fake_openai)
     spec = write_spec(cli, fake_openai, options={"max_retries": 1})
     process = cli.start("run", str(spec))
-    deadline = time.monotonic() + 60
-    with open_journal(cli.journal_url) as journal:
-        while True:
-            runs = journal.runs()
-            targets = journal.targets(runs[0].id) if runs else []
-            if targets and targets[0].phase == "queued":
-                break
-            assert process.poll() is None, process.communicate()
-            assert time.monotonic() < deadline, "the target never queued"
-            time.sleep(0.05)
-        assert "still refused after 2 attempts" in (targets[0].message or "")
-    client.fine_tuning.jobs.cancel(blocker.id)
+    assert "still refused after 2 attempts" in _queued_reason(cli, process)
+    free_the_slot()
     _, err = process.communicate(timeout=120)
     assert process.returncode == 0, err
     assert len(fake_openai.jobs) == 2, "the blocker and ours, no duplicate"
