@@ -118,10 +118,10 @@ def _configure_sqlite(engine: Engine) -> None:
 def _is_locked(exc: BaseException) -> bool:
     """SQLite's "database is locked" (SQLITE_BUSY) or "table is locked" (SQLITE_LOCKED),
     told by the error code (``sqlite_errorcode``, Python 3.11+), not by the message."""
-    code = getattr(exc, "sqlite_errorcode", None)
-    return isinstance(exc, sqlite3.OperationalError) and code is not None and (
-        code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-    )
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    primary = exc.sqlite_errorcode & 0xFF  # an extended code's low byte is its primary code
+    return primary in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _migrate(engine: Engine) -> None:
