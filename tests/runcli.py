@@ -45,18 +45,23 @@ class Cli(CliRunner):
         path.write_text(json.dumps(body))
         return path
 
-    def lines(self, name: str) -> list[str]:
-        path = self.root / name
-        return path.read_text().split() if path.exists() else []
+    def created_jobs(self) -> list[str]:
+        """The run keys of the jobs the fake holds. A job file is created once, atomically,
+        under its run key, so this is what was submitted, whatever a kill interrupted."""
+        return sorted(path.stem for path in (self.root / "jobs").glob("*.json"))
+
+    def stored_objects(self) -> list[str]:
+        """The content hashes of the datasets the fake holds (each committed by a rename)."""
+        return sorted(path.name for path in (self.root / "objects").glob("[0-9a-f]*"))
 
     def check_exactly_once(self) -> None:
-        """One job per target, each upload once, and every provider event stored once."""
+        """One job per target, each dataset stored once, and every provider event stored
+        once."""
         with open_journal(self.journal_url) as journal:
             (run,) = journal.runs()
             targets = journal.targets(run.id)
-            assert sorted(self.lines("submits.log")) == sorted(t.run_key for t in targets)
-            uploads = self.lines("uploads.log")
-            assert len(uploads) == len(set(uploads)) == 1
+            assert self.created_jobs() == sorted(t.run_key for t in targets)
+            assert len(self.stored_objects()) == 1
             for target in targets:
                 assert (target.phase, target.state) == ("done", "succeeded")
                 job = json.loads((self.root / "jobs" / f"{target.run_key}.json").read_text())

@@ -97,7 +97,7 @@ def test_ctrl_c_detaches_and_the_job_can_be_cancelled_later(cli: Cli) -> None:
     spec = cli.spec(steps=100_000 // 100)
     process = cli.start("run", str(spec))
     deadline = time.monotonic() + 60
-    while not cli.lines("submits.log"):
+    while not cli.created_jobs():
         assert time.monotonic() < deadline and process.poll() is None
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)

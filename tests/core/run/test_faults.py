@@ -61,7 +61,7 @@ def test_two_runs_of_one_spec_at_once_make_one_job(cli: Cli) -> None:
     deadline = time.monotonic() + 120
     while first.poll() is None or second.poll() is None:
         assert time.monotonic() < deadline
-        if first.poll() is None and second.poll() is None and cli.lines("submits.log"):
+        if first.poll() is None and second.poll() is None and cli.created_jobs():
             overlapped = True  # both alive while the job exists
         time.sleep(0.02)
     outputs = [process.communicate() for process in (first, second)]
@@ -69,5 +69,5 @@ def test_two_runs_of_one_spec_at_once_make_one_job(cli: Cli) -> None:
     assert overlapped, "the two runs did not overlap; the test proved nothing"
     ids = {json.loads(out)["id"] for out, _ in outputs}
     assert len(ids) == 1
-    assert len(cli.lines("submits.log")) == 1
+    assert len(cli.created_jobs()) == 1
     cli.check_exactly_once()

@@ -292,8 +292,6 @@ class _FakeJobs:
                 os.replace(partial, target)
                 if progress is not None:
                     progress(len(data), len(data))
-                with (root / "uploads.log").open("a") as log:
-                    log.write(f"{sha256}\n")
         return DatasetRef(
             provider=self.name,
             role=role,
@@ -350,8 +348,6 @@ class _FakeJobs:
                     "options": plan.options,
                 },
             )
-            with (root / "submits.log").open("a") as log:
-                log.write(f"{run_key}\n")
         return JobRef(
             provider=self.name, target=plan.target, id=job_id, region=plan.region, run_key=run_key
         )

@@ -31,11 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tunefleet._failpoints import DIR_ENV, ENV
 from tunefleet.state import open_journal
+from tunefleet.testing import crash
 
-__all__ = ["CliRunner", "RunConformance", "RunHarness"]
+__all__ = ["KILL_POINTS", "CliRunner", "RunConformance", "RunHarness"]
 
 
 class CliRunner:
@@ -63,26 +65,35 @@ class CliRunner:
             DIR_ENV: str(self.failpoints),
         }
 
-    def start(self, *args: str, failpoint: str | None = None) -> subprocess.Popen[str]:
+    def start(
+        self,
+        *args: str,
+        failpoint: str | None = None,
+        cwd: Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> subprocess.Popen[str]:
         """``tunefleet ARGS`` in the background; with ``failpoint``, it freezes there."""
-        env = dict(self.env)
+        full = {**self.env, **(env or {})}
         if failpoint:
-            env[ENV] = failpoint
+            full[ENV] = failpoint
         return subprocess.Popen(
             [sys.executable, "-m", "tunefleet", *args],
-            env=env,
-            cwd=self.workdir,
+            env=full,
+            cwd=cwd or self.workdir,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
 
-    def __call__(self, *args: str) -> subprocess.CompletedProcess[str]:
-        """``tunefleet ARGS`` to its end (at most ``timeout`` seconds)."""
+    def __call__(
+        self, *args: str, cwd: Path | None = None, env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """``tunefleet ARGS`` to its end (at most ``timeout`` seconds), from ``cwd`` (default
+        the working directory) with ``env`` on top of the runner's environment."""
         return subprocess.run(
             [sys.executable, "-m", "tunefleet", *args],
-            env=self.env,
-            cwd=self.workdir,
+            env={**self.env, **(env or {})},
+            cwd=cwd or self.workdir,
             capture_output=True,
             text=True,
             timeout=self.timeout,
@@ -114,15 +125,61 @@ class RunHarness:
     """What the run-level scenarios need for one provider."""
 
     spec: Path
-    """A spec file with one target, on the provider, against its stand-in."""
+    """A spec file (YAML or JSON) with one target, on the provider, against its stand-in.
+    Its datasets are local files; the kill scenarios write variants of it beside it."""
     run_name: str
     """The spec's ``name``: what ``tunefleet resume`` takes."""
     jobs: Callable[[], int]
-    """How many jobs the stand-in (or the service) holds for this spec, all states."""
+    """How many jobs the stand-in (or the service) holds, all states, all specs."""
     env: Mapping[str, str] = field(default_factory=dict)
     """What a ``tunefleet`` subprocess needs besides the test's environment."""
+    resume_env: Mapping[str, str] = field(default_factory=dict)
+    """Environment a resume may see that differs from the first run's (another machine's
+    defaults): a resume must act where the recorded plan says, not where these point."""
+    orphans: Callable[[], list[str]] = list
+    """What runs at the stand-in that no run knows of (processes, servers), once every run
+    has ended; empty when nothing is orphaned."""
     timeout: float = 120.0
     """Seconds one CLI call may take, the whole job included."""
+
+
+KILL_POINTS = (0.3, 0.7)
+"""Where in a provider call the kill scenarios kill: shares of the lines it executes."""
+
+
+def _provider_module(harness: RunHarness) -> str:
+    """The module of the class of the provider the harness's spec targets: the kill
+    scenarios kill inside its methods (and what they call in its package and the kit)."""
+    from tunefleet.plugins import discover
+
+    body = yaml.safe_load(harness.spec.read_text())
+    provider = discover().provider(body["targets"][0]["provider"])
+    return type(provider).__module__
+
+
+def _variant(harness: RunHarness, tag: str, repeats: int) -> tuple[Path, str]:
+    """A copy of the harness's spec named ``<name>-<tag>`` whose training data ends with
+    its first example ``repeats`` more times, so its run key and its staged data are new
+    (give each variant its own ``repeats``): the call under test does all its work again (a
+    content-addressed stage uploads, a submit creates)."""
+    body = yaml.safe_load(harness.spec.read_text())
+    name = f"{body['name']}-{tag}"
+    body["name"] = name
+    dataset = body["dataset"]
+    train = dataset if isinstance(dataset, str) else dataset["train"]
+    source = Path(train) if Path(train).is_absolute() else harness.spec.parent / train
+    text = source.read_text()
+    first = text.splitlines()[0]
+    copy = harness.spec.parent / f"train-{tag}.jsonl"
+    # A repeated example is a warning (W104), not an error: the run goes ahead.
+    copy.write_text(text + ("" if text.endswith("\n") else "\n") + (first + "\n") * repeats)
+    if isinstance(dataset, str):
+        body["dataset"] = str(copy)
+    else:
+        dataset["train"] = str(copy)
+    path = harness.spec.parent / f"spec-{tag}.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path, name
 
 
 class RunConformance:
@@ -141,40 +198,51 @@ class RunConformance:
             timeout=run_harness.timeout,
         )
 
-    def _succeeded_with_one_job(self, cli: CliRunner, harness: RunHarness) -> None:
-        assert harness.jobs() == 1, "exactly one job exists"
+    @pytest.fixture
+    def elsewhere(self, tmp_path: Path) -> Path:
+        """Another working directory, as on another machine."""
+        folder = tmp_path / "elsewhere"
+        folder.mkdir()
+        return folder
+
+    def _succeeded_with_one_job(
+        self, cli: CliRunner, harness: RunHarness, run_name: str | None = None, jobs: int = 1
+    ) -> None:
+        assert harness.jobs() == jobs, f"exactly {jobs} job(s) exist"
         with open_journal(cli.journal_url) as journal:
-            (run,) = journal.runs()
+            (run,) = [r for r in journal.runs() if r.name == (run_name or harness.run_name)]
             (target,) = journal.targets(run.id)
-            assert (target.phase, target.state) == ("done", "succeeded")
-            jobs = [r for r in journal.resources(target.id) if r.kind == "job"]
-            assert [r.status for r in jobs] == ["confirmed"], "one job, confirmed"
+            assert (target.phase, target.state) == ("done", "succeeded"), target.message
+            found = [r for r in journal.resources(target.id) if r.kind == "job"]
+            assert [r.status for r in found] == ["confirmed"], "one job, confirmed"
             assert journal.artifacts(target.id), "what the job made is recorded"
             assert journal.verify_audit().ok
+        assert not harness.orphans(), f"orphaned: {harness.orphans()}"
 
     def test_rerunning_the_spec_elsewhere_reattaches(
-        self, cli: CliRunner, run_harness: RunHarness, tmp_path: Path
+        self, cli: CliRunner, run_harness: RunHarness, tmp_path: Path, elsewhere: Path
     ) -> None:
-        """Another machine with another journal runs the same spec: ``find`` sees the job
-        the run key made, so nothing new is created or billed."""
+        """Another machine with another journal, in another folder, runs the same spec:
+        ``find`` sees the job the run key made, so nothing new is created or billed."""
         first = cli("run", str(run_harness.spec))
         assert first.returncode == 0, first.stderr
         assert run_harness.jobs() == 1
         cli.env["TUNEFLEET_STATE"] = f"sqlite:///{tmp_path / 'elsewhere.db'}"
-        again = cli("run", str(run_harness.spec))
+        again = cli("run", str(run_harness.spec), cwd=elsewhere)
         assert again.returncode == 0, again.stderr
         assert "reattached to job" in again.stderr
         assert run_harness.jobs() == 1, "no second job"
 
     @pytest.mark.parametrize("boundary", ["before-submit", "after-submit"])
     def test_a_run_killed_around_submit_resumes_with_one_job(
-        self, cli: CliRunner, run_harness: RunHarness, boundary: str
+        self, cli: CliRunner, run_harness: RunHarness, boundary: str, elsewhere: Path
     ) -> None:
         """Killed with the job's intent written but the create not sent, or with the job
-        created but not yet confirmed: ``tunefleet resume`` ends with exactly one job."""
+        created but not yet confirmed: ``tunefleet resume``, from another folder and with
+        another environment's defaults, ends with exactly one job."""
         cli.kill_at(boundary, "run", str(run_harness.spec))
         assert run_harness.jobs() == (1 if boundary == "after-submit" else 0)
-        resumed = cli("resume", run_harness.run_name)
+        resumed = cli("resume", run_harness.run_name, cwd=elsewhere, env=run_harness.resume_env)
         assert resumed.returncode == 0, resumed.stderr
         self._succeeded_with_one_job(cli, run_harness)
 
@@ -186,3 +254,36 @@ class RunConformance:
         again = cli("run", str(run_harness.spec))
         assert again.returncode == 0, again.stderr
         self._succeeded_with_one_job(cli, run_harness)
+
+    @pytest.mark.parametrize("share", KILL_POINTS)
+    @pytest.mark.parametrize("call", ["stage", "submit"])
+    def test_a_kill_inside_a_provider_call_resumes_with_one_job(
+        self, cli: CliRunner, run_harness: RunHarness, tmp_path: Path, call: str, share: float
+    ) -> None:
+        """SIGKILL at a line inside the provider's own ``stage`` or ``submit`` (not at an
+        engine boundary), then ``tunefleet resume``: one job, nothing orphaned. A first run
+        of a variant of the spec measures how many lines the call executes."""
+        target = f"{_provider_module(run_harness)}:{call}"
+        count = tmp_path / "lines"
+        site = str(crash.site_dir(tmp_path / "crash-site"))
+        path = os.pathsep.join([site, cli.env.get("PYTHONPATH", "")])
+        measured_spec, measured_name = _variant(run_harness, "measured", repeats=1)
+        measured = cli(
+            "run",
+            str(measured_spec),
+            env={"PYTHONPATH": path, crash.ENV: f"{target}:0", crash.COUNT_ENV: str(count)},
+        )
+        assert measured.returncode == 0, measured.stderr
+        lines = int(count.read_text())
+        assert lines > 0, f"{target} never ran"
+        before = run_harness.jobs()
+        spec, name = _variant(run_harness, f"killed-{call}-{int(share * 100)}", repeats=2)
+        kill_at = max(1, int(lines * share))
+        killed = cli("run", str(spec), env={"PYTHONPATH": path, crash.ENV: f"{target}:{kill_at}"})
+        assert killed.returncode == -signal.SIGKILL, (
+            f"not killed at line {kill_at} of {lines}: {killed.stderr}"
+        )
+        resumed = cli("resume", name, env=run_harness.resume_env)
+        assert resumed.returncode == 0, resumed.stderr
+        self._succeeded_with_one_job(cli, run_harness, name, jobs=before + 1)
+        assert measured_name != name

@@ -19,7 +19,7 @@ from tunefleet.kit.trainer import epochs, trainer_config, trainer_unmet
 from tunefleet.provider import NativeRequest, Plan, PlanRequest, Unmet
 from tunefleet.spec import RunSpec, is_local
 from tunefleet_local import pricing
-from tunefleet_local.options import LocalOptions
+from tunefleet_local.options import LocalOptions, resolve_workdir
 
 __all__ = ["COPY_DATASET", "ENTRY_POINT", "RUN_TRAINER", "TRAIN_EXTRA", "plan"]
 
@@ -110,7 +110,11 @@ def plan(provider: str, request: PlanRequest) -> Plan:
         target=request.target.key,
         provider=provider,
         region=None,
-        options=options.model_dump(mode="json"),
+        # The work directory resolved now, so every later call acts where this plan says.
+        options={
+            **options.model_dump(mode="json"),
+            "workdir": str(resolve_workdir(options.workdir, Path(spec.resolve_location(".")))),
+        },
         epochs=epochs(spec)[0],
         requests=[*copies, run],
         cost=pricing.plan_cost(),

@@ -11,7 +11,7 @@ from typing import Any
 from platformdirs import user_data_dir
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["WORKDIR_ENV", "LocalOptions", "workdir"]
+__all__ = ["WORKDIR_ENV", "LocalOptions", "resolve_workdir", "workdir"]
 
 WORKDIR_ENV = "TUNEFLEET_LOCAL_WORKDIR"
 """Environment variable naming the work directory when ``options.workdir`` does not."""
@@ -23,8 +23,8 @@ class LocalOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     workdir: str | None = None
-    """Where runs keep staged data, checkpoints and models (default: $TUNEFLEET_LOCAL_WORKDIR,
-    else the user data dir)."""
+    """Where runs keep staged data, checkpoints and models, relative to the spec's folder
+    (default: $TUNEFLEET_LOCAL_WORKDIR, else the user data dir). The plan pins it."""
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
     """Where to train: auto picks a GPU when there is one."""
     max_concurrent_jobs: int = Field(default=1, ge=1, le=64)
@@ -37,18 +37,29 @@ class LocalOptions(BaseModel):
     """Steps between checkpoints (besides one per epoch)."""
 
 
-def workdir(options: Mapping[str, Any]) -> Path:
-    """The work directory of a plan's ``options`` (created if missing): ``workdir``, else
-    $TUNEFLEET_LOCAL_WORKDIR, else ``<user data dir>/local``.
+def resolve_workdir(configured: str | None, base_dir: Path) -> Path:
+    """The absolute work directory a plan pins: ``configured`` (relative to ``base_dir``,
+    the spec's folder), else $TUNEFLEET_LOCAL_WORKDIR, else ``<user data dir>/local``.
 
-    It takes the plan's options as JSON, not :class:`LocalOptions`, because a plan recorded
-    in the journal is what a later process acts on.
+    Resolved once, at plan: the plan recorded in the journal then says where its jobs live,
+    so a resume from another folder or environment finds them (and creates no second job).
     """
     root = (
-        options.get("workdir")
+        configured
         or os.environ.get(WORKDIR_ENV)
         or os.path.join(user_data_dir("tunefleet"), "local")
     )
-    path = Path(root).expanduser().resolve()
+    path = Path(root).expanduser()
+    return (path if path.is_absolute() else base_dir / path).resolve()
+
+
+def workdir(options: Mapping[str, Any]) -> Path:
+    """The work directory a plan's ``options`` pin (created if missing).
+
+    It takes the plan's options as JSON, not :class:`LocalOptions`, because a plan recorded
+    in the journal is what a later process acts on. Plans recorded before the directory was
+    pinned fall back to resolving it as :func:`resolve_workdir` does, from here.
+    """
+    path = resolve_workdir(options.get("workdir"), Path.cwd())
     path.mkdir(parents=True, exist_ok=True)
     return path
