@@ -15,6 +15,7 @@ from tunefleet.plugins import discover
 from tunefleet.spec import parse_spec
 from tunefleet.testing.conformance import ConformanceHarness, ProviderConformance
 from tunefleet.testing.runs import RunConformance, RunHarness
+from tunefleet_local._serving import SERVER
 from tunefleet_local.options import WORKDIR_ENV
 
 
@@ -50,6 +51,7 @@ class TestLocalRuns(RunConformance):
             jobs=lambda: len(list(work.glob("jobs/*/job.json"))),
             env={WORKDIR_ENV: str(work)},
             resume_env={WORKDIR_ENV: str(tmp_path / "another-work")},
+            endpoints=lambda: len([p for p in processes_under(work, 0) if SERVER in p]),
             orphans=lambda: processes_under(work),
             timeout=240,
         )

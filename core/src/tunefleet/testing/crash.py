@@ -4,11 +4,13 @@ step boundaries.
 A test sets :data:`ENV` to ``<module>:<function>:<n>`` and puts :func:`site_dir`'s folder on
 ``PYTHONPATH``; every Python process started so loads this module at start-up (through a
 ``sitecustomize``) and, while ``<module>.<function>`` runs in any thread, counts the lines
-executed in it and in the functions it calls that belong to the same top-level package or
-to the provider kit (``tunefleet.kit``: state files, locks), and sends itself SIGKILL
-before the ``n``-th. With ``n`` = 0 nothing is killed: the
-process writes how many lines the call executed to :data:`COUNT_ENV`'s file when it exits,
-so a test can first measure a call and then kill it at points spread across it.
+it reaches in it and in the functions it calls that belong to the same top-level package
+or to the provider kit (``tunefleet.kit``: state files, locks), and sends itself SIGKILL
+before the ``n``-th. Only lines reached for the first time count, so the count does not
+depend on how often a loop that waits for something goes round: the same code path gives
+the same numbers run after run. With ``n`` = 0 nothing is killed: the process writes how
+many lines the call reached to :data:`COUNT_ENV`'s file when it exits, so a test can
+first measure a call and then kill it at points spread across it.
 
 Tracing costs time only while the watched function runs; elsewhere the tracer returns at
 once. It is test support: nothing in tunefleet imports it.
@@ -63,6 +65,7 @@ class _Tracer:
         self.package = module.split(".")[0]
         self.kill_at = kill_at
         self.lines = 0
+        self.seen: set[tuple[str, int]] = set()
         self.active = threading.local()
         self.lock = threading.Lock()
 
@@ -82,7 +85,11 @@ class _Tracer:
 
     def local_trace(self, frame: FrameType, event: str, arg: Any) -> Any:
         if event == "line":
+            position = (frame.f_code.co_filename, frame.f_lineno)
             with self.lock:
+                if position in self.seen:
+                    return self.local_trace
+                self.seen.add(position)
                 self.lines += 1
                 line = self.lines
             if line == self.kill_at:

@@ -136,6 +136,9 @@ class RunHarness:
     resume_env: Mapping[str, str] = field(default_factory=dict)
     """Environment a resume may see that differs from the first run's (another machine's
     defaults): a resume must act where the recorded plan says, not where these point."""
+    endpoints: Callable[[], int] | None = None
+    """How many endpoints (model servers) the stand-in holds; None for a provider that
+    does not serve (the deploy scenario is then skipped, saying so)."""
     orphans: Callable[[], list[str]] = list
     """What runs at the stand-in that no run knows of (processes, servers), once every run
     has ended; empty when nothing is orphaned."""
@@ -287,3 +290,47 @@ class RunConformance:
         assert resumed.returncode == 0, resumed.stderr
         self._succeeded_with_one_job(cli, run_harness, name, jobs=before + 1)
         assert measured_name != name
+
+    @pytest.mark.parametrize("share", KILL_POINTS)
+    def test_a_kill_inside_deploy_leaves_one_endpoint_after_deploying_again(
+        self, cli: CliRunner, run_harness: RunHarness, tmp_path: Path, share: float
+    ) -> None:
+        """SIGKILL at a line inside the provider's ``deploy``, then ``tunefleet deploy``
+        again: one endpoint that answers, and after ``undeploy`` none and nothing orphaned."""
+        if run_harness.endpoints is None:
+            pytest.skip(f"{run_harness.run_name}: the harness gives no endpoint count")
+        endpoints = run_harness.endpoints
+        trained = cli("run", str(run_harness.spec))
+        assert trained.returncode == 0, trained.stderr
+        target = f"{_provider_module(run_harness)}:deploy"
+        count = tmp_path / "lines"
+        site = str(crash.site_dir(tmp_path / "crash-site"))
+        path = os.pathsep.join([site, cli.env.get("PYTHONPATH", "")])
+        measured = cli(
+            "deploy",
+            run_harness.run_name,
+            env={"PYTHONPATH": path, crash.ENV: f"{target}:0", crash.COUNT_ENV: str(count)},
+        )
+        assert measured.returncode == 0, measured.stderr
+        undeployed = cli("undeploy", run_harness.run_name)
+        assert undeployed.returncode == 0, undeployed.stderr
+        assert endpoints() == 0
+        lines = int(count.read_text())
+        kill_at = max(1, int(lines * share))
+        killed = cli(
+            "deploy",
+            run_harness.run_name,
+            env={"PYTHONPATH": path, crash.ENV: f"{target}:{kill_at}"},
+        )
+        assert killed.returncode == -signal.SIGKILL, (
+            f"not killed at line {kill_at} of {lines}: {killed.stderr}"
+        )
+        again = cli("deploy", run_harness.run_name)
+        assert again.returncode == 0, again.stderr
+        assert endpoints() == 1, "one endpoint, whatever the killed deploy had started"
+        answer = cli("invoke", run_harness.run_name, "Hello?")
+        assert answer.returncode == 0, answer.stderr
+        undeployed = cli("undeploy", run_harness.run_name)
+        assert undeployed.returncode == 0, undeployed.stderr
+        assert endpoints() == 0
+        assert not run_harness.orphans(), f"orphaned: {run_harness.orphans()}"

@@ -11,6 +11,12 @@
 An endpoint's id is its record's path, so ``delete_endpoint`` and ``invoke`` need nothing
 but the ref. The servers run in sessions of their own, so they outlive the CLI that
 deployed them, until ``delete_endpoint`` stops them.
+
+Crash-safe: ``deploy`` writes the record (its intent, without a pid) before it starts a
+server and adds the pid the moment the server exists; and a server's command line names
+its ``.ready`` file, so one whose record a kill kept from being written is still found (in
+``/proc``) and stopped by the next ``deploy`` or ``delete_endpoint`` of that name. No
+server runs that nothing knows of, and a name never has two.
 """
 
 from __future__ import annotations
@@ -64,35 +70,67 @@ def _ref(provider: str, record: Mapping[str, Any], record_path: Path) -> Endpoin
 
 
 def _alive(record: Mapping[str, Any]) -> bool:
-    return is_alive(record["pid"], record.get("start_time"))
+    return record.get("pid") is not None and is_alive(record["pid"], record.get("start_time"))
 
 
-def _stop(record: Mapping[str, Any]) -> None:
-    """Stop a record's server: SIGTERM to its group, SIGKILL if it outlasts STOP_TIMEOUT."""
+def _strays(ready: Path) -> list[int]:
+    """Pids of live servers started for the record beside ``ready`` (their command line
+    names it), whether or not the record knows them."""
+    wanted = str(ready).encode()
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            words = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"--ready-file" in words and wanted in words and is_alive(int(proc.name)):
+            found.append(int(proc.name))
+    return found
+
+
+def _stop(record: Mapping[str, Any] | None, record_path: Path) -> None:
+    """Stop the record's server and any other server started for its name: SIGTERM to each
+    group, SIGKILL to what outlasts STOP_TIMEOUT."""
+    pids = set(_strays(record_path.with_suffix(".ready")))
+    if record is not None and _alive(record):
+        pids.add(record["pid"])
     for signum in (signal.SIGTERM, signal.SIGKILL):
-        if not _alive(record):
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(record["pid"], signum)
+        pids = {pid for pid in pids if is_alive(pid)}
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signum)
         deadline = time.monotonic() + STOP_TIMEOUT
-        while _alive(record) and time.monotonic() < deadline:
+        while any(is_alive(pid) for pid in pids) and time.monotonic() < deadline:
             time.sleep(0.05)
 
 
-def _start(provider: str, name: str, model_dir: Path, record_path: Path) -> dict[str, Any]:
-    """Start a server for ``model_dir`` and wait until it answers; its record."""
+def _start(provider: str, record: dict[str, Any], record_path: Path) -> dict[str, Any]:
+    """Start a server for ``record`` (name, model_dir, artifact: the intent, already on
+    disk) and wait until it answers; the record, with pid and URL, written at each step."""
     ready = record_path.with_suffix(".ready")
     ready.unlink(missing_ok=True)
     log = record_path.with_suffix(".log")
-    command = [sys.executable, "-m", SERVER, "--model-dir", str(model_dir), "--name", name]
+    command = [
+        sys.executable,
+        "-m",
+        SERVER,
+        "--model-dir",
+        record["model_dir"],
+        "--name",
+        record["name"],
+        "--ready-file",
+        str(ready),
+    ]
     with log.open("ab") as output:  # the child keeps its own descriptor
         server = subprocess.Popen(
-            [*command, "--ready-file", str(ready)],
+            command,
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # outlives the CLI; delete_endpoint signals its group
         )
+    record = {**record, "pid": server.pid, "start_time": start_time(server.pid)}
+    write_json(record_path, record)
     deadline = time.monotonic() + SERVER_START_TIMEOUT
     while not ready.exists():  # written atomically: once there, it is whole
         if server.poll() is not None:
@@ -111,22 +149,19 @@ def _start(provider: str, name: str, model_dir: Path, record_path: Path) -> dict
                 code="server_start_timeout",
             )
         time.sleep(0.1)
-    return {
-        "name": name,
-        "pid": server.pid,
-        "start_time": start_time(server.pid),
-        "url": json.loads(ready.read_text())["url"],
-        "model_dir": str(model_dir),
-    }
+    record = {**record, "url": json.loads(ready.read_text())["url"]}
+    write_json(record_path, record)
+    return record
 
 
 def deploy(provider: str, plan: Plan, artifact: ArtifactRef, name: str) -> EndpointRef:
     """Serve ``artifact`` (a local training output's adapter or model) as ``name``.
 
     Returns once the server answers. The same model under the same name reuses the running
-    server; another model replaces it. ProviderError ``not_a_training_output`` for an
-    artifact that is not in a local training output, ``server_exited`` or
-    ``server_start_timeout`` when the server does not come up.
+    server; another model replaces it, and so does a server a killed deploy left half
+    started. ProviderError ``not_a_training_output`` for an artifact that is not in a local
+    training output, ``server_exited`` or ``server_start_timeout`` when the server does not
+    come up.
     """
     root = workdir(plan.options)
     record_path = _record_path(provider, root, name)
@@ -139,12 +174,19 @@ def deploy(provider: str, plan: Plan, artifact: ArtifactRef, name: str) -> Endpo
     # cannot both start a server (the loser's would run on, unrecorded).
     with locked(record_path.parent):
         record = read_json(record_path)
-        if record is not None and _alive(record):
-            if record["model_dir"] == str(model_dir):
-                return _ref(provider, record, record_path)
-            _stop(record)
-        record = {**_start(provider, name, model_dir, record_path), "artifact": artifact.uri}
-        write_json(record_path, record)
+        if (
+            record is not None
+            and record.get("url")
+            and record["model_dir"] == str(model_dir)
+            and _alive(record)
+            and not set(_strays(record_path.with_suffix(".ready"))) - {record["pid"]}
+        ):
+            return _ref(provider, record, record_path)
+        _stop(record, record_path)
+        # The intent first: a kill from here on leaves a record naming the server's files.
+        intent = {"name": name, "model_dir": str(model_dir), "artifact": artifact.uri}
+        write_json(record_path, intent)
+        record = _start(provider, intent, record_path)
     return _ref(provider, record, record_path)
 
 
@@ -164,9 +206,9 @@ def delete_endpoint(provider: str, endpoint: EndpointRef) -> None:
         return  # the work directory is gone, and every endpoint in it
     with locked(record_path.parent):
         record = read_json(record_path)
-        if record is None or record.get("url") != endpoint.url:
-            return
-        _stop(record)
+        if record is not None and record.get("url") not in (None, endpoint.url):
+            return  # the name serves a newer deployment now
+        _stop(record, record_path)
         for leftover in (record_path, record_path.with_suffix(".ready")):
             leftover.unlink(missing_ok=True)
 
