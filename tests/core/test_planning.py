@@ -180,3 +180,21 @@ def test_dpo_spec_validates_preference_data(workdir: Path, registry: Registry) -
     with pytest.raises(DatasetInvalidError) as caught:
         plan(workdir, registry, text)
     assert "E030" in caught.value.report.counts
+
+
+def test_a_spec_with_evaluation_is_refused_until_evaluation_exists(
+    workdir: Path, registry: Registry
+) -> None:
+    """The section is accepted by the schema but nothing honours it yet: the plan must not
+    say every target can run as specified, or deploy would serve an unchecked model."""
+    (workdir / "golden.jsonl").write_text(json.dumps(ROW) + "\n")
+    text = spec_text(
+        "  - provider: fake\n    region: fake-eu-1\n",
+        "evaluation: {golden_set: golden.jsonl, metrics: [exact_match]}\n",
+    )
+    run_plan = plan(workdir, registry, text)
+    assert not run_plan.ok
+    reason = unmet_of(run_plan, "fake")["evaluation"]
+    assert "not implemented yet" in reason and "remove the section" in reason
+    with pytest.raises(PlanError):
+        run_plan.raise_for_unmet()

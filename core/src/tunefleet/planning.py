@@ -164,6 +164,23 @@ def _validated_options(spec: RunSpec, target: TargetSpec, provider: Provider) ->
         raise SpecError(issues) from None
 
 
+_NOT_YET_HONOURED = {
+    "evaluation": "evaluation (golden set, metrics, thresholds, block_deploy_on_failure) is "
+    "not implemented yet: tunefleet would train and deploy without checking any threshold; "
+    "remove the section to run without evaluation",
+}
+"""Spec sections the schema accepts that nothing honours yet: a plan with one is refused,
+never run as if the section were not there."""
+
+
+def _not_yet_honoured(spec: RunSpec) -> list[Unmet]:
+    return [
+        Unmet(requirement=field, reason=reason)
+        for field, reason in _NOT_YET_HONOURED.items()
+        if field in spec.model_fields_set and getattr(spec, field) is not None
+    ]
+
+
 def _plan_target(
     spec: RunSpec,
     target: TargetSpec,
@@ -172,7 +189,9 @@ def _plan_target(
     registry: Registry,
 ) -> Plan:
     options = _validated_options(spec, target, provider)
-    core_unmet = check_target(spec, target, capabilities_of(provider, options), provider.name)
+    core_unmet = _not_yet_honoured(spec) + check_target(
+        spec, target, capabilities_of(provider, options), provider.name
+    )
     plan = provider.plan(PlanRequest(spec=spec, target=target, options=options, datasets=facts))
     objections: list[Unmet] = []
     for found in registry.manager.hook.tunefleet_check_plan(spec=spec, plan=plan):

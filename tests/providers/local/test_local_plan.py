@@ -59,6 +59,28 @@ def test_what_this_machine_cannot_do_fails_the_plan(project: Path) -> None:
     }
 
 
+def test_compute_settings_this_machine_cannot_honour_fail_the_plan(project: Path) -> None:
+    target = "  - provider: local\n    compute: {max_runtime_hours: 2, volume_size_gb: 50}\n"
+    (plan,) = plan_run(load(project, "", target), registry=discover()).plans
+    assert {u.requirement for u in plan.unmet} == {
+        "compute.max_runtime_hours",
+        "compute.volume_size_gb",
+    }
+
+
+def test_the_plan_pins_the_work_directory_relative_to_the_spec(
+    project: Path, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+    monkeypatch.setenv("TUNEFLEET_LOCAL_WORKDIR", "/nonexistent/env-workdir")
+    target = "  - provider: local\n    options: {workdir: build/work}\n"
+    (plan,) = plan_run(load(project, "", target), registry=discover()).plans
+    assert plan.options["workdir"] == str((project / "build" / "work").resolve())
+    assert not (project / "build").exists(), "planning creates nothing"
+    (default,) = plan_run(load(project), registry=discover()).plans
+    assert default.options["workdir"] == "/nonexistent/env-workdir"
+
+
 def test_qlora_on_a_machine_without_a_cuda_gpu_fails_the_plan(project: Path) -> None:
     text = (project / "tunefleet.yaml").read_text().replace("adapter: lora", "adapter: qlora")
     target = "  - provider: local\n    options: {device: cpu}\n"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tunefleet.kit.trainer import epochs, trainer_config, trainer_unmet
 from tunefleet.provider import NativeRequest, Plan, PlanRequest, Unmet
-from tunefleet.spec import RunSpec, is_local
+from tunefleet.spec import RunSpec, TargetSpec, is_local
 from tunefleet_local import pricing
 from tunefleet_local.options import LocalOptions, resolve_workdir
 
@@ -64,6 +64,30 @@ def _machine_unmet(spec: RunSpec, options: LocalOptions) -> list[Unmet]:
     return unmet
 
 
+def _unhonoured(target: TargetSpec) -> list[Unmet]:
+    """The target's compute settings this machine cannot honour (the rest of compute is
+    checked against the capabilities by core)."""
+    compute = target.compute
+    unmet = []
+    if compute.max_runtime_hours is not None:
+        unmet.append(
+            Unmet(
+                requirement="compute.max_runtime_hours",
+                reason="the local provider does not stop a job after a time limit; remove "
+                "it for this target or cancel the run yourself",
+            )
+        )
+    if compute.volume_size_gb is not None:
+        unmet.append(
+            Unmet(
+                requirement="compute.volume_size_gb",
+                reason="the local provider trains on this machine's own disk, whose size "
+                "it cannot choose",
+            )
+        )
+    return unmet
+
+
 def _base_model(spec: RunSpec) -> str:
     """The spec's base model, as a directory when it names one next to the spec (the
     runner's working directory is the job's, so a relative path would not resolve)."""
@@ -104,6 +128,13 @@ def plan(provider: str, request: PlanRequest) -> Plan:
         purpose="train on this machine",
     )
     notes = []
+    if spec.endpoint is not None and (
+        spec.endpoint.instance_type is not None or spec.endpoint.instance_count > 1
+    ):
+        notes.append(
+            "endpoint.instance_type and instance_count do not apply here: one model server "
+            "on this machine serves the endpoint"
+        )
     if spec.placement.tags:
         notes.append("tags are recorded in the journal; local files carry none")
     return Plan(
@@ -118,6 +149,6 @@ def plan(provider: str, request: PlanRequest) -> Plan:
         epochs=epochs(spec)[0],
         requests=[*copies, run],
         cost=pricing.plan_cost(),
-        unmet=_machine_unmet(spec, options) + trainer_unmet(spec),
+        unmet=_machine_unmet(spec, options) + _unhonoured(request.target) + trainer_unmet(spec),
         notes=notes,
     )
