@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -152,6 +153,26 @@ def test_a_provider_at_its_concurrency_limit_queues_the_target(setup: Setup) -> 
     assert queued, "one target waited in the queue"
     assert "options.max_concurrent_jobs is 1" in json.loads(queued[0].detail)["reason"]
     assert len(setup.submits()) == 2
+
+
+def test_a_queue_has_a_time_limit_the_user_sets(setup: Setup) -> None:
+    """A target that waits longer than the queue's limit fails with why it waited, instead
+    of sending its create again every interval forever; the job ahead of it is unharmed."""
+    limit = {"max_concurrent_jobs": 1, "steps": 40}
+    spec = setup.spec(
+        {"name": "first", "provider": "fake", "region": "fake-eu-1", "options": limit},
+        {"name": "second", "provider": "fake", "region": "fake-west-2", "options": limit},
+    )
+    run_id = setup.apply(spec, dataclasses.replace(FAST, max_queue=0.05))
+    # Whichever target takes the only slot first trains; the other times out in the queue.
+    ran, waited = sorted(setup.journal.targets(run_id), key=lambda t: t.phase == "error")
+    assert (ran.state, waited.phase) == ("succeeded", "error")
+    assert "longer than the queue's limit" in (waited.message or "")
+    assert "options.max_concurrent_jobs is 1" in (waited.message or "")
+    assert len(setup.submits()) == 1, "the queued target never created a job"
+    settings = EngineSettings.from_env({"TUNEFLEET_MAX_QUEUE_HOURS": "1.5"})
+    assert settings.max_queue == 5400
+    assert EngineSettings.from_env({}).max_queue is None
 
 
 def test_transient_errors_are_retried(setup: Setup) -> None:

@@ -64,13 +64,17 @@ class EngineSettings:
     """Seconds before submitting again to a provider at its limit (unless it says)."""
     heartbeat_interval: float = 10.0
     """Seconds between lease renewals (the lease lapses after 60 s without one)."""
+    max_queue: float | None = None
+    """Seconds a target may wait in the queue before it fails, saying why it waited; None
+    waits as long as it takes (a queue behind your own max_concurrent_jobs may be long)."""
     calls: CallPolicy = field(default_factory=CallPolicy)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> EngineSettings:
         """The defaults, overridden by ``TUNEFLEET_POLL_INTERVAL``,
         ``TUNEFLEET_QUEUE_INTERVAL``, ``TUNEFLEET_CALL_TIMEOUT``,
-        ``TUNEFLEET_RETRY_ATTEMPTS`` and ``TUNEFLEET_RETRY_BACKOFF`` (seconds, or a count)."""
+        ``TUNEFLEET_RETRY_ATTEMPTS`` and ``TUNEFLEET_RETRY_BACKOFF`` (seconds, or a count),
+        and ``TUNEFLEET_MAX_QUEUE_HOURS``."""
         env = os.environ if environ is None else environ
 
         def number(name: str, default: float, minimum: float) -> float:
@@ -93,6 +97,11 @@ class EngineSettings:
         return cls(
             poll_interval=number("TUNEFLEET_POLL_INTERVAL", cls.poll_interval, 0),
             queue_interval=number("TUNEFLEET_QUEUE_INTERVAL", cls.queue_interval, 0),
+            max_queue=(
+                number("TUNEFLEET_MAX_QUEUE_HOURS", 0, 0.0001) * 3600
+                if env.get("TUNEFLEET_MAX_QUEUE_HOURS")
+                else None
+            ),
             calls=calls,
         )
 
@@ -381,7 +390,12 @@ class _TargetDriver:
             try:
                 if row.phase == "error":
                     self.retry_errors = False
-                    row = self._update(phase="pending", message=None, audit_action="target.retried")
+                    row = self._update(
+                        phase="pending",
+                        message=None,
+                        queued_at=None,
+                        audit_action="target.retried",
+                    )
                 wait = self._step(row)
             except LeaseLostError:
                 self.engine.notice(self.name, "another process took over; watching it")
@@ -559,6 +573,7 @@ class _TargetDriver:
             phase="watching",
             state=JobState.QUEUED.value,
             message=None,
+            queued_at=None,
             started_at=row.started_at or _now(),
         )
         _failpoints.reached("after-confirm-submit")
@@ -566,11 +581,26 @@ class _TargetDriver:
         return 0
 
     def _queue(self, row: RunTarget, exc: ProviderBusyError) -> float:
+        """Queue the target until the provider has room, for at most ``max_queue``."""
         reason = str(exc)
+        now = _now()
+        # Set when the target first queues, kept across the submits it retries (each one
+        # passes through "submitting"), cleared once a job exists or the target is retried.
+        since = row.queued_at or now
+        limit = self.settings.max_queue
+        if limit is not None and (now - since).total_seconds() > limit:
+            raise ProviderError(
+                self.provider.name,
+                f"queued since {since:%Y-%m-%d %H:%M} UTC, longer than the queue's limit "
+                f"of {limit / 3600:g} h (TUNEFLEET_MAX_QUEUE_HOURS); the last reason: "
+                f"{exc.detail}",
+                code="queue_timeout",
+            )
         if row.phase != "queued" or row.message != reason:
             self._update(
                 phase="queued",
                 message=reason,
+                queued_at=since,
                 audit_action="target.queued",
                 audit_detail={"reason": reason},
             )

@@ -118,6 +118,9 @@ class RunTarget(Base):
     owner: Mapped[str | None] = mapped_column(String(256))
     """The process driving this target: `host:pid:token`."""
     heartbeat_at: Mapped[datetime | None]
+    queued_at: Mapped[datetime | None]
+    """When the target last entered the queue (a provider at its limit), for the queue's
+    time limit; None when it is not queued."""
 
 
 class Resource(Base):
