@@ -1,22 +1,40 @@
 """Fixtures of the SageMaker provider's tests: moto in server mode, and a job lifecycle.
 
-moto is a real local AWS endpoint for S3, KMS, SageMaker, CloudWatch Logs and Application
-Auto Scaling; boto3 reaches it through ``AWS_ENDPOINT_URL``. What moto 5.2.5 does not do is
-added here, in this process (the server runs in a thread of it), without touching
-tunefleet: training jobs that take time (moto's are ``Completed`` at once) and write the
-trainer's lines to CloudWatch as they train, ``StopTrainingJob`` and ``UpdateEndpoint``
-(moto answers 500 to both). Where moto's answer differs from AWS's, it is corrected here:
-DescribeTrainingJob of a missing job answers AWS's own ``ValidationException: Requested
-resource not found.`` (moto says "Could not find training job ..."). botocore still
-validates every request against the service model.
+moto is a real local AWS endpoint for S3, KMS, SageMaker, CloudWatch Logs, Application Auto
+Scaling and Service Quotas; boto3 reaches it through ``AWS_ENDPOINT_URL``. botocore still
+validates every request against the service model. Where moto 5.2.5 does less than AWS, or
+answers otherwise, it is corrected in ONE place, :func:`behave_like_aws` (installed by the
+``lifecycle`` fixture, so by every test that talks to AWS), in this process (the server
+runs in a thread of it), without touching tunefleet. Each correction cites its source:
+
+- Training jobs take time (moto's are ``Completed`` at once) and write the trainer's lines
+  to CloudWatch as they train; ``StopTrainingJob`` and ``UpdateEndpoint`` exist (moto
+  answers 500 to both).
+- A missing training job, model, endpoint config or endpoint is answered in AWS's words
+  (moto words them its own way).
+- CreateTrainingJob keeps ``Environment``, ``RetryStrategy`` and ``MetricDefinitions`` as
+  sent (moto drops the first two and replaces the third), refuses ``VolumeKmsKeyId`` on an
+  instance type with local NVMe storage as SageMaker does, and answers
+  ``ResourceLimitExceeded`` when the account's quota for the instance type (``quotas``
+  below) cannot fit the job next to the instances running jobs hold.
+- CreateEndpointConfig refuses ``KmsKeyId`` when a variant's instance type has local NVMe
+  storage.
+- S3 records the ARN of the KMS key an object is encrypted with, however the request named
+  it (moto echoes the alias or id back), and refuses a key it cannot find or one in
+  another region.
+- Application Auto Scaling tags a scalable target when it is registered and lists its
+  tags (moto drops them and has no ListTagsForResource).
+- Service Quotas knows SageMaker's training quotas (moto knows only VPC's) and answers
+  ListServiceQuotas (moto does not implement it).
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +80,14 @@ class Lifecycle:
     """CreateTrainingJob calls, by job name, in order (moto itself overwrites a duplicate)."""
     updates: list[dict[str, Any]] = field(default_factory=list)
     """UpdateEndpoint requests, as sent."""
+    quotas: dict[str, float] = field(default_factory=dict)
+    """Applied SageMaker quotas by name ("ml.g5.2xlarge for training job usage"), as the
+    account's Service Quotas lists them; a quota not here is not enforced."""
+    default_quotas: dict[str, float] = field(default_factory=dict)
+    """Default SageMaker quotas by name (ListAWSDefaultServiceQuotas), used where no applied
+    value is listed; a quota in neither is not enforced."""
+    quotas_readable: bool = True
+    """False: Service Quotas answers AccessDeniedException (the caller may not read it)."""
     _ticks: dict[str, int] = field(default_factory=dict)
 
     STAGES = ("Starting", "Downloading", "Training", "Uploading")
@@ -150,23 +176,161 @@ class Lifecycle:
         )
 
 
+AWS_MISSING = {
+    "model": 'Could not find model "{arn}".',
+    "endpoint-config": 'Could not find endpoint configuration "{arn}".',
+    "endpoint": 'Could not find endpoint "{arn}".',
+}
+"""AWS's words for a Describe of a model, endpoint config or endpoint that does not exist
+(a ValidationException), as users quote them: "Could not find endpoint configuration
+\"arn:aws:sagemaker:us-west-2:521695447989:endpoint-config/...\"."
+(https://github.com/aws/amazon-sagemaker-examples/issues/2339); moto writes single quotes."""
+
+LOCAL_STORAGE_FAMILIES = frozenset(
+    {
+        "c5d", "m5d", "r5d", "c6gd", "m6gd", "r6gd", "r7gd", "g4dn", "p3dn", "dl1",
+        "p4d", "p4de", "p5", "p5e", "p5en", "g5", "g6", "g6e", "g7e",
+        "trn1", "trn1n", "trn2", "p6-b200", "p6-b300", "p6e-gb200",
+    }
+)  # fmt: skip
+"""Families of the SageMaker instance types that come with NVMe instance store volumes, from
+EC2's instance type specifications ("Instance store specifications",
+https://docs.aws.amazon.com/ec2/latest/instancetypes/), written here independently of the
+provider's rule so that a wrong rule there fails a test."""
+
+QUOTA_CODES = {
+    "ml.g4dn.xlarge for training job usage": "L-3F53BF0F",
+}
+"""Real quota codes where known (aws-samples/amazon-sagemaker-promote-code-not-models,
+terraform/main/service_quotas.tf); others get a stable made-up code of the same form."""
+
+
+def quota_code(name: str) -> str:
+    import hashlib
+
+    return QUOTA_CODES.get(name) or "L-" + hashlib.sha256(name.encode()).hexdigest()[:8].upper()
+
+
+def quota(name: str, value: float, region: str = REGION) -> dict[str, Any]:
+    """One quota as Service Quotas describes it (ServiceQuota shape of its API reference)."""
+    code = quota_code(name)
+    return {
+        "ServiceCode": "sagemaker",
+        "ServiceName": "Amazon SageMaker",
+        "QuotaArn": f"arn:aws:servicequotas:{region}:{ACCOUNT}:sagemaker/{code}",
+        "QuotaCode": code,
+        "QuotaName": name,
+        "Value": float(value),
+        "Unit": "None",
+        "Adjustable": True,
+        "GlobalQuota": False,
+    }
+
+
+OTHER_QUOTAS = {
+    "ml.g4dn.xlarge for training job usage": 0.0,
+    "ml.m5.xlarge for training job usage": 4.0,
+    "ml.m5.xlarge for spot training job usage": 4.0,
+    "Number of instances across all training jobs": 4.0,
+}
+"""Default SageMaker quotas listed beside the ones a test sets, so a lookup must find its
+quota by name among others (0 for GPU types is what new accounts get)."""
+
+
+def _aws_error() -> type[Exception]:
+    from moto.core.exceptions import ServiceException
+
+    class AwsError(ServiceException):
+        """An error with AWS's code and words, which moto serializes in the shape the
+        answering service's model gives that code (a class outside moto's packages is
+        looked up in the model of the service that was called)."""
+
+    return AwsError
+
+
 @pytest.fixture
 def lifecycle(monkeypatch: pytest.MonkeyPatch) -> Lifecycle:
-    from moto.sagemaker import responses
-    from moto.sagemaker.models import SageMakerModelBackend
-
+    """Training jobs with a lifecycle, and moto behaving like AWS (:func:`behave_like_aws`)."""
     life = Lifecycle()
+    behave_like_aws(monkeypatch, life)
+    return life
+
+
+def behave_like_aws(monkeypatch: pytest.MonkeyPatch, life: Lifecycle) -> None:
+    """THE place where moto is made to behave like AWS, each correction with its source."""
+    from moto.applicationautoscaling.responses import ApplicationAutoScalingResponse
+    from moto.core.responses import ActionResult
+    from moto.kms.models import kms_backends
+    from moto.s3.exceptions import S3ClientError
+    from moto.s3.models import S3Backend
+    from moto.sagemaker import responses
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.models import SageMakerModelBackend
+    from moto.sagemaker.utils import arn_formatter
+    from moto.servicequotas.models import ServiceQuotasBackend
+    from moto.servicequotas.responses import ServiceQuotasResponse
+
+    AwsError = _aws_error()  # noqa: N806 (a class)
+
+    def local_storage(instance_type: str) -> bool:
+        return instance_type.split(".")[1] in LOCAL_STORAGE_FAMILIES
+
+    # -- SageMaker training jobs -------------------------------------------------------------
     create = SageMakerModelBackend.create_training_job
     describe = SageMakerModelBackend.describe_training_job
+    create_response = responses.SageMakerResponse.create_training_job
 
     def create_training_job(backend: Any, *args: Any, **kwargs: Any) -> Any:
         job = create(backend, *args, **kwargs)
         life.on_create(job)
         return job
 
-    def describe_training_job(backend: Any, training_job_name: str) -> dict[str, Any]:
-        from moto.sagemaker.exceptions import ValidationError
+    def create_training_job_response(response: Any) -> Any:
+        request = json.loads(response.body)
+        resources = request["ResourceConfig"]
+        instance, count = resources["InstanceType"], resources["InstanceCount"]
+        if "VolumeKmsKeyId" in resources and local_storage(instance):
+            # ResourceConfig.VolumeKmsKeyId: "You can't request a VolumeKmsKeyId when using
+            # an instance type with local storage." (API_ResourceConfig.html). The
+            # reference quotes no wording; the code is the one SageMaker uses for a refused
+            # request.
+            raise ValidationError(
+                message=f"Instance type {instance} has local NVMe instance storage, which is "
+                "encrypted by the instance; VolumeKmsKeyId is not supported for it."
+            )
+        spot = bool(request.get("EnableManagedSpotTraining"))
+        name = f"{instance} for {'spot ' if spot else ''}training job usage"
+        limit = life.quotas.get(name, life.default_quotas.get(name))
+        if limit is not None:
+            held = sum(
+                job.resource_config["InstanceCount"]
+                for job in response.sagemaker_backend.training_jobs.values()
+                if job.training_job_status in {"InProgress", "Stopping"}
+                and job.resource_config["InstanceType"] == instance
+                and bool(job.enable_managed_spot_training) == spot
+            )
+            if held + count > limit:
+                # SageMaker's answer, as users quote it (CreateTrainingJob "Errors":
+                # ResourceLimitExceeded, HTTP 400; the wording from
+                # https://github.com/vietanhdev/sagemaker-yolo-terraform docs and AWS re:Post).
+                raise AwsError(
+                    "ResourceLimitExceeded",
+                    f"The account-level service limit '{name}' is {limit:g} Instances, with "
+                    f"current utilization of {held} Instances and a request delta of {count} "
+                    "Instances. Please use AWS Service Quotas to request an increase for this "
+                    "quota. If AWS Service Quotas is not available, contact AWS support to "
+                    "request an increase for this quota.",
+                )
+        result = create_response(response)
+        # Kept as sent: moto drops Environment and RetryStrategy and replaces
+        # MetricDefinitions with its own (DescribeTrainingJob returns all three as created).
+        job = response.sagemaker_backend.training_jobs[request["TrainingJobName"]]
+        job.environment = request.get("Environment")
+        job.retry_strategy = request.get("RetryStrategy")
+        job.algorithm_specification = request["AlgorithmSpecification"]
+        return result
 
+    def describe_training_job(backend: Any, training_job_name: str) -> dict[str, Any]:
         job = backend.training_jobs.get(training_job_name)
         if job is None:
             # AWS's answer for a job that does not exist (the issue that found it quotes
@@ -177,8 +341,6 @@ def lifecycle(monkeypatch: pytest.MonkeyPatch) -> Lifecycle:
 
     def stop_training_job(response: Any) -> Any:
         # Not in moto 5.2.5 (it answers 500); SageMaker's behaviour: Stopping, then Stopped.
-        from moto.core.responses import ActionResult
-
         name = response._get_param("TrainingJobName")
         job = response.sagemaker_backend.training_jobs[name]
         if job.training_job_status == "InProgress":
@@ -186,25 +348,162 @@ def lifecycle(monkeypatch: pytest.MonkeyPatch) -> Lifecycle:
             job.secondary_status = "Stopping"
         return ActionResult({})
 
+    # -- SageMaker endpoints -----------------------------------------------------------------
+    create_config_response = responses.SageMakerResponse.create_endpoint_config
+
+    def create_endpoint_config_response(response: Any) -> Any:
+        request = json.loads(response.body)
+        if request.get("KmsKeyId"):
+            for variant in request.get("ProductionVariants", []):
+                if local_storage(variant.get("InstanceType", "ml.none.none")):
+                    # CreateEndpointConfig.KmsKeyId: "If you specify a value for KmsKeyId
+                    # when using any nitro-based instances with local storage, the call to
+                    # CreateEndpointConfig fails." (API_CreateEndpointConfig.html)
+                    raise ValidationError(
+                        message=f"KmsKeyId is not supported for {variant['InstanceType']}, "
+                        "which has local NVMe instance storage."
+                    )
+        return create_config_response(response)
+
     def update_endpoint(response: Any) -> Any:
         # Not in moto 5.2.5 (it answers 500): record the request, switch the config.
-        from moto.core.responses import ActionResult
-
         request = json.loads(response.body)
         life.updates.append(request)
         endpoint = response.sagemaker_backend.endpoints[request["EndpointName"]]
         endpoint.endpoint_config_name = request["EndpointConfigName"]
         return ActionResult({"EndpointArn": endpoint.arn})
 
-    monkeypatch.setattr(
-        responses.SageMakerResponse, "update_endpoint", update_endpoint, raising=False
-    )
+    def in_aws_words(kind: str, found: Callable[[Any, str], bool], original: Any) -> Any:
+        def lookup(backend: Any, name: str) -> Any:
+            if not found(backend, name):
+                arn = arn_formatter(kind, name, backend.account_id, backend.region_name)
+                raise ValidationError(message=AWS_MISSING[kind].format(arn=arn))
+            return original(backend, name)
+
+        return lookup
+
+    # -- S3 with SSE-KMS ----------------------------------------------------------------------
+    put_object = S3Backend.put_object
+    put_signature = inspect.signature(put_object)
+
+    def s3_put_object(backend: Any, *args: Any, **kwargs: Any) -> Any:
+        bound = put_signature.bind(backend, *args, **kwargs)
+        given = bound.arguments.get("kms_key_id")
+        if given and bound.arguments.get("encryption") == "aws:kms":
+            bucket = backend.get_bucket(bound.arguments["bucket_name"])
+            kms = kms_backends[backend.account_id][bucket.region_name]
+            named_region = given.split(":")[3] if given.startswith("arn:") else None
+            if named_region is not None and named_region != bucket.region_name:
+                # A key in another region than the bucket: "KMS.NotFoundException: Invalid
+                # arn <region>" (AWS's answer, as https://github.com/apache/hadoop/pull/4637
+                # and localstack PR 7448 quote it).
+                raise S3ClientError("KMS.NotFoundException", f"Invalid arn {named_region}")
+            try:
+                key_id = kms.any_id_to_key_id(given)
+            except (AttributeError, TypeError):  # moto's lookup of an alias that is not there
+                key_id = None
+            if key_id not in kms.keys:
+                # "KMS.NotFoundException: Invalid keyId ..." (https://github.com/aws/aws-cli/issues/4507)
+                raise S3ClientError("KMS.NotFoundException", f"Invalid keyId {given}")
+            # S3 records the key's ARN whatever named it ("Key 'arn:aws:kms:...:key/...' does
+            # not exist" for a key given by id, https://github.com/minio/minio/issues/6582);
+            # HeadObject answers it in x-amz-server-side-encryption-aws-kms-key-id.
+            bound.arguments["kms_key_id"] = kms.keys[key_id].arn
+        return put_object(*bound.args, **bound.kwargs)
+
+    # -- Application Auto Scaling tags ------------------------------------------------------
+    register_response = ApplicationAutoScalingResponse.register_scalable_target
+
+    def register_scalable_target(response: Any) -> Any:
+        backend = response.applicationautoscaling_backend
+        resource, dimension = (
+            response._get_param("ResourceId"),
+            response._get_param("ScalableDimension"),
+        )
+        existed = backend._scalable_target_exists(resource, dimension)
+        result = register_response(response)
+        tags = response._get_param("Tags")
+        if tags and not existed:
+            # RegisterScalableTarget.Tags: "Use this parameter to tag the scalable target
+            # when it is created. To tag an existing scalable target, use the TagResource
+            # operation."
+            backend.targets[dimension][resource].tags = dict(tags)
+        return result
+
+    def list_tags_for_resource(response: Any) -> Any:
+        # ListTagsForResource (API_ListTagsForResource.html): the target's tags by its ARN.
+        arn = response._get_param("ResourceARN")
+        backend = response.applicationautoscaling_backend
+        for targets in backend.targets.values():
+            for target in targets.values():
+                if target.arn == arn:
+                    return json.dumps({"Tags": getattr(target, "tags", {})})
+        raise AwsError("ResourceNotFoundException", f"No scalable target {arn}")
+
+    # -- Service Quotas -------------------------------------------------------------------------
+    list_defaults = ServiceQuotasBackend.list_aws_default_service_quotas
+
+    def readable() -> None:
+        if not life.quotas_readable:
+            # Service Quotas' error for a caller without servicequotas:List* permissions.
+            raise AwsError(
+                "AccessDeniedException", "You do not have sufficient access to perform this action."
+            )
+
+    def list_aws_default_service_quotas(backend: Any, service_code: str) -> Any:
+        readable()
+        if service_code == "sagemaker":
+            defaults = {**OTHER_QUOTAS, **life.default_quotas}
+            return [quota(n, v, backend.region_name) for n, v in defaults.items()]
+        return list_defaults(backend, service_code)
+
+    def list_service_quotas(response: Any) -> Any:
+        # ListServiceQuotas: "Lists the applied quota values ... If the applied quota value
+        # is not available for a quota, the quota is not retrieved."
+        readable()
+        code = json.loads(response.body).get("ServiceCode")
+        if code != "sagemaker":
+            raise AwsError("NoSuchResourceException", f"No applied quotas for {code}")
+        applied = [quota(n, v, response.backend.region_name) for n, v in life.quotas.items()]
+        return json.dumps({"Quotas": applied})
+
     monkeypatch.setattr(SageMakerModelBackend, "create_training_job", create_training_job)
     monkeypatch.setattr(SageMakerModelBackend, "describe_training_job", describe_training_job)
     monkeypatch.setattr(
+        responses.SageMakerResponse, "create_training_job", create_training_job_response
+    )
+    monkeypatch.setattr(
         responses.SageMakerResponse, "stop_training_job", stop_training_job, raising=False
     )
-    return life
+    monkeypatch.setattr(
+        responses.SageMakerResponse, "create_endpoint_config", create_endpoint_config_response
+    )
+    monkeypatch.setattr(
+        responses.SageMakerResponse, "update_endpoint", update_endpoint, raising=False
+    )
+    for kind, method, found in (
+        ("model", "describe_model", lambda b, n: n in b._models),
+        ("endpoint-config", "describe_endpoint_config", lambda b, n: n in b.endpoint_configs),
+        ("endpoint", "describe_endpoint", lambda b, n: n in b.endpoints),
+    ):
+        original = getattr(SageMakerModelBackend, method)
+        monkeypatch.setattr(SageMakerModelBackend, method, in_aws_words(kind, found, original))
+    monkeypatch.setattr(S3Backend, "put_object", s3_put_object)
+    monkeypatch.setattr(
+        ApplicationAutoScalingResponse, "register_scalable_target", register_scalable_target
+    )
+    monkeypatch.setattr(
+        ApplicationAutoScalingResponse,
+        "list_tags_for_resource",
+        list_tags_for_resource,
+        raising=False,
+    )
+    monkeypatch.setattr(
+        ServiceQuotasBackend, "list_aws_default_service_quotas", list_aws_default_service_quotas
+    )
+    monkeypatch.setattr(
+        ServiceQuotasResponse, "list_service_quotas", list_service_quotas, raising=False
+    )
 
 
 @dataclass

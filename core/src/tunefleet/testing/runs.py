@@ -161,25 +161,30 @@ def _provider_module(harness: RunHarness) -> str:
 
 
 def _variant(harness: RunHarness, tag: str, repeats: int) -> tuple[Path, str]:
-    """A copy of the harness's spec named ``<name>-<tag>`` whose training data ends with
-    its first example ``repeats`` more times, so its run key and its staged data are new
-    (give each variant its own ``repeats``): the call under test does all its work again (a
-    content-addressed stage uploads, a submit creates)."""
+    """A copy of the harness's spec named ``<name>-<tag>`` whose datasets (training and
+    validation) each end with their first example ``repeats`` more times, so its run key
+    and every dataset it stages are new (give each variant its own ``repeats``): the call
+    under test does all its work again (a content-addressed stage uploads, a submit
+    creates). A repeated example is a warning (W104), not an error: the run goes ahead."""
     body = yaml.safe_load(harness.spec.read_text())
     name = f"{body['name']}-{tag}"
     body["name"] = name
-    dataset = body["dataset"]
-    train = dataset if isinstance(dataset, str) else dataset["train"]
-    source = Path(train) if Path(train).is_absolute() else harness.spec.parent / train
-    text = source.read_text()
-    first = text.splitlines()[0]
-    copy = harness.spec.parent / f"train-{tag}.jsonl"
-    # A repeated example is a warning (W104), not an error: the run goes ahead.
-    copy.write_text(text + ("" if text.endswith("\n") else "\n") + (first + "\n") * repeats)
-    if isinstance(dataset, str):
-        body["dataset"] = str(copy)
+
+    def varied(location: str, role: str) -> str:
+        source = Path(location) if Path(location).is_absolute() else harness.spec.parent / location
+        text = source.read_text()
+        first = text.splitlines()[0]
+        copy = harness.spec.parent / f"{role}-{tag}.jsonl"
+        copy.write_text(text + ("" if text.endswith("\n") else "\n") + (first + "\n") * repeats)
+        return str(copy)
+
+    if isinstance(body["dataset"], str):
+        body["dataset"] = varied(body["dataset"], "train")
     else:
-        dataset["train"] = str(copy)
+        body["dataset"] = {
+            role: varied(location, role) if location else location
+            for role, location in body["dataset"].items()
+        }
     path = harness.spec.parent / f"spec-{tag}.yaml"
     path.write_text(yaml.safe_dump(body, sort_keys=False))
     return path, name

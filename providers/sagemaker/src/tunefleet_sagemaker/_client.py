@@ -89,7 +89,9 @@ def translated(operation: str, *, lookup: bool = False) -> Iterator[None]:
     ``ResourceNotFound`` for these operations; the name itself cannot be what failed
     validation. A name that is taken (``ResourceInUse``): AlreadyExistsError. Throttling
     and 5xx: TransientProviderError. ``ResourceLimitExceeded`` (an account quota on
-    instances or concurrent jobs): ProviderBusyError, so the engine queues the target.
+    instances or concurrent jobs): ProviderBusyError, so the engine queues the target;
+    submit then asks Service Quotas whether the quota can ever fit the job
+    (:mod:`._quotas`), which makes a quota too small a QuotaExceededError.
     Missing credentials: ProviderError saying where they come from. Anything else:
     ProviderError with AWS's code and message.
     """

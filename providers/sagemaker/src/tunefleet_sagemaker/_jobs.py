@@ -12,12 +12,18 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from tunefleet.errors import AlreadyExistsError, ProviderError, ProviderNotFoundError
+from tunefleet.errors import (
+    AlreadyExistsError,
+    ProviderBusyError,
+    ProviderError,
+    ProviderNotFoundError,
+)
 from tunefleet.events import JobState
 from tunefleet.provider import ArtifactRef, DatasetRef, JobRef, JobStatus, Plan
 from tunefleet_sagemaker._client import PROVIDER, client, translated
 from tunefleet_sagemaker._events import job_state
 from tunefleet_sagemaker._planning import HYPERPARAMETER, fill, job_name
+from tunefleet_sagemaker._quotas import explain_limit
 from tunefleet_sagemaker.options import SageMakerOptions
 
 __all__ = ["artifacts", "cancel", "describe", "find", "job_ref", "status", "submit"]
@@ -88,6 +94,19 @@ def submit(plan: Plan, region: str, datasets: Mapping[str, DatasetRef], run_key:
             sagemaker.create_training_job(**body)
     except AlreadyExistsError:
         pass  # the name is the run key's: a job of that name is this run's job
+    except ProviderBusyError as exc:
+        if exc.code != "ResourceLimitExceeded":
+            raise
+        # The same code for a quota of 0 and for instances other jobs hold: Service Quotas
+        # tells them apart (see _quotas).
+        resources = body["ResourceConfig"]
+        raise explain_limit(
+            exc,
+            region,
+            resources["InstanceType"],
+            resources["InstanceCount"],
+            bool(body.get("EnableManagedSpotTraining")),
+        ) from None
     return job_ref(plan, region, body["TrainingJobName"], run_key)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from tunefleet.kit.labels import RUN_KEY_PLACEHOLDER, run_labels
 from tunefleet.kit.trainer import epochs as trainer_epochs
@@ -25,9 +26,9 @@ from tunefleet.provider import (
     fill_placeholders,
 )
 from tunefleet.spec import EndpointSpec, RunSpec, TargetSpec
-from tunefleet_sagemaker import _serving
+from tunefleet_sagemaker import _limits, _serving
 from tunefleet_sagemaker.options import SageMakerOptions
-from tunefleet_sagemaker.pricing import PRICES
+from tunefleet_sagemaker.pricing import PRICES, has_instance_storage
 
 __all__ = [
     "HYPERPARAMETER",
@@ -36,14 +37,16 @@ __all__ = [
     "dataset_key",
     "fill",
     "job_name",
+    "limit_unmet",
+    "object_tags",
     "plan",
     "training_request",
     "unmet",
 ]
 
 RUN_KEY = RUN_KEY_PLACEHOLDER
-MAX_HYPERPARAMETER = 2500
-"""SageMaker's limit on one hyperparameter value (CreateTrainingJob, HyperParameters)."""
+DATASET_HASH = "<sha256>"
+"""Stands for a dataset's content hash in a planned upload when plan was not told it."""
 HYPERPARAMETER = "tunefleet_config"
 """The hyperparameter holding the trainer's config as a JSON string. SageMaker writes a
 job's HyperParameters to :data:`HYPERPARAMETERS_FILE`; Environment values are limited to
@@ -113,6 +116,70 @@ def trainer_config(spec: RunSpec, roles: list[str]) -> dict[str, Any]:
     return config
 
 
+def _storage_unmet(
+    spec: RunSpec, target: TargetSpec, options: SageMakerOptions
+) -> tuple[list[Unmet], list[str]]:
+    """What local NVMe instance storage means for the keys: a volume key SageMaker refuses,
+    and a policy that wants the user's key on storage that cannot take one."""
+    found: list[Unmet] = []
+    notes: list[str] = []
+    required = spec.placement.require_customer_managed_key
+    accepted = options.accept_hardware_encrypted_instance_storage
+    training = target.compute.instance_type or options.instance_type
+    serving = (spec.endpoint and spec.endpoint.instance_type) or options.endpoint_instance_type
+    hardware = (
+        "is encrypted by a hardware module on the instance (XTS-AES-256) with a key that "
+        "never leaves it, not with options.kms_key_id"
+    )
+    if has_instance_storage(training) and options.volume_kms_key_id is not None:
+        # ResourceConfig.VolumeKmsKeyId: "You can't request a VolumeKmsKeyId when using an
+        # instance type with local storage."
+        # https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html
+        found.append(
+            Unmet(
+                requirement="options.volume_kms_key_id",
+                reason=f"{training} trains on local NVMe instance storage, for which SageMaker "
+                "refuses a VolumeKmsKeyId; remove the option or choose an instance type with "
+                "an EBS volume (ml.m5, ml.c5, ml.p3...)",
+            )
+        )
+    elif has_instance_storage(training) and options.kms_key_id is not None:
+        if required and not accepted:
+            found.append(
+                Unmet(
+                    requirement="placement.require_customer_managed_key",
+                    reason=f"{training} trains on local NVMe instance storage, which {hardware}"
+                    "; SageMaker refuses a volume key for it. The datasets and the model in S3 "
+                    "still use your key. Set "
+                    "options.accept_hardware_encrypted_instance_storage: true to accept this, "
+                    "or train on a type with an EBS volume (ml.m5, ml.c5, ml.p3...)",
+                )
+            )
+        else:
+            notes.append(
+                f"the training instances' storage ({training}, local NVMe) {hardware}; the "
+                "datasets and the model in S3 use options.kms_key_id"
+            )
+    if has_instance_storage(serving) and options.kms_key_id is not None:
+        if required and not accepted:
+            found.append(
+                Unmet(
+                    requirement="placement.require_customer_managed_key",
+                    reason=f"endpoints serve on {serving}, whose local NVMe instance storage "
+                    f"{hardware}; CreateEndpointConfig takes no key for it. Set "
+                    "options.accept_hardware_encrypted_instance_storage: true to accept this, "
+                    "or serve on a type with an EBS volume (options.endpoint_instance_type or "
+                    "endpoint.instance_type: ml.m5, ml.c5, ml.p3...)",
+                )
+            )
+        else:
+            notes.append(
+                f"an endpoint's storage ({serving}, local NVMe) {hardware}; captured data in "
+                "S3 uses the key"
+            )
+    return found, notes
+
+
 def unmet(
     spec: RunSpec, target: TargetSpec, options: SageMakerOptions, roles: list[str]
 ) -> list[Unmet]:
@@ -132,11 +199,22 @@ def unmet(
                 reason="no subnets given in options.subnets",
             )
         )
+    # VpcConfig: Subnets and SecurityGroupIds are both required, each with at least one
+    # entry (botocore's sagemaker model, shape VpcConfig; API_VpcConfig.html). One without
+    # the other cannot be sent, and is never dropped silently.
     if options.subnets and not options.security_group_ids:
         found.append(
             Unmet(
                 requirement="options.security_group_ids",
                 reason="a job in subnets needs at least one security group",
+            )
+        )
+    if options.security_group_ids and not options.subnets:
+        found.append(
+            Unmet(
+                requirement="options.subnets",
+                reason="security groups are given without subnets; a VpcConfig needs both "
+                "(give options.subnets, or remove options.security_group_ids)",
             )
         )
     if policy.require_customer_managed_key and options.kms_key_id is None:
@@ -146,6 +224,7 @@ def unmet(
                 reason="no key given in options.kms_key_id",
             )
         )
+    found += _storage_unmet(spec, target, options)[0]
     instance = target.compute.instance_type or options.instance_type
     if spec.method.adapter == "qlora" and instance.startswith(("ml.m", "ml.c", "ml.r", "ml.t")):
         found.append(
@@ -162,15 +241,6 @@ def unmet(
                 "Hugging Face Hub, and base models from S3 are not supported yet",
             )
         )
-    size = len(json.dumps(trainer_config(spec, roles)))
-    if size > MAX_HYPERPARAMETER:
-        found.append(
-            Unmet(
-                requirement="hyperparameters",
-                reason=f"the trainer's config is {size} characters; a SageMaker "
-                f"hyperparameter holds {MAX_HYPERPARAMETER}",
-            )
-        )
     return found
 
 
@@ -180,18 +250,22 @@ def training_request(
     """The CreateTrainingJob body, with ``${run_key}`` and ``${<role>_uri}`` placeholders."""
     compute = target.compute
     name = _name_template(spec)
+    instance = compute.instance_type or options.instance_type
     runtime = int((compute.max_runtime_hours or options.max_runtime_hours) * 3600)
     stopping: dict[str, int] = {"MaxRuntimeInSeconds": runtime}
     if compute.spot:
+        # As asked: a wait shorter than the runtime is refused at plan, never lengthened.
         wait = options.spot_max_wait_hours
-        stopping["MaxWaitTimeInSeconds"] = max(int(wait * 3600) if wait else 2 * runtime, runtime)
+        stopping["MaxWaitTimeInSeconds"] = int(wait * 3600) if wait else 2 * runtime
     resources: dict[str, Any] = {
-        "InstanceType": compute.instance_type or options.instance_type,
+        "InstanceType": instance,
         "InstanceCount": compute.instance_count,
         "VolumeSizeInGB": compute.volume_size_gb or options.volume_size_gb,
     }
     volume_key = options.volume_kms_key_id or options.kms_key_id
-    if volume_key:
+    # Not for local NVMe instance storage: SageMaker refuses it there (ResourceConfig), as
+    # AWS's SDK knows (pricing.has_instance_storage); plan says what that means for the key.
+    if volume_key and not has_instance_storage(instance):
         resources["VolumeKmsKeyId"] = volume_key
     output: dict[str, Any] = {"S3OutputPath": _s3(options, "models")}
     if options.kms_key_id:
@@ -236,7 +310,7 @@ def training_request(
         },
         "Tags": [{"Key": key, "Value": value} for key, value in run_labels(spec).items()],
     }
-    if options.subnets:
+    if options.subnets and options.security_group_ids:
         body["VpcConfig"] = {
             "SecurityGroupIds": list(options.security_group_ids),
             "Subnets": list(options.subnets),
@@ -244,6 +318,49 @@ def training_request(
     if options.retry_attempts:
         body["RetryStrategy"] = {"MaximumRetryAttempts": options.retry_attempts}
     return body
+
+
+def object_tags(spec: RunSpec) -> dict[str, str]:
+    """The tags of staged datasets: the placement policy's and the run's name. Not the run
+    key: an object is shared by every run that stages the same content, and staging comes
+    before the run key's job."""
+    return {key: value for key, value in run_labels(spec).items() if value != RUN_KEY}
+
+
+def _samples(spec: RunSpec, options: SageMakerOptions, roles: list[str]) -> dict[str, str]:
+    """The longest value each placeholder of a plan can take, so a limit checked on them
+    holds for every run: a run key (32 hex digits), a dataset's sha256 (64), the longest
+    endpoint name tunefleet accepts (40 characters: tunefleet.names.NAME_PATTERN) and the
+    model version deploy names after it (8 hex digits more)."""
+    run_key = "f" * 32
+    endpoint = "e" * 40
+    job = job_name(_name_template(spec), run_key)
+    values = {
+        RUN_KEY: run_key,
+        DATASET_HASH: "f" * 64,
+        _serving.ENDPOINT: endpoint,
+        _serving.MODEL: f"{endpoint}-{'f' * 8}",
+        _serving.MODEL_DATA: f"{_s3(options, 'models', job)}/output/model.tar.gz",
+    }
+    for role in roles:
+        values[channel_placeholder(role)] = _s3(options, "datasets", f"{'f' * 64}.jsonl")
+    return values
+
+
+def limit_unmet(
+    requests: list[NativeRequest], samples: dict[str, str], region: str | None
+) -> list[Unmet]:
+    """Each documented limit a planned request breaks (:mod:`._limits`), as an Unmet naming
+    every request member it applies to."""
+    paths: dict[str, list[str]] = {}
+    for request in requests:
+        body = fill_placeholders(request.body, samples)
+        for found in _limits.violations(request.service, request.operation, body, region):
+            paths.setdefault(found.reason, []).append(f"{request.operation}.{found.path}")
+    return [
+        Unmet(requirement=", ".join(dict.fromkeys(where)), reason=reason)
+        for reason, where in paths.items()
+    ]
 
 
 def fill(body: dict[str, Any], uris: dict[str, str], run_key: str) -> dict[str, Any]:
@@ -276,17 +393,20 @@ def _cost(
 
 def plan(provider: str, request: PlanRequest) -> Plan:
     """The uploads, the CreateTrainingJob and the deploy requests for one target, its
-    instance-hour estimate, and what the options lack for the spec."""
+    instance-hour estimate, and what the options lack for the spec (including every
+    documented limit a planned request would break)."""
     spec, target = request.spec, request.target
     options = request.options
     assert isinstance(options, SageMakerOptions)
+    region = target.region or PRICES.fallback_region
     roles = ["train"] + (["validation"] if spec.dataset.validation is not None else [])
     body = training_request(spec, target, options, roles)
+    tagging = urlencode(object_tags(spec), quote_via=quote)
     requests = []
     for role in roles:
         facts = request.datasets.get(role)
-        key = dataset_key(options, facts.sha256 if facts and facts.sha256 else "<sha256>")
-        put: dict[str, Any] = {"Bucket": options.bucket, "Key": key}
+        key = dataset_key(options, facts.sha256 if facts and facts.sha256 else DATASET_HASH)
+        put: dict[str, Any] = {"Bucket": options.bucket, "Key": key, "Tagging": tagging}
         if options.kms_key_id:
             put.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=options.kms_key_id)
         requests.append(
@@ -311,11 +431,7 @@ def plan(provider: str, request: PlanRequest) -> Plan:
         spec if spec.endpoint is not None else spec.model_copy(update={"endpoint": EndpointSpec()})
     )
     for service, operation, request_body, purpose in _serving.endpoint_requests(
-        serving_spec,
-        target.region or PRICES.fallback_region,
-        options,
-        spec.method.adapter or "lora",
-        tags,
+        serving_spec, region, options, spec.method.adapter or "lora", tags
     ):
         requests.append(
             NativeRequest(
@@ -333,6 +449,9 @@ def plan(provider: str, request: PlanRequest) -> Plan:
             f"the job downloads {spec.base_model} from the Hugging Face Hub: the subnets "
             "need a route out (a NAT gateway)"
         )
+    notes += _storage_unmet(spec, target, options)[1]
+    found = unmet(spec, target, options, roles) + _serving.unmet(spec, options, region)
+    found += limit_unmet(requests, _samples(spec, options, roles), target.region)
     return Plan(
         target=target.key,
         provider=provider,
@@ -341,6 +460,6 @@ def plan(provider: str, request: PlanRequest) -> Plan:
         epochs=epochs,
         requests=requests,
         cost=cost,
-        unmet=unmet(spec, target, options, roles) + _serving.unmet(spec),
+        unmet=found,
         notes=notes,
     )

@@ -29,6 +29,13 @@ from tunefleet.provider import (
 from tunefleet.spec import RunSpec
 from tunefleet_sagemaker._client import PROVIDER, client, translated
 from tunefleet_sagemaker.options import SageMakerOptions
+from tunefleet_sagemaker.pricing import (
+    TGI_IMAGE_DATE,
+    TGI_IMAGE_SOURCE,
+    TGI_IMAGE_VERSION,
+    has_instance_storage,
+    tgi_image,
+)
 
 __all__ = [
     "ENDPOINT",
@@ -50,29 +57,32 @@ ENDPOINT = "${endpoint}"
 MODEL = "${model}"
 MODEL_DATA = "${model_data}"
 VARIANT = "primary"
-TGI_IMAGE = (
-    "763104351884.dkr.ecr.{region}.amazonaws.com/huggingface-pytorch-tgi-inference:"
-    "2.4.0-tgi2.3.1-gpu-py311-cu124-ubuntu22.04"
-)
-"""The Hugging Face LLM inference container (TGI) serving endpoints by default."""
 DEFAULT_INVOCATIONS_PER_INSTANCE = 100
 """Invocations per instance per minute tracked when the spec names no target."""
 
 
-def unmet(spec: RunSpec) -> list[Unmet]:
+def unmet(spec: RunSpec, options: SageMakerOptions, region: str) -> list[Unmet]:
     """What the spec's endpoint asks that these endpoints cannot do."""
-    endpoint = spec.endpoint
-    if endpoint is None or endpoint.autoscaling is None:
-        return []
-    if endpoint.autoscaling.min_instances < 1:
-        return [
+    found: list[Unmet] = []
+    if options.serving_image is None and tgi_image(region) is None:
+        found.append(
+            Unmet(
+                requirement="options.serving_image",
+                reason=f"AWS's table of Hugging Face LLM (TGI {TGI_IMAGE_VERSION}) images lists "
+                f"none in {region} (as of {TGI_IMAGE_DATE}, {TGI_IMAGE_SOURCE}); set "
+                "options.serving_image to an inference image in that region",
+            )
+        )
+    scaling = spec.endpoint and spec.endpoint.autoscaling
+    if scaling and scaling.min_instances < 1:
+        found.append(
             Unmet(
                 requirement="endpoint.autoscaling.min_instances",
                 reason="a SageMaker endpoint keeps at least one instance (scaling to zero "
                 "needs inference components, which tunefleet does not create yet)",
             )
-        ]
-    return []
+        )
+    return found
 
 
 def endpoint_requests(
@@ -85,29 +95,33 @@ def endpoint_requests(
     # The trainer writes the merged model under merged/ (model/ for full fine-tuning);
     # TGI loads it from the unpacked model.tar.gz.
     model_dir = "/opt/ml/model/" + ("model" if adapter == "full" else "merged")
+    container: dict[str, Any] = {
+        "ModelDataUrl": MODEL_DATA,
+        "Environment": {"HF_MODEL_ID": model_dir, "SM_NUM_GPUS": "1"},
+    }
+    image = options.serving_image or tgi_image(region)
+    if image is not None:  # else unmet() says there is none to serve with
+        container = {"Image": image, **container}
     model: dict[str, Any] = {
         "ModelName": MODEL,
         "ExecutionRoleArn": options.role_arn,
-        "PrimaryContainer": {
-            "Image": options.serving_image or TGI_IMAGE.format(region=region),
-            "ModelDataUrl": MODEL_DATA,
-            "Environment": {"HF_MODEL_ID": model_dir, "SM_NUM_GPUS": "1"},
-        },
+        "PrimaryContainer": container,
         "EnableNetworkIsolation": options.network_isolation,
         "Tags": tags,
     }
-    if options.subnets:
+    if options.subnets and options.security_group_ids:
         model["VpcConfig"] = {
             "SecurityGroupIds": list(options.security_group_ids),
             "Subnets": list(options.subnets),
         }
+    instance = endpoint.instance_type or options.endpoint_instance_type
     config: dict[str, Any] = {
         "EndpointConfigName": MODEL,
         "ProductionVariants": [
             {
                 "VariantName": VARIANT,
                 "ModelName": MODEL,
-                "InstanceType": endpoint.instance_type or options.endpoint_instance_type,
+                "InstanceType": instance,
                 "InitialInstanceCount": scaling.min_instances
                 if scaling
                 else endpoint.instance_count,
@@ -115,7 +129,11 @@ def endpoint_requests(
         ],
         "Tags": tags,
     }
-    if options.kms_key_id:
+    # Not for local NVMe instance storage, which no KMS key encrypts: CreateEndpointConfig
+    # refused a KmsKeyId for such types, and AWS's SDK omits it there
+    # (sagemaker.session.Session.create_endpoint_config, instance_supports_kms); plan says
+    # what that means for the placement policy.
+    if options.kms_key_id and not has_instance_storage(instance):
         config["KmsKeyId"] = options.kms_key_id
     if options.data_capture_percent is not None:
         capture: dict[str, Any] = {
@@ -151,6 +169,10 @@ def endpoint_requests(
                     "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
                     "MinCapacity": scaling.min_instances,
                     "MaxCapacity": scaling.max_instances,
+                    # Tagged when registered ("Use this parameter to tag the scalable target
+                    # when it is created", RegisterScalableTarget); deploy registers it anew
+                    # after each roll-out, so the tags stay.
+                    "Tags": {tag["Key"]: tag["Value"] for tag in tags},
                 },
                 "let the endpoint scale between its bounds",
             ),
@@ -280,8 +302,13 @@ def deploy(plan: Plan, region: str, artifact: ArtifactRef, name: str) -> Endpoin
         described = sagemaker.describe_endpoint(EndpointName=name)
     scope = {"config": version, "model": version}
     if "RegisterScalableTarget" in planned:
+        register = dict(planned["RegisterScalableTarget"])
         with translated(f"autoscale endpoint {name}"):
-            scaling.register_scalable_target(**planned["RegisterScalableTarget"])
+            if _registered(scaling, register["ResourceId"]):
+                # Tags go on a scalable target when it is created (RegisterScalableTarget,
+                # Tags); registering it again only updates its bounds.
+                register.pop("Tags", None)
+            scaling.register_scalable_target(**register)
             scaling.put_scaling_policy(**planned["PutScalingPolicy"])
         scope["scaling"] = planned["RegisterScalableTarget"]["ResourceId"]
     return EndpointRef(
@@ -291,6 +318,15 @@ def deploy(plan: Plan, region: str, artifact: ArtifactRef, name: str) -> Endpoin
         url=f"https://runtime.sagemaker.{region}.amazonaws.com/endpoints/{name}/invocations",
         id=described["EndpointArn"],
         scope=scope,
+    )
+
+
+def _registered(scaling: Any, resource: str) -> bool:
+    """True when the endpoint variant ``resource`` has a scalable target."""
+    return bool(
+        scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource]).get(
+            "ScalableTargets"
+        )
     )
 
 
@@ -307,10 +343,7 @@ def _roll_out(
     # SageMaker refuses to update a variant that has a scaling policy; deploy registers
     # it again once the endpoint is InService.
     resource = f"endpoint/{name}/variant/{VARIANT}"
-    registered = scaling.describe_scalable_targets(
-        ServiceNamespace="sagemaker", ResourceIds=[resource]
-    ).get("ScalableTargets")
-    if registered:
+    if _registered(scaling, resource):
         scaling.deregister_scalable_target(
             ServiceNamespace="sagemaker", ResourceId=resource, ScalableDimension=SCALABLE_DIMENSION
         )

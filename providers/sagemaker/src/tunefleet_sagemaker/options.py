@@ -59,9 +59,19 @@ class SageMakerOptions(BaseModel):
     upload_part_mb: int = Field(default=64, ge=5, le=5120)
     """Datasets this large or larger go to S3 in parts of this size, several at once."""
     kms_key_id: KmsKey | None = None
-    """Customer-managed KMS key for the data in S3 and the model output."""
+    """Customer-managed KMS key, by key id or key ARN (plan refuses an alias, saying how to
+    find the ARN): SSE-KMS of the staged datasets and the model output, the training
+    volumes and the endpoints' volumes where the instance type has an EBS volume, and
+    captured data (see docs/providers/sagemaker.md for what each key encrypts)."""
     volume_kms_key_id: KmsKey | None = None
-    """KMS key for the training instances' volumes; default ``kms_key_id``."""
+    """KMS key for the training instances' EBS volumes; default ``kms_key_id``. Instance
+    types with local NVMe storage (ml.g5, ml.p4d...) take none: plan refuses it there."""
+    accept_hardware_encrypted_instance_storage: bool = False
+    """Under ``placement.require_customer_managed_key``: accept that instance types with
+    local NVMe storage (ml.g5, ml.g6, ml.p4d, ml.p5...) keep their training or serving
+    storage encrypted by the instance's hardware key instead of ``kms_key_id`` (SageMaker
+    takes no customer key for it; S3 data still uses the key). Plan refuses such types
+    under that policy without it, and notes it when it is set."""
     subnets: list[Subnet] = Field(default_factory=list, max_length=16)
     """Private subnets the job runs in (needed when the policy requires a private network)."""
     security_group_ids: list[SecurityGroup] = Field(default_factory=list, max_length=5)
@@ -90,7 +100,7 @@ class SageMakerOptions(BaseModel):
     data_capture_percent: int | None = Field(default=None, ge=1, le=100)
     """Capture this share of an endpoint's requests and answers to S3 (off when unset)."""
     data_capture_kms_key_id: KmsKey | None = None
-    """KMS key for captured data; default ``kms_key_id``."""
+    """KMS key for captured data, by key id or key ARN; default ``kms_key_id``."""
     rollback_alarms: list[str] = Field(default_factory=list, max_length=9)
     """CloudWatch alarms that roll a canary back, besides the server-error alarm tunefleet
     creates for the endpoint."""

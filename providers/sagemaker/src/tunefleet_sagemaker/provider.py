@@ -4,13 +4,15 @@ A thin facade; each step lives in its own module::
 
     plan      _planning   the exact CreateTrainingJob request (VpcConfig, KMS keys, spot
                           with a checkpoint location, tags...), the deploy requests, what
-                          the options lack for the placement policy, and an instance-hour
+                          the options lack for the placement policy, every documented
+                          limit a request would break (_limits), and an instance-hour
                           estimate; no network, no credentials
     stage     _staging    S3 object <prefix>/datasets/<sha256>.jsonl, SSE-KMS with the
-                          policy's key, multipart and concurrent, reused when already there;
-                          the bucket must be in the target's region
+                          policy's key and its tags, multipart and concurrent, reused when
+                          already there; the bucket must be in the target's region
     find      _jobs       DescribeTrainingJob of the name derived from the run key
-    submit    _jobs       CreateTrainingJob exactly as planned, URIs and run key filled in
+    submit    _jobs       CreateTrainingJob exactly as planned, URIs and run key filled in;
+                          ResourceLimitExceeded looked up in Service Quotas (_quotas)
     status    _jobs       DescribeTrainingJob (primary and secondary status, billable time)
     events    _events     the trainer's lines in CloudWatch Logs, the secondary status
                           transitions, and the actual cost
@@ -108,8 +110,9 @@ class SageMakerProvider:
         progress: UploadProgress | None = None,
     ) -> DatasetRef:
         options = SageMakerOptions.model_validate(plan.options)
+        planned = plan.request("PutObject", phase="stage").body
         return _staging.stage(
-            self._buckets, options, self._region(plan), role, path, sha256, progress
+            self._buckets, options, self._region(plan), planned, role, path, sha256, progress
         )
 
     def find(self, plan: Plan, run_key: str) -> JobRef | None:
