@@ -172,3 +172,92 @@ def test_a_2gb_single_line_is_one_finding_not_a_crash(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["counts"] == {"E004": 1}
     assert report["findings"][0]["detail"].startswith("line is 2,147,483,649 bytes")
+
+
+def _one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_a_fifo_dataset_is_refused_not_waited_on(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "train.jsonl")
+    (tmp_path / "spec.yaml").write_text(
+        "name: demo\nbase_model: gpt-4o-mini\ndataset: train.jsonl\ntargets:\n  - provider: local\n"
+    )
+    journal = tmp_path / "journal.db"
+    env = {"TUNEFLEET_STATE": f"sqlite:///{journal}"}
+    validate = tunefleet("data", "validate", str(tmp_path / "train.jsonl"), env=env)
+    assert validate.returncode == 2
+    assert _one_error_line(validate) == (
+        f"error: {tmp_path / 'train.jsonl'}: is a FIFO (named pipe), not a JSONL file"
+    )
+    for command in ("plan", "run"):
+        result = tunefleet(command, str(tmp_path / "spec.yaml"), env=env)
+        assert result.returncode == 2
+        assert _one_error_line(result) == (
+            f"error: {tmp_path / 'spec.yaml'}:3 dataset: train.jsonl: "
+            "is a FIFO (named pipe), not a regular file"
+        )
+    assert not journal.exists()
+
+
+def test_symlink_loops_and_recursive_aliases_are_input_errors_not_internal_ones(
+    tmp_path: Path,
+) -> None:
+    loop = tmp_path / "loop.yaml"
+    loop.symlink_to(loop)
+    result = tunefleet("plan", str(loop))
+    assert result.returncode == 2
+    assert _one_error_line(result) == (
+        f"error: {loop}: too many levels of symbolic links (a symlink loop?)"
+    )
+    alias = tmp_path / "alias.yaml"
+    alias.write_text("name: demo\ndescription: &r [*r]\n")
+    result = tunefleet("plan", str(alias))
+    assert result.returncode == 2
+    assert _one_error_line(result) == f"error: {alias}:2: recursive alias *r: it refers to itself"
+
+
+def test_an_empty_dataset_fails_validation_and_the_plan(tmp_path: Path) -> None:
+    (tmp_path / "train.jsonl").write_bytes(b"")
+    result = tunefleet("data", "validate", str(tmp_path / "train.jsonl"), "--json")
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["counts"] == {"E005": 1}
+    (tmp_path / "spec.yaml").write_text(
+        "name: demo\nbase_model: gpt-4o-mini\ndataset: train.jsonl\ntargets:\n  - provider: local\n"
+    )
+    planned = tunefleet("plan", str(tmp_path / "spec.yaml"))
+    assert planned.returncode == 1
+    assert _one_error_line(planned).startswith(
+        f"error: {tmp_path / 'spec.yaml'}:3 dataset: {tmp_path / 'train.jsonl'}: "
+        "E005 no_examples: the file is empty"
+    )
+
+
+def test_an_unwritable_schema_output_is_one_line(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "pipe")
+    targets = [
+        (tmp_path / "no" / "x.json", "cannot write: no such file"),
+        (tmp_path, "is a directory, not a regular file"),
+        (tmp_path / "pipe", "is a FIFO (named pipe), not a regular file"),
+        (Path("/dev/null"), "is a character device, not a regular file"),
+    ]
+    for target, problem in targets:
+        result = tunefleet("schema", "-o", str(target))
+        assert result.returncode == 2
+        assert _one_error_line(result) == f"error: {target}: {problem}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]  # nothing half-written
+    assert tunefleet("schema", "-o", str(tmp_path / "s.json")).returncode == 0
+    assert json.loads((tmp_path / "s.json").read_text())["title"] == "RunSpec"
+
+
+def test_init_never_writes_into_a_fifo_even_with_force(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "tunefleet.yaml")
+    result = tunefleet("init", str(tmp_path), "--force")
+    assert result.returncode == 2
+    assert _one_error_line(result) == (
+        f"error: {tmp_path / 'tunefleet.yaml'}: is a FIFO (named pipe), not a regular file"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tunefleet.yaml"]

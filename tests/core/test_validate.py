@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
+import signal
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -131,6 +135,7 @@ def test_every_code_has_a_case() -> None:
     tested = set(CASES) | {
         "E001",
         "E004",
+        "E005",
         "E030",
         "W103",
         "W104",
@@ -284,3 +289,112 @@ def test_code_piped_to_python_validates_in_one_process(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["50", "49"]
+
+
+@pytest.fixture
+def no_hang() -> Iterator[None]:
+    """Fail (instead of hanging the suite) if a call blocks for more than 20 seconds."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise TimeoutError("blocked for 20 seconds")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, 20)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize(
+    ("content", "detail"),
+    [
+        (b"", "the file is empty (0 bytes)"),
+        (b"\n", "only 1 blank line(s)"),
+        (b"  \n\t\n\r\n", "only 3 blank line(s)"),
+        (b"\xef\xbb\xbf\n", "only 1 blank line(s)"),
+    ],
+)
+def test_a_file_without_examples_is_an_error(tmp_path: Path, content: bytes, detail: str) -> None:
+    report = run(tmp_path, content)
+    assert not report.valid
+    assert report.counts["E005"] == 1 and report.examples == 0
+    first = report.findings[0]
+    assert (first.code, first.line, first.name) == ("E005", 0, "no_examples")
+    assert detail in first.detail
+
+
+def test_a_file_with_one_example_among_blank_lines_is_not_empty(tmp_path: Path) -> None:
+    report = run(tmp_path, b"\n" + chat(SYS, USER, BOT).encode() + b"\n")
+    assert "E005" not in report.counts and report.counts["E003"] == 1
+
+
+def _fifo(tmp_path: Path) -> Path:
+    path = tmp_path / "data.jsonl"
+    os.mkfifo(path)
+    return path
+
+
+def _loop(tmp_path: Path) -> Path:
+    (tmp_path / "a.jsonl").symlink_to(tmp_path / "b.jsonl")
+    (tmp_path / "b.jsonl").symlink_to(tmp_path / "a.jsonl")
+    return tmp_path / "a.jsonl"
+
+
+def _socket(tmp_path: Path) -> Path:
+    path = tmp_path / "s.jsonl"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.close()
+    return path
+
+
+@pytest.mark.usefixtures("no_hang")
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (_fifo, "is a FIFO (named pipe), not a JSONL file"),
+        (lambda tmp: Path("/dev/zero"), "is a character device, not a JSONL file"),
+        (lambda tmp: Path("/dev/null"), "is a character device, not a JSONL file"),
+        (lambda tmp: tmp, "is a directory, not a JSONL file"),
+        (_socket, "is a socket, not a JSONL file"),
+        (_loop, "too many levels of symbolic links"),
+        (lambda tmp: tmp / "missing.jsonl", "no such file"),
+        (lambda tmp: tmp / "x.jsonl" / "y.jsonl", "no such file"),
+        (lambda tmp: Path(str(tmp / "nul") + "\x00.jsonl"), "NUL byte"),
+    ],
+)
+def test_only_regular_files_are_read(tmp_path: Path, make, problem: str) -> None:  # type: ignore[no-untyped-def]
+    path = make(tmp_path)
+    with pytest.raises(InputFileError) as caught:
+        validate_dataset(path, jobs=1)
+    assert problem in str(caught.value)
+    assert str(caught.value).startswith(str(path).replace("\x00", "\\x00"))
+
+
+def test_an_unreadable_file_is_refused(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads every file")
+    path = tmp_path / "data.jsonl"
+    path.write_text(chat(SYS, USER, BOT) + "\n")
+    path.chmod(0)
+    with pytest.raises(InputFileError, match="permission denied"):
+        validate_dataset(path, jobs=1)
+
+
+def test_reports_are_reused_only_inside_the_block_and_while_the_file_is_unchanged(
+    tmp_path: Path,
+) -> None:
+    from tunefleet.data import reuse_reports
+
+    path = tmp_path / "data.jsonl"
+    path.write_text(chat(SYS, USER, BOT) + "\n")
+    with reuse_reports():
+        first = validate_dataset(path, jobs=1)
+        assert validate_dataset(path, jobs=1) is first
+        assert validate_dataset(path, jobs=1, max_per_code=5) is not first
+        path.write_text(chat(SYS, USER, BOT) + "\n" + chat(USER, BOT) + "\n")
+        changed = validate_dataset(path, jobs=1)
+        assert changed is not first and changed.examples == 2
+    assert validate_dataset(path, jobs=1) is not changed

@@ -59,6 +59,8 @@ that escapes as an internal error, exit 70, with the traceback only under ``--de
 
 from __future__ import annotations
 
+import shlex
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -85,7 +87,26 @@ __all__ = [
     "TransientProviderError",
     "TunefleetError",
     "UsageError",
+    "printable",
 ]
+
+
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def printable(value: object) -> str:
+    """``value`` as one line of text safe for a terminal: control characters (a newline, an
+    escape sequence) and bidirectional overrides shown as escapes, never interpreted. Paths
+    and names a user gave go through this before they reach an error message."""
+    text = "" if value is None else str(value)
+    if text.isprintable() and not _BIDI_CONTROLS.intersection(text):
+        return text
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI_CONTROLS
+        else ch
+        for ch in text
+    )
 
 
 class TunefleetError(Exception):
@@ -108,10 +129,10 @@ class InputFileError(TunefleetError, OSError):
     def __init__(self, path: str, problem: str) -> None:
         self.path = path
         self.problem = problem
-        super().__init__(f"{path}: {problem}")
+        super().__init__(f"{printable(path)}: {problem}")
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.problem}"
+        return f"{printable(self.path)}: {self.problem}"
 
 
 @dataclass(frozen=True)
@@ -124,7 +145,8 @@ class SpecIssue:
     message: str
 
     def __str__(self) -> str:
-        where = self.source if self.line is None else f"{self.source}:{self.line}"
+        source = printable(self.source)
+        where = source if self.line is None else f"{source}:{self.line}"
         return f"{where} {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
 
 
@@ -151,18 +173,46 @@ class SpecError(TunefleetError, ValueError):
 
 
 class DatasetInvalidError(TunefleetError, ValueError):
-    """A dataset failed validation; ``report`` is the full validation report."""
+    """A dataset failed validation; ``report`` is the full validation report.
+
+    The message is one line: where the spec names the dataset (``where``, when given), then
+    the first error as ``FILE:LINE: CODE name: detail``, the count, and the command that
+    lists each one.
+    """
 
     exit_code = 1
 
-    def __init__(self, path: str, error_count: int, report: object | None = None) -> None:
+    def __init__(
+        self, path: str, error_count: int, report: object | None = None, *, where: str = ""
+    ) -> None:
         self.path = path
         self.error_count = error_count
         self.report = report
-        super().__init__(
-            f"{path}: {error_count} error{'s' if error_count != 1 else ''} found; "
-            f"run `tunefleet data validate {path}` for each one"
-        )
+        self.where = where
+        errors = f"{error_count} error{'s' if error_count != 1 else ''}"
+        shown = printable(path)
+        command = f"tunefleet data validate {printable(shlex.quote(path))}"
+        first = _first_error(report)
+        if first is None:
+            message = f"{shown}: {errors} found; run `{command}` for each one"
+        else:
+            line, what = first
+            message = f"{shown}:{line}: {what}" if line else f"{shown}: {what}"
+            message += f" ({errors} in all; `{command}` lists each)"
+        super().__init__(f"{where} {message}" if where else message)
+
+
+def _first_error(report: object | None) -> tuple[int, str] | None:
+    """The line (0: the whole file) and ``CODE name: detail`` of a report's first error."""
+    for finding in getattr(report, "findings", None) or ():
+        if getattr(finding, "severity", None) != "error":
+            continue
+        detail = printable(" ".join(str(getattr(finding, "detail", "")).split()))
+        if len(detail) > 100:
+            detail = detail[:97] + "..."
+        code, name = getattr(finding, "code", ""), getattr(finding, "name", "")
+        return int(getattr(finding, "line", 0) or 0), f"{code} {name}: {detail}"
+    return None
 
 
 class TokenizerError(TunefleetError):

@@ -2,10 +2,12 @@
 
 A spec is a YAML file validated by the pydantic models below. Unknown keys are errors (with
 a suggestion when one is close), and every error names the file, the line and the key path:
-``spec.yaml:14 targets[0].compute.instance_count: must be >= 1``. The models hold no
-provider-specific knob: those live in each target's ``options``, which the target's provider
-validates with its own model at plan time. A spec holds no secrets; keys and values that
-look like credentials are refused.
+``spec.yaml:14 targets[0].compute.instance_count: must be >= 1``. Numbers are strict: a
+boolean is never an integer, a string never a number, and ``.inf`` or ``.nan`` never a
+value; a local path that names a directory, a FIFO or a device is refused where it is
+written. The models hold no provider-specific knob: those live in each target's
+``options``, which the target's provider validates with its own model at plan time. A
+spec holds no secrets; keys and values that look like credentials are refused.
 
 ``load_spec`` is the entry point; ``RunSpec.model_json_schema()`` is the published schema.
 """
@@ -13,6 +15,8 @@ look like credentials are refused.
 from __future__ import annotations
 
 import difflib
+import math
+import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -27,6 +31,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -43,6 +48,9 @@ from tunefleet.names import (
     ResourceName,
     TagKey,
     TagValue,
+    check_local_file,
+    open_input,
+    os_problem,
 )
 from tunefleet_trainer.config import Adapter, LoraSettings, Method
 
@@ -71,23 +79,27 @@ Metric = Literal["exact_match", "token_f1", "rouge_l", "bleu", "valid_loss", "ll
 DATASET_URI_SCHEMES = frozenset({"s3", "gs", "az", "abfss", "azureml", "https"})
 
 
-def _check_location(value: str) -> str:
+def _check_location(value: str, info: ValidationInfo) -> str:
     if not value or len(value) > 2048:
         raise ValueError("must be a path or URI of 1 to 2048 characters")
-    if any(ord(ch) < 32 for ch in value):
+    if "\x00" in value:
+        raise ValueError("must not contain a NUL byte")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise ValueError("must not contain control characters")
-    if "://" in value:
-        scheme = urlsplit(value).scheme
-        if scheme not in DATASET_URI_SCHEMES:
-            allowed = ", ".join(f"{s}://" for s in sorted(DATASET_URI_SCHEMES))
-            raise ValueError(
-                f"URI scheme {scheme!r} is not supported (use a local path or {allowed})"
-            )
+    if "://" not in value:
+        return check_local_file(value, info)
+    scheme = urlsplit(value).scheme
+    if scheme not in DATASET_URI_SCHEMES:
+        allowed = ", ".join(f"{s}://" for s in sorted(DATASET_URI_SCHEMES))
+        raise ValueError(f"URI scheme {scheme!r} is not supported (use a local path or {allowed})")
     return value
 
 
 DatasetLocation = Annotated[str, AfterValidator(_check_location)]
-"""A local path (relative to the spec file) or a cloud URI (s3://, gs://, az://, https://...)."""
+"""A local path (relative to the spec file) or a cloud URI (s3://, gs://, az://, https://...).
+
+A local path that exists must be a regular file (never a directory, FIFO or device); see
+:data:`tunefleet.names.LocalFile`."""
 
 
 def is_local(location: str) -> bool:
@@ -106,6 +118,13 @@ class DatasetSpec(_Model):
     """Training examples, one JSON object per line."""
     validation: DatasetLocation | None = None
     """Held-out examples for validation loss; optional."""
+
+
+def _not_boolean(value: Any) -> Any:
+    # `true == 1` in Python, so a Literal[1] would take it; a spec's numbers are never booleans.
+    if isinstance(value, bool):
+        raise ValueError(f"must be a number, not the boolean {str(value).lower()}")
+    return value
 
 
 def _dataset_shorthand(value: Any) -> Any:
@@ -294,7 +313,7 @@ class EndpointSpec(_Model):
 class RunSpec(_Model):
     """A fine-tuning run, described once for any cloud."""
 
-    version: Literal[1] = 1
+    version: Annotated[Literal[1], BeforeValidator(_not_boolean)] = 1
     """Spec format version."""
     name: ResourceName
     """Run name: lowercase letters, digits and hyphens; it appears in cloud resource names."""
@@ -359,29 +378,36 @@ class RunSpec(_Model):
         """A SpecIssue at ``path`` with the line it was written on."""
         return SpecIssue(self._source, self._positions.line_for(path), format_path(path), message)
 
+    def written_issue(self, path: KeyPath, message: str) -> SpecIssue:
+        """A SpecIssue at the part of ``path`` the file spells out (``dataset`` for the
+        shorthand ``dataset: train.jsonl``), as spec validation names it."""
+        return self.issue(self._positions.written(path) or path, message)
+
 
 # --------------------------------------------------------------------------- loading
 
 
-def load_spec(path: str | Path) -> RunSpec:
-    """Read and validate a spec file. Raises InputFileError or SpecError (never a traceback)."""
+def load_spec(path: str | Path, *, require_files: bool = False) -> RunSpec:
+    """Read and validate a spec file. Raises InputFileError or SpecError (never a traceback).
+
+    Local paths in the spec resolve against the spec's folder; one that names something
+    other than a regular file is an error at its line. With ``require_files`` each local
+    dataset must also exist and be readable (what `tunefleet plan` and `run` ask).
+    """
     file = Path(path)
     source = str(path)
-    try:
-        size = file.stat().st_size
-        if not file.is_file():
-            raise InputFileError(source, "not a regular file")
+    with open_input(file, what="spec file") as handle:
+        size = os.fstat(handle.fileno()).st_size
         if size > MAX_SPEC_BYTES:
             raise InputFileError(
                 source, f"{size:,} bytes is too large for a spec (limit {MAX_SPEC_BYTES:,})"
             )
-        raw = file.read_bytes()
-    except FileNotFoundError:
-        raise InputFileError(source, "no such file") from None
-    except IsADirectoryError:
-        raise InputFileError(source, "is a directory, not a spec file") from None
-    except PermissionError:
-        raise InputFileError(source, "permission denied") from None
+        try:
+            raw = handle.read(MAX_SPEC_BYTES + 1)
+        except OSError as exc:
+            raise InputFileError(source, os_problem(exc)) from None
+    if len(raw) > MAX_SPEC_BYTES:  # grew since the stat
+        raise InputFileError(source, f"is too large for a spec (limit {MAX_SPEC_BYTES:,} bytes)")
     if b"\x00" in raw:
         raise InputFileError(source, "is a binary file, not a YAML spec")
     try:
@@ -389,29 +415,44 @@ def load_spec(path: str | Path) -> RunSpec:
     except UnicodeDecodeError as exc:
         line = raw[: exc.start].count(b"\n") + 1
         raise SpecError.single(source, "not valid UTF-8", line=line) from None
-    return parse_spec(text, source=source, base_dir=file.resolve().parent)
+    return parse_spec(
+        text, source=source, base_dir=file.resolve().parent, require_files=require_files
+    )
 
 
-def parse_spec(text: str, *, source: str = "<spec>", base_dir: Path | None = None) -> RunSpec:
-    """Validate spec YAML text. ``base_dir`` anchors relative dataset paths (default: cwd)."""
+def parse_spec(
+    text: str,
+    *,
+    source: str = "<spec>",
+    base_dir: Path | None = None,
+    require_files: bool = False,
+) -> RunSpec:
+    """Validate spec YAML text. ``base_dir`` anchors relative dataset paths (default: cwd).
+
+    Validation is strict: no value is coerced to a number or a boolean, and non-finite
+    numbers are refused. ``require_files``: see :func:`load_spec`.
+    """
     data, positions = load_document(text, source)
     if data is None:
         raise SpecError.single(source, "the spec is empty")
     if not isinstance(data, dict):
         raise SpecError.single(source, "the spec must be a mapping of keys to values", line=1)
-    secrets = list(_find_secrets(data, ()))
-    if secrets:
-        raise SpecError(
-            [SpecIssue(source, positions.line_for(p), format_path(p), why) for p, why in secrets]
-        )
+    found = [*_find_secrets(data, ()), *_find_non_finite(data, ())]
+    if found:
+        issues = [SpecIssue(source, positions.line_for(p), format_path(p), why) for p, why in found]
+        issues.sort(key=lambda i: (i.line or 0, i.path))
+        raise SpecError(issues)
+    base = base_dir or Path.cwd()
     try:
-        spec = RunSpec.model_validate(data)
+        spec = RunSpec.model_validate(
+            data, strict=True, context={"base_dir": base, "require_files": require_files}
+        )
     except ValidationError as exc:
         issues = [_issue(err, data, positions, source) for err in exc.errors()]
         issues.sort(key=lambda i: (i.line or 0, i.path))
         raise SpecError(issues) from None
     spec._source = source
-    spec._base_dir = base_dir or Path.cwd()
+    spec._base_dir = base
     spec._positions = positions
     return spec
 
@@ -483,6 +524,15 @@ def _issue(err: ErrorDetails, data: Any, positions: Positions, source: str) -> S
     path = _data_path(err["loc"], data)
     line = positions.line_for(path)
     where = format_path(path)
+    value = err.get("input")
+    if kind in {"int_type", "float_type"} and isinstance(value, bool):
+        wanted = "an integer" if kind == "int_type" else "a number"
+        return SpecIssue(
+            source, line, where, f"must be {wanted}, not the boolean {str(value).lower()}"
+        )
+    if kind in {"int_type", "float_type"} and isinstance(value, str):
+        wanted = "an integer" if kind == "int_type" else "a number"
+        return SpecIssue(source, line, where, f"must be {wanted}, not a string")
     if kind == "extra_forbidden":
         key = str(path[-1]) if path else ""
         allowed = _allowed_keys(RunSpec, path[:-1])
@@ -520,6 +570,22 @@ def _issue(err: ErrorDetails, data: Any, positions: Positions, source: str) -> S
 def _describe(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def _find_non_finite(node: Any, path: KeyPath) -> Iterator[tuple[KeyPath, str]]:
+    """Every .inf, -.inf and .nan in the document: no spec value may be one."""
+    if isinstance(node, float) and not math.isfinite(node):
+        written = ".nan" if math.isnan(node) else ("-.inf" if node < 0 else ".inf")
+        yield path, f"must be a finite number, not {written}"
+    elif isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from _find_non_finite(value, (*path, key))
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            yield from _find_non_finite(item, (*path, index))
 
 
 # --------------------------------------------------------------------------- secrets

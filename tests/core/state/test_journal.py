@@ -260,3 +260,66 @@ def test_concurrent_writers_extend_one_chain(journal_url: str) -> None:
     assert result.entries == result.head_seq == 60
     for journal in journals:
         journal.close()
+
+
+def _audit_cli(
+    journal_url: str, capsys: pytest.CaptureFixture[str], *args: str
+) -> tuple[int, str, str]:
+    from tunefleet.cli import main
+
+    status = main(["--state", journal_url, "audit", *args])
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        ("'not json {'", "not json {"),
+        ("''", ""),
+        ("'NaN'", "NaN"),
+        ("'" + "[" * 100_000 + "'", "[" * 100_000),
+        ("'\x1b[2J\n{}'", "\x1b[2J\n{}"),
+    ],
+)
+def test_audit_log_shows_an_entry_whose_detail_is_not_json_as_its_raw_text(
+    journal_url: str, capsys: pytest.CaptureFixture[str], stored: str, shown: str
+) -> None:
+    import json
+
+    with _chain(journal_url) as journal:
+        _raw(journal_url, f"UPDATE audit_log SET detail = {stored} WHERE seq = 2")
+        status, out, err = _audit_cli(journal.url, capsys, "log", "--json")
+        assert (status, err) == (0, "")
+        entries = json.loads(out)
+        assert [e["seq"] for e in entries] == [1, 2, 3, 4]
+        assert entries[1]["detail"] == shown
+        assert isinstance(entries[0]["detail"], dict)  # the intact ones still parse
+        status, out, err = _audit_cli(journal.url, capsys, "log")
+        assert (status, err) == (0, "")
+        lines = out.splitlines()
+        assert len(lines) == 4 and "\x1b" not in out  # one line per entry, escapes shown
+        status, out, err = _audit_cli(journal.url, capsys, "verify")
+        assert status == 1 and "entry 2 (target.created): contents were altered" in err
+
+
+def test_audit_reads_survive_a_blob_or_undecodable_text_in_sqlite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    url = f"sqlite:///{tmp_path / 'journal.db'}"
+    with _chain(url) as journal:
+        _raw(url, "UPDATE audit_log SET detail = X'ff00', actor = X'41' WHERE seq = 2")
+        status, out, err = _audit_cli(journal.url, capsys, "log", "--json")
+        assert (status, err) == (0, "")
+        entry = json.loads(out)[1]
+        assert entry["detail"] == "\\xff\x00" and entry["actor"] == "A"
+        status, out, err = _audit_cli(journal.url, capsys, "verify")
+        assert status == 1 and "entry 2 (target.created): contents were altered" in err
+        _raw(url, "UPDATE audit_log SET detail = CAST(X'ff41' AS TEXT) WHERE seq = 3")
+        for command in (["log", "--json"], ["verify"]):
+            status, out, err = _audit_cli(journal.url, capsys, *command)
+            assert status == 2 and "Traceback" not in err
+            assert err.startswith("error: cannot read the audit log: Could not decode to UTF-8")
+            assert len(err.splitlines()) == 1

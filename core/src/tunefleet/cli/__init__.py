@@ -2,8 +2,10 @@
 
 Exit status: 0 success; 1 the thing checked failed (dataset errors, unmet requirements);
 2 bad usage or input (options, spec, unreadable files, plugins); 3 a provider failed;
-70 an internal error; 130 interrupted. Errors are one line each on stderr; ``--debug``
-(or ``TUNEFLEET_DEBUG=1``) adds the traceback.
+70 an internal error; 130 interrupted. Errors are one line each on stderr, naming the file
+(and its line and key where there is one); an OS error about a file that no check caught
+is one such line with exit 2, not an internal error. ``--debug`` (or
+``TUNEFLEET_DEBUG=1``) adds the traceback.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from collections.abc import Sequence
 
 __all__ = ["main"]
 
+INPUT_ERROR = 2
 INTERNAL_ERROR = 70
 INTERRUPTED = 130
+_DEBUG_HINT = "(run with --debug for the traceback)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,12 +53,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(exc).splitlines():
             print(f"error: {line}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        # A file problem no check above caught (a full disk, an unreadable output path):
+        # one line naming the file, not an internal error.
+        if debug:
+            raise
+        if exc.filename is None:
+            print(f"internal error: {type(exc).__name__}: {exc} {_DEBUG_HINT}", file=sys.stderr)
+            return INTERNAL_ERROR
+        from tunefleet.errors import printable
+        from tunefleet.names import os_problem
+
+        print(f"error: {printable(exc.filename)}: {os_problem(exc)}", file=sys.stderr)
+        return INPUT_ERROR
     except Exception as exc:
         if debug:
             raise
-        print(
-            f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)",
-            file=sys.stderr,
-        )
+        print(f"internal error: {type(exc).__name__}: {exc} {_DEBUG_HINT}", file=sys.stderr)
         return INTERNAL_ERROR
     return result if isinstance(result, int) else 0

@@ -63,8 +63,11 @@ def init(
 ) -> None:
     """Write a starter spec (tunefleet.yaml) and sample chat data."""
     from tunefleet.cli import render
-    from tunefleet.starter import write_starter
+    from tunefleet.cli.inputs import check_outputs
+    from tunefleet.starter import SCHEMA_FILE, STARTER_FILES, write_starter
 
+    # --force overwrites files, never a FIFO (the write would block) or a device.
+    check_outputs([directory / name for name in (*STARTER_FILES.values(), SCHEMA_FILE)])
     written = write_starter(directory, force=force)
     render.initialized(directory, written)
 
@@ -83,8 +86,10 @@ def schema(
     text = json.dumps(RunSpec.model_json_schema(), indent=2) + "\n"
     if output is None:
         typer.echo(text, nl=False)
-    else:
-        output.write_text(text)
+        return
+    from tunefleet.cli.inputs import write_output
+
+    write_output(output, text)
 
 
 @app.command()
@@ -165,18 +170,9 @@ def plan(
     target cannot honour a requirement.
     """
     from tunefleet.cli import render
-    from tunefleet.errors import DatasetInvalidError
-    from tunefleet.planning import plan_run
+    from tunefleet.cli.inputs import plan_input
 
-    try:
-        with render.progress_bar("validating datasets") as advance:
-            run_plan = plan_run(
-                spec, target=target, progress=lambda role, done, total: advance(done, total)
-            )
-    except DatasetInvalidError as exc:
-        if exc.report is not None and not as_json:
-            render.dataset_report(exc.report, as_json=False)  # type: ignore[arg-type]
-        raise
+    _, run_plan = plan_input(spec, target=target, as_json=as_json)
     render.run_plan(run_plan, as_json=as_json)
     if not run_plan.ok:
         run_plan.raise_for_unmet()

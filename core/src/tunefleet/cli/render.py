@@ -1,7 +1,8 @@
 """How the CLI shows results: rich for people, one JSON document with ``--json``.
 
 Findings print one per line as ``FILE:LINE: CODE name: detail`` so editors and grep can
-jump to them. Progress bars go to stderr and only when it is a terminal.
+jump to them (``FILE: CODE ...`` for a finding about the whole file). Progress bars go to
+stderr and only when it is a terminal.
 """
 
 from __future__ import annotations
@@ -129,8 +130,9 @@ def dataset_report(report: DatasetReport, *, as_json: bool) -> None:
         return
     for finding in report.findings:
         style = "red" if finding.severity == "error" else "yellow"
+        where = f"{report.path}:{finding.line}" if finding.line else report.path
         out.print(
-            f"{escape(report.path)}:{finding.line}: [{style}]{finding.code} {finding.name}[/{style}]: "
+            f"{escape(where)}: [{style}]{finding.code} {finding.name}[/{style}]: "
             f"{escape(finding.detail)}"
         )
     if report.findings_omitted:

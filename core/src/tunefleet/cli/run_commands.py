@@ -9,6 +9,8 @@ provider error, 130 when Ctrl-C detached from jobs that keep running.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -139,22 +141,16 @@ def run(
     Ctrl-C detaches; the jobs keep running (reattach with `tunefleet watch RUN`).
     """
     from tunefleet.cli import render
-    from tunefleet.errors import DatasetInvalidError
+    from tunefleet.cli.inputs import plan_input
+    from tunefleet.data import reuse_reports
 
-    journal = _journal(ctx)
-    engine = _engine(journal, quiet=as_json)
-    try:
-        with render.progress_bar("validating datasets") as advance:
-            started = engine.start(
-                spec,
-                target=target,
-                new_attempt=new_attempt,
-                progress=lambda role, done, total: advance(done, total),
-            )
-    except DatasetInvalidError as exc:
-        if exc.report is not None and not as_json:
-            render.dataset_report(exc.report, as_json=False)  # type: ignore[arg-type]
-        raise
+    with reuse_reports():
+        # Plan before the journal is opened: a bad spec, dataset or plan writes nothing.
+        loaded, planned = plan_input(spec, target=target, as_json=as_json)
+        planned.raise_for_unmet()
+        journal = _journal(ctx)
+        engine = _engine(journal, quiet=as_json)
+        started = engine.start(loaded, target=target, new_attempt=new_attempt)
     run_row = started.run
     verb = "started" if started.created else "reattached to"
     if detach:
@@ -366,13 +362,34 @@ def report(
     ] = None,
 ) -> None:
     """Write a self-contained HTML report: loss curves, timeline and cost per target."""
+    from tunefleet.cli.inputs import check_outputs
     from tunefleet.cli.render import out
     from tunefleet.run.report import write_report
 
     journal = _journal(ctx)
     run_row = journal.run(run_ref)
-    path = write_report(journal, run_row, output or Path(f"{run_row.id}.html"))
+    target = output or Path(f"{run_row.id}.html")
+    check_outputs([target])  # never a FIFO, a device or a directory
+    path = write_report(journal, run_row, target)
     out.print(f"wrote {path}")
+
+
+@contextmanager
+def _unreadable_rows() -> Iterator[None]:
+    """A row the database driver cannot even decode (text that is not UTF-8, written
+    behind tunefleet's back) as one line, not an internal error."""
+    from sqlalchemy.exc import DataError, OperationalError
+
+    from tunefleet.errors import StateError
+    from tunefleet.state.audit import printable
+
+    try:
+        yield
+    except (OperationalError, DataError) as exc:
+        reason = printable(str(getattr(exc, "orig", None) or exc).splitlines()[0])
+        raise StateError(
+            f"cannot read the audit log: {reason} (a row edited in the database?)"
+        ) from exc
 
 
 @audit_app.command("verify")
@@ -381,7 +398,8 @@ def audit_verify(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     from tunefleet.cli.render import err, out
 
     journal = _journal(ctx)
-    result = journal.verify_audit()
+    with _unreadable_rows():
+        result = journal.verify_audit()
     if as_json:
         print(
             json.dumps(
@@ -414,28 +432,20 @@ def audit_log(
     as_json: JsonOpt = False,
 ) -> None:
     """Print audit entries, oldest first: who did what to which run, when."""
+    from tunefleet.state.audit import entry_record, printable
+
     journal = _journal(ctx)
     run_id = journal.run(run_ref).id if run_ref else None
-    entries = journal.audit_entries(run_id)
+    with _unreadable_rows():
+        entries = journal.audit_entries(run_id)
     if as_json:
-        rows = [
-            {
-                "seq": e.seq,
-                "at": e.at,
-                "actor": e.actor,
-                "action": e.action,
-                "run": e.run_id,
-                "target": e.target,
-                "detail": json.loads(e.detail),
-                "hash": e.hash,
-            }
-            for e in entries
-        ]
-        print(json.dumps(rows, indent=2))
+        print(json.dumps([entry_record(e) for e in entries], indent=2))
         return
     for e in entries:
-        where = "/".join(part for part in (e.run_id, e.target) if part)
-        print(f"{e.seq:>6} {e.at} {e.actor} {e.action} {where} {e.detail}")
+        record = entry_record(e, parse_detail=False)
+        where = "/".join(str(part) for part in (record["run"], record["target"]) if part)
+        fields = (record["at"], record["actor"], record["action"], where, record["detail"])
+        print(f"{printable(record['seq']):>6} " + " ".join(printable(field) for field in fields))
 
 
 def register(app: typer.Typer) -> None:

@@ -30,7 +30,8 @@ class Code:
 
 
 class Finding(NamedTuple):
-    """One problem at one line. ``detail`` says what exactly, without echoing personal data."""
+    """One problem at one line (0: the file as a whole). ``detail`` says what exactly,
+    without echoing personal data."""
 
     code: str
     line: int
@@ -52,6 +53,11 @@ CODES: dict[str, Code] = {
         _error("E002", "invalid_json", "The line is not valid JSON."),
         _error("E003", "empty_line", "The line is empty; JSONL has one example per line."),
         _error("E004", "line_too_long", "The line exceeds the maximum line size and was skipped."),
+        _error(
+            "E005",
+            "no_examples",
+            "The file holds no example: it is empty, or every line is blank (reported at line 0, the whole file).",
+        ),
         _error("E010", "data_type", "The example is not a JSON object."),
         _error("E011", "missing_messages_list", "The example has no non-empty `messages` list."),
         _error("E012", "message_not_object", "A message is not a JSON object."),

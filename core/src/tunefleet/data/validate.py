@@ -36,6 +36,7 @@ from tunefleet.data.findings import Finding, name_of, severity_of
 from tunefleet.data.report import DatasetReport, Distribution, FindingOut
 from tunefleet.data.tokens import DEFAULT_CONTEXT_LIMIT, choose_encoding, token_backend
 from tunefleet.errors import InputFileError, UsageError
+from tunefleet.names import open_input, os_problem
 
 __all__ = ["ValidationOptions", "validate_file"]
 
@@ -287,15 +288,12 @@ def _pool_context(encoding: str) -> multiprocessing.context.BaseContext:
 
 def _open(path: Path) -> IO[bytes]:
     source = str(path)
+    handle = open_input(path, what="JSONL file")  # refuses FIFOs, devices, directories
     try:
-        if path.is_dir():
-            raise InputFileError(source, "is a directory, not a JSONL file")
-        handle = path.open("rb")
-    except FileNotFoundError:
-        raise InputFileError(source, "no such file") from None
-    except PermissionError:
-        raise InputFileError(source, "permission denied") from None
-    head = handle.peek(4096)[:4096] if hasattr(handle, "peek") else b""
+        head = handle.peek(4096)[:4096] if hasattr(handle, "peek") else b""
+    except OSError as exc:
+        handle.close()
+        raise InputFileError(source, os_problem(exc)) from None
     if head.startswith(b"\x1f\x8b"):
         handle.close()
         raise InputFileError(source, "is gzip-compressed; decompress it first")
@@ -329,11 +327,16 @@ def validate_file(
         jobs = _resolve_jobs(options.jobs, total)
         reader = _Reader(handle, options.max_line_bytes)
         merger = _Merger(options.max_per_code)
-        for result in _results(reader.batches(), config, jobs):
-            merger.merge(result, limit)
-            if progress is not None:
-                progress(reader.bytes_read, total)
+        try:
+            for result in _results(reader.batches(), config, jobs):
+                merger.merge(result, limit)
+                if progress is not None:
+                    progress(reader.bytes_read, total)
+        except OSError as exc:  # EIO, a file on a network share that went away
+            raise InputFileError(str(file), f"cannot be read: {os_problem(exc)}") from None
         merger.add(reader.too_long)
+    if reader.lines == merger.counts.get("E003", 0):  # no line at all, or only blank ones
+        merger.add([Finding("E005", 0, _no_examples(reader))])
     if progress is not None:
         progress(reader.bytes_read, total)
     return _report(
@@ -348,6 +351,12 @@ def validate_file(
         limit_source=limit_source,
         started=started,
     )
+
+
+def _no_examples(reader: _Reader) -> str:
+    if reader.bytes_read == 0:
+        return "the file is empty (0 bytes): there is nothing to train on"
+    return f"the file holds no examples, only {reader.lines:,} blank line(s)"
 
 
 def _report(

@@ -6,6 +6,10 @@ reordering an entry breaks the chain at that entry; cutting entries off the end 
 matches the head. :func:`verify` reports each break. Appends lock the head row, so
 concurrent writers (several processes, one PostgreSQL database) extend one chain.
 
+Reading never trusts what is stored: :func:`entry_record` shows an entry whose ``detail``
+is not JSON (or any field that is not text) as the raw text it holds, and :func:`verify`
+reports such an entry as altered rather than failing.
+
 The chain proves the journal's history was not altered *after the fact by someone who
 cannot also rewrite every later hash*. To defend against an administrator of the database
 itself, publish the head (``tunefleet audit verify --json`` prints it) somewhere they
@@ -14,6 +18,7 @@ cannot write, and compare later.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import json
@@ -27,9 +32,18 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from tunefleet.errors import printable
 from tunefleet.state.models import AuditEntry, AuditHead
 
-__all__ = ["AuditVerification", "append", "current_actor", "entry_hash", "verify"]
+__all__ = [
+    "AuditVerification",
+    "append",
+    "current_actor",
+    "entry_hash",
+    "entry_record",
+    "printable",
+    "verify",
+]
 
 GENESIS = "0" * 64
 
@@ -91,6 +105,44 @@ def append(
     return entry
 
 
+def _stored(value: Any) -> Any:
+    """A stored field as JSON can hold it: bytes (a BLOB written behind tunefleet's back)
+    become text, anything else that is not a JSON scalar its str()."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "backslashreplace")
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def entry_record(entry: AuditEntry, *, parse_detail: bool = True) -> dict[str, Any]:
+    """An entry as a JSON-ready mapping (what `tunefleet audit log --json` prints).
+
+    ``detail`` is parsed from its stored JSON; where it is not JSON (an entry edited in
+    the database, a truncated write) it stays the raw text it holds, so one bad entry never
+    hides the others. With ``parse_detail=False`` it is always the raw text.
+    """
+    detail = _stored(entry.detail)
+    if parse_detail and isinstance(detail, str):
+        # Not JSON (or NaN, or nested beyond reason): shown as stored.
+        with contextlib.suppress(ValueError, RecursionError):
+            detail = json.loads(detail, parse_constant=_refuse_constant)
+    return {
+        "seq": _stored(entry.seq),
+        "at": _stored(entry.at),
+        "actor": _stored(entry.actor),
+        "action": _stored(entry.action),
+        "run": _stored(entry.run_id),
+        "target": _stored(entry.target),
+        "detail": detail,
+        "hash": _stored(entry.hash),
+    }
+
+
 @dataclass
 class AuditVerification:
     """What :func:`verify` found: entries checked, the head, and each break in the chain."""
@@ -120,8 +172,13 @@ def verify(session: Session) -> AuditVerification:
             )
         if entry.prev_hash != expected_prev:
             result.problems.append(f"entry {entry.seq}: does not follow the entry before it")
-        if entry_hash(entry) != entry.hash:
-            result.problems.append(f"entry {entry.seq} ({entry.action}): contents were altered")
+        try:
+            intact = entry_hash(entry) == entry.hash
+        except (TypeError, ValueError):  # a field holds what tunefleet never writes (a BLOB)
+            intact = False
+        if not intact:
+            action = printable(_stored(entry.action))
+            result.problems.append(f"entry {entry.seq} ({action}): contents were altered")
         expected_prev, expected_seq = entry.hash, entry.seq + 1
     head = session.get(AuditHead, 1)
     if head is None:

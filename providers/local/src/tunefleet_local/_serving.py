@@ -186,7 +186,13 @@ def deploy(provider: str, plan: Plan, artifact: ArtifactRef, name: str) -> Endpo
         # The intent first: a kill from here on leaves a record naming the server's files.
         intent = {"name": name, "model_dir": str(model_dir), "artifact": artifact.uri}
         write_json(record_path, intent)
-        record = _start(provider, intent, record_path)
+        try:
+            record = _start(provider, intent, record_path)
+        except ProviderError:  # it never served: nothing of it is left behind
+            _stop(read_json(record_path), record_path)
+            for leftover in (record_path, record_path.with_suffix(".ready")):
+                leftover.unlink(missing_ok=True)
+            raise
     return _ref(provider, record, record_path)
 
 
