@@ -98,7 +98,12 @@ def fake_azure(
 
 
 def azure_spec(
-    server: FakeOpenAI, arm: FakeAzureManagement, *, region: str = "swedencentral", **top: Any
+    server: FakeOpenAI,
+    arm: FakeAzureManagement,
+    *,
+    region: str = "swedencentral",
+    options: dict[str, Any] | None = None,
+    **top: Any,
 ) -> str:
     """Like :func:`openai_spec`, on the azure flavour against ``server`` and ``arm``."""
     body = json.loads(openai_spec(server, **top))
@@ -114,6 +119,7 @@ def azure_spec(
                 "azure_resource": RESOURCE,
                 "azure_endpoint": server.base_url.removesuffix("/v1"),
                 "azure_management_url": arm.url,
+                **(options or {}),
             },
         }
     ]

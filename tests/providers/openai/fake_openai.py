@@ -8,10 +8,26 @@ demand: 429 storms with Retry-After, a limit on active jobs, a daily limit, file
 service rejects, a wrong API key. Every request it receives and every answer it gives is
 checked against OpenAI's published API description where that file is present
 (:mod:`tests.openapi_contract`); ``violations`` collects what did not conform.
+
+It refuses what the service refuses: a request its API description does not allow (a
+suffix over 64 characters, a seed or hyperparameter out of range) with a 400 worded as the
+API words its validation errors, and the limits written only in prose -- metadata (16 keys,
+keys up to 64 characters, values up to 512), files over 512 MB, Uploads over 8 GB, parts
+over 64 MB -- each where the limit is documented.
+
+Under ``/openai`` it is an Azure OpenAI resource's data plane, answering as Azure's
+2025-04-01-preview description says (:mod:`tests.providers.openai.azure_openai_contract`,
+which the job operations are checked against there): jobs are created with 201 and start
+``pending``, carry ``suffix`` and no metadata (Azure's jobs have none, and its job list no
+metadata filter), pause to ``paused`` and resume through ``resuming``; errors are Azure's
+``{"error": {"code", "message"}}``, suffixes over Azure's 40 characters and Uploads over its
+9 GB are refused.
 """
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import hashlib
 import itertools
 import json
@@ -24,7 +40,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import jsonschema
 from tests.openapi_contract import OpenAPIContract, form_files
+from tests.providers.openai import azure_openai_contract as azure_contract
 
 API_KEY = "sk-fake-tunefleet-test-key-0000"
 ENTRA_TOKEN = "fake-entra-token"
@@ -34,7 +52,29 @@ BASE_MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4.1-mini-2025-04-14", "gpt-4o-2024
 MIN_EXAMPLES = 10
 """The service refuses training files with fewer examples (its documented minimum)."""
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
-ACTIVE = frozenset({"validating_files", "queued", "running"})
+ACTIVE = frozenset(
+    {"validating_files", "queued", "running", "created", "pending", "pausing", "resuming"}
+)
+"""Statuses of a job holding or awaiting a training slot, OpenAI's and Azure's."""
+FILES_API_MAX_BYTES = 512 << 20
+"""createFile (openai-openapi.json, paths /files post): "Individual files can be up to
+512 MB" (binary units, as the SDK's chunked upload reads "64 MB": 67108864)."""
+UPLOAD_MAX_BYTES = 8 << 30
+"""createUpload (paths /uploads post): "an Upload can accept at most 8 GB in total"."""
+UPLOAD_PART_MAX_BYTES = 64 << 20
+"""addUploadPart (paths /uploads/{upload_id}/parts post): "Each Part can be at most 64 MB"."""
+METADATA_MAX_KEYS, METADATA_MAX_KEY, METADATA_MAX_VALUE = 16, 64, 512
+"""components.schemas.Metadata: "Set of 16 key-value pairs ... Keys are strings with a
+maximum length of 64 characters. Values are strings with a maximum length of 512
+characters." (prose only: the schema itself has no maxProperties or maxLength)."""
+UNSAFE_TRAINING_FILE = (
+    "The job failed due to an invalid training file. This training file was blocked by our "
+    "moderation system because it contains too many examples that violate OpenAI's usage "
+    "policies"
+)
+"""How a job fails when the service's safety checks block its training file, as the
+service words it (quoted from real jobs; the fine-tuning guide's "Safety checks" section
+describes the checks)."""
 
 
 @dataclass
@@ -49,6 +89,9 @@ class Misbehaviour:
     retry_after: str | None = None
     every: int = 1
     """Fail one matching request in ``every`` (2: every other one)."""
+    lose_answer: bool = False
+    """Do what the request asks, then answer with the error: a create whose answer was
+    lost on the way back (a gateway's 502 or 504 after the service acted)."""
     _seen: int = 0
 
 
@@ -65,6 +108,8 @@ class Job:
     steps_per_epoch: int = 1
     tokens_per_epoch: int = 0
     rejection: str | None = None
+    azure: bool = False
+    """Created through an Azure OpenAI resource: answers in Azure's shape and statuses."""
 
 
 class FakeOpenAI:
@@ -85,6 +130,8 @@ class FakeOpenAI:
             for model in BASE_MODELS
         }
         self.steps_per_poll = 3
+        self.unsafe_training_files = False
+        """Fail every new job's training file as the service's safety checks do."""
         self.max_active_jobs: int | None = None
         self.daily_job_limit: int | None = None
         self.misbehaviours: list[Misbehaviour] = []
@@ -149,16 +196,27 @@ class FakeOpenAI:
             path = "/v1" + re.sub(r"^/openai(/deployments/[^/]+)?", "", path)
         content_type = headers.get("content-type")
         name = self._operation(method, path)
-        if self.contract is not None:
+        parsed: Any = {}
+        if content_type and content_type.startswith("application/json") and body:
+            parsed = json.loads(body)
+        elif content_type and content_type.startswith("multipart/form-data"):
+            parsed = _form(content_type, body)
+        # Azure's job operations answer as Azure's own description says; the rest of its
+        # data plane is OpenAI's API, checked against OpenAI's description.
+        azure_checked = azure and name in azure_contract.AZURE_OPERATIONS
+        if azure_checked:
+            self.violations += azure_contract.check_request(name, query, parsed)
+        elif self.contract is not None:
             self.violations += self.contract.check_request(method, path, query, content_type, body)
         with self._lock:
-            parsed: dict[str, Any] = {}
-            if content_type and content_type.startswith("application/json") and body:
-                parsed = json.loads(body)
             self.requests.append((name, parsed or {k: v[-1] for k, v in query.items()}))
             self._azure = azure
             status, answer, extra = self._answer(method, path, query, headers, body, name)
-        if self.contract is not None:
+        if azure and status >= 400:
+            answer = _as_azure_error(status, answer)
+        if azure_checked or (azure and status >= 400):  # Azure's errors are its own shape
+            self.violations += azure_contract.check_response(name, status, answer)
+        elif self.contract is not None:
             self.violations += self.contract.check_response(method, path, status, answer)
         return status, answer, extra
 
@@ -182,13 +240,56 @@ class FakeOpenAI:
                 if (trouble._seen - 1) % trouble.every == 0:
                     trouble.times -= 1
                     extra = {"Retry-After": trouble.retry_after} if trouble.retry_after else {}
+                    if trouble.lose_answer:
+                        self._route(method, path, query, headers, body)
                     status, answer, _ = _error(trouble.status, trouble.code, trouble.message)
                     return status, answer, extra
+        return self._route(method, path, query, headers, body)
+
+    def _route(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        headers: dict[str, str],
+        body: bytes,
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        refused = self._refusal(method, path, headers, body)
+        if refused is not None:
+            return refused
         for pattern, verb, _, handler in self._routes():
             match = re.fullmatch(pattern, path)
             if match and verb == method:
-                return handler(query, headers, body, *map(unquote, match.groups()))
+                result: tuple[int, dict[str, Any], dict[str, str]] = handler(
+                    query, headers, body, *map(unquote, match.groups())
+                )
+                return result
         return _error(404, None, f"Invalid URL ({method} {path})")
+
+    def _refusal(
+        self, method: str, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, Any], dict[str, str]] | None:
+        """The 400 the OpenAI API answers a JSON request its description does not allow
+        (a suffix too long, a seed or an epoch count out of range), or None. Azure's
+        requests are checked by their handlers, against Azure's own limits."""
+        if self._azure or self.contract is None or method != "POST":
+            return None
+        if not headers.get("content-type", "").startswith("application/json") or not body:
+            return None
+        operation = self.contract.operation(method, path)
+        request_body = (operation.spec.get("requestBody") or {}) if operation else {}
+        schema = request_body.get("content", {}).get("application/json", {}).get("schema")
+        if schema is None:
+            return None
+        rooted = {**schema, "components": self.contract.document["components"]}
+        errors = sorted(
+            jsonschema.Draft202012Validator(rooted).iter_errors(json.loads(body)),
+            key=lambda e: list(e.absolute_path),
+        )
+        if not errors:
+            return None
+        code, message, param = _openai_validation_error(errors[0])
+        return _error(400, code, message, param)
 
     def _operation(self, method: str, path: str) -> str:
         """The operation id (as OpenAI's description names it) of a request."""
@@ -241,6 +342,22 @@ class FakeOpenAI:
         purpose = parts.get("purpose", (None, b""))[1].decode()
         if not filename or purpose not in {"fine-tune", "batch", "assistants", "user_data"}:
             return _error(400, "invalid_request_error", "a file and a valid purpose are required")
+        if self._azure and len(data) > azure_contract.FILE_MAX_BYTES:
+            # Azure's quotas page: max file size for fine-tuning, 512 MB.
+            return _azure_error(
+                400,
+                "invalidPayload",
+                f"The file is {len(data)} bytes; the maximum file size for fine-tuning is 512 MB.",
+                "file",
+            )
+        if len(data) > FILES_API_MAX_BYTES:
+            return _error(
+                400,
+                None,
+                f"File is too large ({len(data)} bytes): individual files can be up to 512 MB. "
+                "Use the Uploads API for larger files.",
+                "file",
+            )
         return 200, self._new_file(filename, purpose, data), {}
 
     def _list_files(self, query: dict[str, list[str]], *_: Any) -> Any:
@@ -262,6 +379,24 @@ class FakeOpenAI:
 
     def _create_upload(self, query: Any, headers: Any, body: bytes) -> Any:
         request = json.loads(body)
+        size = request["bytes"]
+        if self._azure and size > azure_contract.UPLOAD_MAX_BYTES:
+            # UploadFile_Start: "an Upload size can be a maximum of 9 GB in total".
+            return _azure_error(
+                400,
+                "invalidPayload",
+                f"An Upload size can be a maximum of 9 GB in total; got {size} bytes.",
+                "bytes",
+            )
+        if not self._azure and size > UPLOAD_MAX_BYTES:
+            # createUpload: "an Upload can accept at most 8 GB in total".
+            return _error(
+                400,
+                None,
+                f"Invalid 'bytes': an Upload can accept at most 8 GB in total, but got {size} "
+                "bytes.",
+                "bytes",
+            )
         upload = {
             "id": self._id("upload_"),
             "object": "upload",
@@ -281,8 +416,18 @@ class FakeOpenAI:
         if upload is None or upload["status"] != "pending":
             return _error(404, None, f"No pending Upload {upload_id}")
         data = form_files(headers.get("content-type", ""), body).get("data", (None, b""))[1]
-        if len(data) > 64 * 1024 * 1024:
-            return _error(400, "invalid_request_error", "a part holds at most 64 MB")
+        if self._azure and len(data) > azure_contract.FILE_MAX_BYTES:
+            # UploadFile_Part: a Part can be up to the file size limit of its purpose.
+            return _azure_error(
+                400, "invalidPayload", "A Part can be at most 512 MB for fine-tuning.", "data"
+            )
+        if not self._azure and len(data) > UPLOAD_PART_MAX_BYTES:
+            return _error(
+                400,
+                None,
+                f"Invalid 'data': each Part can be at most 64 MB, but got {len(data)} bytes.",
+                "data",
+            )
         part_id = self._id("part_")
         self.parts[part_id] = data
         upload["_parts"].append(part_id)
@@ -324,6 +469,9 @@ class FakeOpenAI:
 
     def _create_job(self, query: Any, headers: Any, body: bytes) -> Any:
         request = json.loads(body)
+        refused = self._azure_job_refusal(request) if self._azure else _metadata_refusal(request)
+        if refused is not None:
+            return refused
         active = sum(1 for job in self.jobs.values() if job.body["status"] in ACTIVE)
         if self.max_active_jobs is not None and active >= self.max_active_jobs:
             # OpenAI documents no error code of its own for its limit on active
@@ -357,7 +505,11 @@ class FakeOpenAI:
                 return _error(400, "invalid_request_error", f"File {file_id} is not processed", key)
         method = request.get("method") or {"type": "supervised"}
         kind = method["type"]
-        hyper = dict((method.get(kind) or {}).get("hyperparameters") or {})
+        # The method's own hyperparameters, else the job's (where Azure's description puts
+        # a supervised job's: FineTuningJobCreation.hyperparameters).
+        hyper = dict(
+            (method.get(kind) or {}).get("hyperparameters") or request.get("hyperparameters") or {}
+        )
         data = self.contents[request["training_file"]]
         lines = [line for line in data.splitlines() if line.strip()]
         examples = len(lines)
@@ -384,17 +536,19 @@ class FakeOpenAI:
             "method": {"type": kind, kind: {"hyperparameters": hyper}},
             "organization_id": ORGANIZATION,
             "result_files": [],
-            "status": "validating_files",
+            # Azure's jobs start `pending` (FineTuning_Create's example answers so).
+            "status": "pending" if self._azure else "validating_files",
             "trained_tokens": None,
             "training_file": request["training_file"],
             "validation_file": request.get("validation_file"),
             "integrations": [],
             "seed": request.get("seed", 42),
             "estimated_finish": None,
-            "metadata": request.get("metadata"),
+            # An Azure job keeps no metadata: FineTuningJobCreation and FineTuningJob have none.
+            "metadata": None if self._azure else request.get("metadata"),
             "user_provided_suffix": request.get("suffix"),
         }
-        job = Job(body=body_out, epochs=epochs)
+        job = Job(body=body_out, epochs=epochs, azure=self._azure)
         job.steps_per_epoch = math.ceil(examples / batch) if examples else 1
         job.total_steps = job.steps_per_epoch * epochs
         job.tokens_per_epoch = len(data) // 4
@@ -403,10 +557,63 @@ class FakeOpenAI:
                 f"The job failed due to an invalid training file. Training file has "
                 f"{examples} example(s), but must have at least {MIN_EXAMPLES} examples"
             )
+        elif self.unsafe_training_files:
+            job.rejection = UNSAFE_TRAINING_FILE
         self.jobs[job_id] = job
         self._event(job, f"Created fine-tuning job: {job_id}")
         self._event(job, f"Validating training file: {request['training_file']}")
-        return 200, job.body, {}
+        # FineTuning_Create answers 201 on Azure; createFineTuningJob 200 on the OpenAI API.
+        return (201 if job.azure else 200), self._view(job), {}
+
+    def _azure_job_refusal(self, request: dict[str, Any]) -> Any:
+        """Azure's refusal of a job its description does not allow, or None. Its suffix
+        "can contain up to 40 characters (a-z, A-Z, 0-9,- and _)" (FineTuningJobCreation);
+        fields Azure does not define (metadata) are not kept, and the Azure contract records
+        them as a violation of the client."""
+        suffix = request.get("suffix")
+        if suffix is not None and not re.fullmatch(
+            rf"[A-Za-z0-9_-]{{1,{azure_contract.SUFFIX_MAX}}}", str(suffix)
+        ):
+            return _azure_error(
+                400,
+                "invalidPayload",
+                "The suffix can contain up to 40 characters (a-z, A-Z, 0-9,- and _).",
+                "suffix",
+            )
+        return None
+
+    def _view(self, job: Job) -> dict[str, Any]:
+        """The job as the service answers it: OpenAI's FineTuningJob, or Azure's (its
+        FineTuningJob: ``suffix``, ``organisation_id``, no metadata, absent fields left
+        out, the method as its type and DPO settings)."""
+        body = job.body
+        if not job.azure:
+            return body
+        method = body["method"]
+        view = {
+            "object": "fine_tuning.job",
+            "id": body["id"],
+            "created_at": body["created_at"],
+            "status": body["status"],
+            "model": body["model"],
+            "fine_tuned_model": body["fine_tuned_model"],
+            "training_file": body["training_file"],
+            "validation_file": body["validation_file"],
+            "result_files": body["result_files"],
+            "finished_at": body["finished_at"],
+            "organisation_id": ORGANIZATION,
+            "trained_tokens": body["trained_tokens"],
+            "error": body["error"],
+            "hyperparameters": body["hyperparameters"],
+            "suffix": body["user_provided_suffix"],
+            "seed": body["seed"],
+            "method": (
+                {"type": "dpo", "dpo": method["dpo"]}
+                if method["type"] == "dpo"
+                else {"type": method["type"]}
+            ),
+        }
+        return {key: value for key, value in view.items() if value is not None}
 
     def _event(
         self, job: Job, message: str, *, level: str = "info", data: dict[str, Any] | None = None
@@ -427,13 +634,17 @@ class FakeOpenAI:
         """One retrieve's worth of progress: a stage change, or a few training steps."""
         body = job.body
         status = body["status"]
-        if status == "validating_files":
+        if status in {"validating_files", "pending"}:
             if job.rejection is not None:
                 self._finish(job, "failed", error=job.rejection)
+            elif job.azure:
+                # Azure goes from pending to running (FineTuningState has no queued).
+                body["status"] = "running"
+                self._event(job, "Fine-tuning job started")
             else:
                 body["status"] = "queued"
                 self._event(job, "Files validated, moving job to queued state")
-        elif status == "queued":
+        elif status in {"queued", "resuming"}:
             body["status"] = "running"
             self._event(job, "Fine-tuning job started")
         elif status == "running":
@@ -443,7 +654,14 @@ class FakeOpenAI:
                 job.step += 1
                 self._train_step(job)
             if job.step >= job.total_steps:
-                model = f"ft:{body['model']}:{ORGANIZATION}:{body['user_provided_suffix'] or 'ft'}:{body['id'][-10:]}"
+                model = (
+                    # Azure names a fine-tuned model <base>.ft-<job id> (its fine-tuning
+                    # deployment guide: gpt-35-turbo-0613.ft-b044a9d3cf9c...).
+                    f"{body['model']}.ft-{body['id'].removeprefix('ftjob-')}"
+                    if job.azure
+                    else f"ft:{body['model']}:{ORGANIZATION}:"
+                    f"{body['user_provided_suffix'] or 'ft'}:{body['id'][-10:]}"
+                )
                 self.models[model] = {
                     "id": model,
                     "object": "model",
@@ -522,16 +740,18 @@ class FakeOpenAI:
         if job is None:
             return _error(404, None, f"Could not find fine tune: {job_id}")
         self._advance(job)
-        return 200, job.body, {}
+        return 200, self._view(job), {}
 
     def _list_jobs(self, query: dict[str, list[str]], *_: Any) -> Any:
+        # Azure's FineTuning_List takes no metadata filter (and its jobs have no metadata):
+        # it lists every job of the resource, whatever the query says.
         wanted = {
             key[len("metadata[") : -1]: values[-1]
             for key, values in query.items()
-            if key.startswith("metadata[") and key.endswith("]")
+            if key.startswith("metadata[") and key.endswith("]") and not self._azure
         }
         jobs = [
-            job.body
+            self._view(job)
             for job in sorted(self.jobs.values(), key=lambda j: j.body["created_at"], reverse=True)
             if all((job.body["metadata"] or {}).get(k) == v for k, v in wanted.items())
         ]
@@ -545,7 +765,7 @@ class FakeOpenAI:
         if job.body["status"] in TERMINAL:
             return _error(400, "invalid_request_error", f"Job {job_id} has already completed.")
         self._finish(job, "cancelled")
-        return 200, job.body, {}
+        return 200, self._view(job), {}
 
     def _pause_job(self, query: Any, headers: Any, body: Any, job_id: str) -> Any:
         job = self._job(job_id)
@@ -553,9 +773,10 @@ class FakeOpenAI:
             return _error(404, None, f"Could not find fine tune: {job_id}")
         if job.body["status"] != "running":
             return _error(400, "invalid_request_error", f"Job {job_id} is not running.")
+        # Both answer `paused` (pauseFineTuningJob's example; Azure's FineTuning_Pause's).
         job.body["status"] = "paused"
         self._event(job, "Fine-tuning job paused")
-        return 200, job.body, {}
+        return 200, self._view(job), {}
 
     def _resume_job(self, query: Any, headers: Any, body: Any, job_id: str) -> Any:
         job = self._job(job_id)
@@ -563,9 +784,10 @@ class FakeOpenAI:
             return _error(404, None, f"Could not find fine tune: {job_id}")
         if job.body["status"] != "paused":
             return _error(400, "invalid_request_error", f"Job {job_id} is not paused.")
-        job.body["status"] = "queued"
+        # Azure's FineTuning_Resume example answers `resuming`; OpenAI queues the job again.
+        job.body["status"] = "resuming" if job.azure else "queued"
         self._event(job, "Fine-tuning job resumed")
-        return 200, job.body, {}
+        return 200, self._view(job), {}
 
     def _list_events(
         self, query: dict[str, list[str]], headers: Any, body: Any, job_id: str
@@ -634,6 +856,138 @@ class FakeOpenAI:
         return 200, answer, {}
 
 
+def _metadata_refusal(request: dict[str, Any]) -> Any:
+    """The OpenAI API's 400 for metadata over its prose limits (components.schemas.Metadata:
+    16 pairs, keys up to 64 characters, values up to 512), or None. The wording and codes
+    are the API's validation errors: "Invalid 'metadata': too many properties. Expected an
+    object with at most 16 properties, but got an object with 17 properties instead." with
+    code object_above_max_properties is reported from the service (Microsoft's
+    foundry-samples, infrastructure-setup-bicep/19-hybrid-private-resources-agent-setup/
+    docs/metadata), and "string too long" with string_above_max_length is how it words
+    every over-long string (home-assistant/core#121325)."""
+    metadata = request.get("metadata")
+    if not isinstance(metadata, dict):
+        return None
+    if len(metadata) > METADATA_MAX_KEYS:
+        return _error(
+            400,
+            "object_above_max_properties",
+            "Invalid 'metadata': too many properties. Expected an object with at most "
+            f"{METADATA_MAX_KEYS} properties, but got an object with {len(metadata)} "
+            "properties instead.",
+            "metadata",
+        )
+    for key, value in metadata.items():
+        if len(key) > METADATA_MAX_KEY:
+            return _error(
+                400,
+                "string_above_max_length",
+                f"Invalid 'metadata': key too long. Expected a string with maximum length "
+                f"{METADATA_MAX_KEY}, but got a string with length {len(key)} instead.",
+                "metadata",
+            )
+        if isinstance(value, str) and len(value) > METADATA_MAX_VALUE:
+            return _error(
+                400,
+                "string_above_max_length",
+                f"Invalid 'metadata.{key}': string too long. Expected a string with maximum "
+                f"length {METADATA_MAX_VALUE}, but got a string with length {len(value)} "
+                "instead.",
+                f"metadata.{key}",
+            )
+    return None
+
+
+def _leaf(error: jsonschema.ValidationError) -> jsonschema.ValidationError:
+    """The error that says what is wrong: for a value failing every branch of a oneOf
+    ("auto" or an integer up to 50), the branch's bound rather than "not 'auto'"."""
+    if error.validator in {"oneOf", "anyOf"} and error.context:
+        bounds = [e for e in error.context if e.validator not in {"type", "enum", "const"}]
+        if bounds:
+            return _leaf(bounds[0])
+    return error
+
+
+def _openai_validation_error(error: jsonschema.ValidationError) -> tuple[str | None, str, str]:
+    """(code, message, param) of the API's 400 for ``error``, worded as the API words its
+    validation errors: e.g. "Invalid 'n': integer above maximum value. Expected a value <=
+    128, but got 130 instead." (code integer_above_max_value; thisisartium/continuous-
+    alignment-testing#25), "Invalid 'max_tokens': integer below minimum value. Expected a
+    value >= 1, ..." (Skytliang/Multi-Agents-Debate#8), "Invalid 'tools[11].function.name':
+    string too long. ..." (string_above_max_length; home-assistant/core#121325)."""
+    error = _leaf(error)
+    param = ""
+    for step in error.absolute_path:
+        param += f"[{step}]" if isinstance(step, int) else (f".{step}" if param else str(step))
+    value, limit, keyword = error.instance, error.validator_value, error.validator
+    number = "decimal" if isinstance(value, float) else "integer"
+    if keyword == "maxLength":
+        return (
+            "string_above_max_length",
+            f"Invalid '{param}': string too long. Expected a string with maximum length "
+            f"{limit}, but got a string with length {len(value)} instead.",
+            param,
+        )
+    if keyword == "minLength":
+        return (
+            "string_below_min_length",
+            f"Invalid '{param}': string too short. Expected a string with minimum length "
+            f"{limit}, but got a string with length {len(value)} instead.",
+            param,
+        )
+    if keyword in {"maximum", "exclusiveMaximum"}:
+        bound = "<=" if keyword == "maximum" else "<"
+        return (
+            f"{number}_above_max_value",
+            f"Invalid '{param}': {number} above maximum value. Expected a value {bound} "
+            f"{limit}, but got {value} instead.",
+            param,
+        )
+    if keyword in {"minimum", "exclusiveMinimum"}:
+        bound = ">=" if keyword == "minimum" else ">"
+        return (
+            f"{number}_below_min_value",
+            f"Invalid '{param}': {number} below minimum value. Expected a value {bound} "
+            f"{limit}, but got {value} instead.",
+            param,
+        )
+    if keyword == "required":
+        missing = str(error.message).split("'")[1]
+        return "missing_required_parameter", f"Missing required parameter: '{missing}'.", missing
+    if keyword == "enum":
+        supported = ", ".join(f"'{v}'" for v in limit)
+        return (
+            "invalid_value",
+            f"Invalid value: '{value}'. Supported values are: {supported}.",
+            param,
+        )
+    return None, f"Invalid '{param}': {error.message}", param
+
+
+def _form(content_type: str, body: bytes) -> dict[str, Any]:
+    """A multipart request as the fake records it: each text field's value, and for each
+    file part its name, type and size (what a plan shows of an upload)."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + body
+    )
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        if not isinstance(name, str):
+            continue
+        filename = part.get_filename()
+        if filename is None and name != "data":
+            fields[name] = data.decode("utf-8", "replace")
+            continue
+        entry: dict[str, Any] = {"bytes": len(data)}
+        if name != "data":  # an Upload's part is bytes alone (AddUploadPartRequest)
+            entry.update(filename=filename, content_type=part.get_content_type())
+        fields[name] = entry
+    return fields
+
+
 def _public(upload: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in upload.items() if not key.startswith("_")}
 
@@ -661,6 +1015,40 @@ def _list(page: list[dict[str, Any]], more: bool, *, empty_id: str | None) -> di
         "first_id": page[0]["id"] if page else empty_id,
         "last_id": page[-1]["id"] if page else empty_id,
     }
+
+
+_AZURE_CODES = {
+    400: "invalidPayload",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "notFound",
+    409: "conflict",
+    429: "tooManyRequests",
+    503: "serviceUnavailable",
+}
+"""Azure's ErrorCode for an answer the fake words OpenAI's way without a code."""
+
+
+def _as_azure_error(status: int, answer: dict[str, Any]) -> dict[str, Any]:
+    """An error answer in Azure's shape ({"error": {"code", "message", "target"?}})."""
+    error = answer.get("error") or {}
+    code = error.get("code") or _AZURE_CODES.get(status, "internalFailure")
+    shaped: dict[str, Any] = {"code": code, "message": error.get("message") or "error"}
+    target = error.get("target") or error.get("param")
+    if target:
+        shaped["target"] = target
+    return {"error": shaped}
+
+
+def _azure_error(
+    status: int, code: str, message: str, target: str | None = None
+) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """An Azure OpenAI error: ErrorResponse of its description, {"error": {"code",
+    "message", "target"}}, the code one of its ErrorCode values (invalidPayload, ...)."""
+    error: dict[str, Any] = {"code": code, "message": message}
+    if target is not None:
+        error["target"] = target
+    return status, {"error": error}, {}
 
 
 def _error(

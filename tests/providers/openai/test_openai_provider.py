@@ -76,7 +76,16 @@ def test_the_plan_shows_the_job_request_and_its_token_priced_cost(
         ("submit", "createFineTuningJob"),
     ]
     train = result.datasets["train"]
-    assert plan.requests[0].body["filename"] == f"tunefleet-{train.sha256}.jsonl"
+    # createFile is a form: the purpose, and the file part, with the name, type and size
+    # that go up (the content-addressed name lets a later run find the file again).
+    assert plan.requests[0].body == {
+        "purpose": "fine-tune",
+        "file": {
+            "filename": f"tunefleet-{train.sha256}.jsonl",
+            "content_type": "text/jsonl",
+            "bytes": train.size_bytes,
+        },
+    }
     body = plan.requests[-1].body
     assert body["method"] == {
         "type": "supervised",
@@ -123,9 +132,12 @@ def test_dpo_maps_beta_and_rejects_what_the_api_cannot_take(fake_openai: FakeOpe
         "type": "dpo",
         "dpo": {"hyperparameters": {"learning_rate_multiplier": 2.0, "beta": 3.0}},
     }
-    assert [(u.requirement, u.reason) for u in plan.unmet] == [
-        ("method.beta", "OpenAI takes a DPO beta up to 2")
-    ]
+    ((requirement, reason),) = [(u.requirement, u.reason) for u in plan.unmet]
+    assert requirement == "method.beta"
+    assert reason.startswith(
+        "createFineTuningJob: method.dpo.hyperparameters.beta is 3, more than 2"
+    )
+    assert "FineTuneDPOHyperparameters/properties/beta" in reason, "it cites the limit's source"
 
 
 def test_each_requirement_the_api_cannot_honour_is_refused_with_its_reason(

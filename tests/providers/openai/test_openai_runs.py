@@ -245,6 +245,15 @@ def test_a_daily_limit_fails_with_the_apis_message(cli: Cli, fake_openai: FakeOp
 def test_a_file_the_service_rejects_fails_the_job_with_its_message(
     cli: Cli, fake_openai: FakeOpenAI
 ) -> None:
+    # The service's safety checks block a training file only it can judge (a file with too
+    # few examples is refused at plan, before anything is uploaded).
+    fake_openai.unsafe_training_files = True
+    result = cli("run", str(write_spec(cli, fake_openai, validation=False)))
+    assert result.returncode == 1
+    assert "blocked by our moderation system" in result.stderr
+
+
+def test_a_file_with_too_few_examples_fails_at_plan(cli: Cli, fake_openai: FakeOpenAI) -> None:
     few = cli.tmp_path / "few.jsonl"
     few.write_text("".join((DATA / "train.jsonl").read_text().splitlines(True)[:4]))
     spec = write_spec(cli, fake_openai, validation=False)
@@ -252,5 +261,8 @@ def test_a_file_the_service_rejects_fails_the_job_with_its_message(
     body["dataset"]["train"] = str(few)
     spec.write_text(json.dumps(body))
     result = cli("run", str(spec))
-    assert result.returncode == 1
-    assert "must have at least 10 examples" in result.stderr
+    assert result.returncode != 0
+    assert "the training file has 4 example(s); a fine-tuning job needs at least 10" in (
+        result.stderr
+    )
+    assert not fake_openai.files and not fake_openai.jobs, "nothing was uploaded or created"

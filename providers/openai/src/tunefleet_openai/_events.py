@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from tunefleet.errors import ProviderError
 from tunefleet.events import (
     CheckpointEvent,
     CostEvent,
@@ -31,7 +32,7 @@ from tunefleet.events import (
 from tunefleet.kit.cost import token_cost_event
 from tunefleet.provider import JobRef
 from tunefleet_openai import pricing
-from tunefleet_openai._client import redact, translated
+from tunefleet_openai._client import PROVIDER, redact, translated
 
 if TYPE_CHECKING:
     import openai
@@ -50,6 +51,9 @@ __all__ = [
 EVENTS_PAGE = 100
 
 STATES: dict[str, JobState] = {
+    # The OpenAI API: FineTuningJob.status in its OpenAPI description (openai-openapi.json
+    # #/components/schemas/FineTuningJob/properties/status), plus `paused`, which the
+    # description's own pauseFineTuningJob example answers with.
     "validating_files": JobState.QUEUED,
     "queued": JobState.QUEUED,
     "running": JobState.RUNNING,
@@ -57,13 +61,33 @@ STATES: dict[str, JobState] = {
     "succeeded": JobState.SUCCEEDED,
     "failed": JobState.FAILED,
     "cancelled": JobState.CANCELLED,
+    # Azure OpenAI: FineTuningState of its 2025-04-01-preview description
+    # (azureopenai.json#/definitions/FineTuningState), mapped as it categorizes them:
+    # created and pending are inactive (not yet queued to run), pausing, resuming and
+    # running active, paused inactive until resumed; succeeded, cancelled and failed
+    # terminal.
+    "created": JobState.QUEUED,
+    "pending": JobState.QUEUED,
+    "pausing": JobState.RUNNING,
+    "resuming": JobState.RUNNING,
 }
-_LEVELS = {"info": "info", "warn": "warning", "error": "error"}
+_LEVELS = {"info": "info", "warn": "warning", "warning": "warning", "error": "error"}
 
 
 def state_of(status: str) -> JobState:
-    """The neutral state of an API job status (an unknown new status counts as running)."""
-    return STATES.get(status, JobState.RUNNING)
+    """The neutral state of a job status either service documents; ProviderError
+    ``unknown_job_status`` naming a status neither documents (it is not guessed at: a
+    status read as running could be a job that has failed, or is costing money paused)."""
+    state = STATES.get(status)
+    if state is None:
+        raise ProviderError(
+            PROVIDER,
+            f"the fine-tuning job is in status {status!r}, which neither the OpenAI API nor "
+            f"Azure OpenAI documents (known: {', '.join(STATES)}); tunefleet-openai needs "
+            "updating to follow it",
+            code="unknown_job_status",
+        )
+    return state
 
 
 @dataclass

@@ -1,7 +1,13 @@
 """Fine-tuning jobs: find, submit, watch, control, and what they produced.
 
-The API takes no idempotency key, so a job is found by the run key in its metadata
-(:data:`tunefleet.kit.labels.RUN_KEY`), and every submit looks for it before creating one.
+The API takes no idempotency key, so a job is found by the run key it carries, and every
+submit looks for it before creating one. On the OpenAI API the run key is in the job's
+metadata (:data:`tunefleet.kit.labels.RUN_KEY`) and the list is filtered on it. Azure
+OpenAI's jobs have no metadata and its list no filter (``FineTuning_List`` takes ``after``
+and ``limit`` alone, 2025-04-01-preview), so there the job's ``suffix`` carries the run
+key's tag (:func:`tunefleet_openai._planning.planned_suffix`) and ``find`` reads the
+resource's jobs, newest first, a hundred a page: a resource holds at most 100 fine-tuning
+jobs (Azure OpenAI's quotas page), so that is one request.
 """
 
 from __future__ import annotations
@@ -13,14 +19,15 @@ from typing import TYPE_CHECKING, Any
 import tenacity
 
 from tunefleet.errors import ProviderBusyError, ProviderError
+from tunefleet.events import JobState
 from tunefleet.kit.labels import RUN_KEY
 from tunefleet.kit.limits import check_concurrency
 from tunefleet.kit.retry import wait_as_asked
 from tunefleet.provider import ArtifactRef, DatasetRef, JobRef, JobStatus, Plan
 from tunefleet_openai._azure import Management
 from tunefleet_openai._client import PROVIDER, ThrottledError, redact, translated
-from tunefleet_openai._events import state_of
-from tunefleet_openai._planning import CREATE_JOB, fill
+from tunefleet_openai._events import STATES, state_of
+from tunefleet_openai._planning import CREATE_JOB, fill, planned_suffix
 from tunefleet_openai._staging import FILE_URI_PREFIX, file_id
 from tunefleet_openai.options import OpenAIOptions
 
@@ -39,9 +46,15 @@ __all__ = [
 ]
 
 CONSOLE_URL = "https://platform.openai.com/finetune/{id}"
-ACTIVE_STATUSES = frozenset({"validating_files", "queued", "running"})
+ACTIVE_STATUSES = frozenset(
+    status for status, state in STATES.items() if state in {JobState.QUEUED, JobState.RUNNING}
+)
+"""The statuses of a job that holds (or waits for) one of the service's training slots."""
 ACTIVE_SCAN = 100
 """Jobs looked at when counting unfinished ones (the newest; unfinished jobs are recent)."""
+AZURE_PAGE = 100
+"""Jobs asked for a page when looking for a run's job on Azure (a resource holds 100 at
+most: https://learn.microsoft.com/azure/ai-services/openai/quotas-limits)."""
 
 
 def job_ref(plan: Plan, options: OpenAIOptions, job_id: str, run_key: str) -> JobRef:
@@ -64,7 +77,15 @@ def job_ref(plan: Plan, options: OpenAIOptions, job_id: str, run_key: str) -> Jo
 
 
 def find(client: openai.OpenAI, options: OpenAIOptions, plan: Plan, run_key: str) -> JobRef | None:
-    """The job whose metadata carries ``run_key``, or None."""
+    """The job that carries ``run_key`` (in its metadata, or on Azure in its suffix), or
+    None."""
+    if options.flavor == "azure":
+        suffix = planned_suffix(plan, run_key)
+        with translated("list fine-tuning jobs"):
+            for job in client.fine_tuning.jobs.list(limit=AZURE_PAGE):
+                if _azure_suffix(job) == suffix:
+                    return job_ref(plan, options, job.id, run_key)
+        return None
     with translated("list fine-tuning jobs"):
         # The service filters on metadata; the check below keeps a service that ignores
         # the filter (an older API version) from returning someone else's job.
@@ -72,6 +93,13 @@ def find(client: openai.OpenAI, options: OpenAIOptions, plan: Plan, run_key: str
             if (job.metadata or {}).get(RUN_KEY) == run_key:
                 return job_ref(plan, options, job.id, run_key)
     return None
+
+
+def _azure_suffix(job: Any) -> str | None:
+    """The suffix an Azure job was created with: its ``suffix`` (FineTuningJob of Azure's
+    description; the SDK keeps fields its own model lacks)."""
+    suffix = getattr(job, "suffix", None)
+    return suffix if isinstance(suffix, str) else None
 
 
 def submit(

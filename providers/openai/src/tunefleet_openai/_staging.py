@@ -8,6 +8,11 @@ with that name and size instead of uploading again. Small files go up in one
 the SDK retries a throttled part alone rather than the whole file. On Azure, staging first
 checks that the resource is in the target's region, and waits until the service has
 imported the file.
+
+:func:`upload_requests` is the one description of what an upload sends: planning shows it
+and staging sends it, so the planned requests are the requests. Their documented limits
+(:mod:`tunefleet_openai._limits`) are checked at plan; staging checks them again before
+sending anything, for a plan made without the file's size.
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tunefleet.errors import ProviderError, TransientProviderError
 from tunefleet.kit.limits import check_storage_region
-from tunefleet.provider import DatasetRef, Plan, UploadProgress
+from tunefleet.provider import DatasetRef, NativeRequest, Plan, UploadProgress
+from tunefleet_openai import _limits
 from tunefleet_openai._azure import Management
 from tunefleet_openai._client import PROVIDER, translated
 from tunefleet_openai.options import OpenAIOptions
@@ -35,8 +41,11 @@ __all__ = [
     "file_id",
     "filename_for",
     "find_uploaded",
+    "multipart",
     "stage",
     "upload",
+    "upload_limits",
+    "upload_requests",
     "wait_until_processed",
 ]
 
@@ -84,9 +93,17 @@ def stage(
     """The fine-tune file holding ``path`` (content hash ``sha256``): one already there, or
     a new upload; on Azure, once the service has imported it."""
     size = _size(path)
+    requests = upload_requests(role, size, sha256, options)
+    broken = upload_limits(options.flavor, requests)
+    if broken:
+        raise ProviderError(
+            PROVIDER,
+            f"{path} cannot be uploaded: {'; '.join(broken)}; nothing was uploaded",
+            code="over_limit",
+        )
     file = find_uploaded(client, sha256, size)
     if file is None:
-        file = upload(client, path, sha256, options, progress)
+        file = upload(client, path, sha256, options, progress, requests)
     if options.flavor == "azure":
         file = wait_until_processed(client, file)
     return DatasetRef(
@@ -112,6 +129,84 @@ def filename_for(sha256: str) -> str:
     return f"tunefleet-{sha256}.jsonl"
 
 
+def multipart(size: int, options: OpenAIOptions) -> bool:
+    """Whether a file of ``size`` bytes goes through the Uploads API: from the options'
+    threshold on, and always above the Files API's per-file limit."""
+    return size >= options.multipart_threshold_bytes or size > _limits.FILES_API_MAX_BYTES
+
+
+def upload_requests(
+    role: str, size: int | None, sha256: str | None, options: OpenAIOptions
+) -> list[NativeRequest]:
+    """What uploading the ``role`` dataset sends, in order: one createFile (a multipart form:
+    ``purpose`` and the ``file`` part, whose name, type and size the body shows), or
+    createUpload, an addUploadPart per part and completeUpload. Without a ``size`` (a plan
+    made without reading the file) the createFile is shown without one; staging, which
+    knows it, decides. Nothing is sent when the file is already there."""
+    filename = filename_for(sha256) if sha256 else f"tunefleet-<sha256 of {role}>.jsonl"
+    reused = "skipped when a fine-tune file with the same name and size is there"
+    if size is None or not multipart(size, options):
+        file: dict[str, Any] = {"filename": filename, "content_type": MIME_TYPE}
+        if size is not None:
+            file["bytes"] = size
+        return [
+            NativeRequest(
+                phase="stage",
+                service="openai",
+                operation="createFile",
+                body={"purpose": PURPOSE, "file": file},
+                purpose=f"upload the {role} dataset ({reused})",
+            )
+        ]
+    step = options.upload_part_bytes
+    parts = [min(step, size - offset) for offset in range(0, size, step)]
+    requests = [
+        NativeRequest(
+            phase="stage",
+            service="openai",
+            operation="createUpload",
+            body={"bytes": size, "filename": filename, "mime_type": MIME_TYPE, "purpose": PURPOSE},
+            purpose=f"upload the {role} dataset in {len(parts)} part(s) ({reused})",
+        )
+    ]
+    requests += [
+        NativeRequest(
+            phase="stage",
+            service="openai",
+            operation="addUploadPart",
+            body={"data": {"bytes": part}},
+            purpose=f"part {number} of {len(parts)} of the {role} dataset",
+        )
+        for number, part in enumerate(parts, 1)
+    ]
+    requests.append(
+        NativeRequest(
+            phase="stage",
+            service="openai",
+            operation="completeUpload",
+            body={
+                "part_ids": [f"${{{role}_part_{number}}}" for number in range(1, len(parts) + 1)],
+                "md5": f"${{{role}_md5}}",
+            },
+            purpose=f"complete the upload of the {role} dataset (the service checks the MD5)",
+        )
+    )
+    return requests
+
+
+def upload_limits(flavor: str, requests: list[NativeRequest]) -> list[str]:
+    """Each documented limit the upload ``requests`` break, with its source."""
+    broken: list[str] = []
+    for request in requests:
+        schema = _limits.schema_for(flavor, request.operation)
+        if schema is not None:
+            broken += [
+                f"{request.operation} {problem}"
+                for problem in _limits.violations(schema, request.body)
+            ]
+    return broken
+
+
 def find_uploaded(client: openai.OpenAI, sha256: str, size: int) -> Any | None:
     """The project's usable fine-tune file holding this content, newest first, or None."""
     wanted = filename_for(sha256)
@@ -135,16 +230,22 @@ def upload(
     sha256: str,
     options: OpenAIOptions,
     progress: UploadProgress | None,
+    requests: list[NativeRequest] | None = None,
 ) -> Any:
-    """Upload ``path`` as a fine-tune file; returns the File object."""
+    """Upload ``path`` as a fine-tune file by ``requests`` (:func:`upload_requests`);
+    returns the File object."""
     size = _size(path)
-    if size >= options.multipart_threshold_bytes:
-        file = _upload_in_parts(client, path, sha256, size, options, progress)
+    requests = requests or upload_requests("dataset", size, sha256, options)
+    first = requests[0]
+    if first.operation == "createUpload":
+        file = _upload_in_parts(client, path, sha256, size, options, progress, first.body)
     else:
         data = _read(path, sha256)
+        form = first.body["file"]
         with translated("upload file"):
             file = client.files.create(
-                file=(filename_for(sha256), data, MIME_TYPE), purpose=PURPOSE
+                file=(form["filename"], data, form["content_type"]),
+                purpose=first.body["purpose"],
             )
         if progress is not None:
             progress(size, size)
@@ -191,11 +292,10 @@ def _upload_in_parts(
     size: int,
     options: OpenAIOptions,
     progress: UploadProgress | None,
+    body: dict[str, Any],
 ) -> Any:
     with translated("create upload"):
-        pending = client.uploads.create(
-            bytes=size, filename=filename_for(sha256), mime_type=MIME_TYPE, purpose=PURPOSE
-        )
+        pending = client.uploads.create(**body)
     try:
         part_ids: list[str] = []
         md5 = hashlib.md5(usedforsecurity=False)

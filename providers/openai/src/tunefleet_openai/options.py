@@ -79,9 +79,12 @@ class OpenAIOptions(BaseModel):
     """Organization to bill; default ``$OPENAI_ORG_ID`` or the key's default."""
     project: str | None = Field(default=None, pattern=r"^proj_[A-Za-z0-9]{1,64}$")
     """Project the jobs and files belong to; default ``$OPENAI_PROJECT_ID`` or the key's."""
-    suffix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,40}$")
+    suffix: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     """Added to the fine-tuned model's name (``ft:gpt-4o-mini:acme:<suffix>:id``); default
-    the run name."""
+    the run name. Letters, digits, ``-`` and ``_`` (Azure's characters). Its length is
+    checked at plan against the flavour's limit: 64 on the OpenAI API
+    (CreateFineTuningJobRequest.suffix), 40 on Azure, where tunefleet adds ``-`` and 16
+    characters of the run key, leaving 23 (:mod:`tunefleet_openai._limits`)."""
     training_price_per_million_tokens: float | None = Field(default=None, ge=0)
     """USD per million training tokens, replacing the built-in price table."""
     max_concurrent_jobs: int | None = Field(default=None, ge=1, le=100)

@@ -3,12 +3,13 @@
 What each contract step does here (and which module does it)::
 
     plan      the createFile/createUpload and createFineTuningJob requests (and, on Azure,
-              the deployment), refusals (absolute learning rate, knobs the API hides,
-              regions, networks, keys) and the token-priced estimate; no network
-              (_planning)
+              the deployment), each checked against its documented limits (_limits),
+              refusals (absolute learning rate, knobs the API hides, regions, networks,
+              keys) and the token-priced estimate; no network (_planning)
     stage     a fine-tune file named after the content hash, reused when already there
               (_staging)
-    find      the job whose metadata carries the run key (the API has no idempotency key)
+    find      the job that carries the run key (the API has no idempotency key): in its
+              metadata on the OpenAI API, in its suffix on Azure, whose jobs have none
     submit    createFineTuningJob, exactly as planned, files and run key filled in
     status    the job's status; cancel, and the API's own pause and resume
     artifacts the fine-tuned model id, its checkpoints and result files (_jobs)
