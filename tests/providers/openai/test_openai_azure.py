@@ -130,6 +130,7 @@ class TestAzureOpenAIRuns(RunConformance):
             spec=spec,
             run_name="support-bot",
             jobs=lambda: len(fake_openai.jobs),
+            endpoints=lambda: len(fake_azure.deployments),
             env={"TUNEFLEET_QUEUE_INTERVAL": "0.05"},
         )
 

@@ -207,20 +207,26 @@ def test_a_whole_run_through_the_cli(cli: Cli, aws: Aws, lifecycle: Lifecycle) -
 
 
 class TestSageMakerRuns(RunConformance):
-    """Rerun elsewhere, kills around submit, reattach: the scenarios every provider runs."""
+    """Rerun elsewhere, kills around and inside stage, submit and deploy: the scenarios
+    every provider runs."""
 
     @pytest.fixture
     def run_harness(self, tmp_path: Path, aws: Aws) -> RunHarness:
         spec = tmp_path / "sagemaker.yaml"
-        # No validation set: the harness varies the training data only, so a shared
-        # validation set would be reused (uploaded once, content-addressed) and a kill
-        # inside stage would never reach the line it counted in the first run.
-        spec.write_text(sagemaker_spec(aws, validation=False))
+        spec.write_text(sagemaker_spec(aws))
         sagemaker = aws.client("sagemaker")
+        # What the deploy scenario's one invoke gets back (TGI's Messages API answer).
+        aws.endpoint_results(
+            {
+                "choices": [{"message": {"role": "assistant", "content": "Hi."}}],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 2},
+            }
+        )
         return RunHarness(
             spec=spec,
             run_name="support-bot",
             jobs=lambda: len(sagemaker.list_training_jobs()["TrainingJobSummaries"]),
+            endpoints=lambda: len(sagemaker.list_endpoints()["Endpoints"]),
         )
 
 

@@ -20,6 +20,7 @@ from types import FrameType
 
 from tunefleet.events import JobState, LogEvent
 from tunefleet.kit.files import write_json
+from tunefleet.kit.processes import start_time
 from tunefleet_local import _events
 from tunefleet_local._jobs import JobFiles
 
@@ -38,6 +39,9 @@ def run(files: JobFiles) -> int:
     Returns 0 once the outcome is recorded, whatever it is: the job's state is in
     ``exit.json`` and the last event, not in the runner's exit status.
     """
+    # Its own pid first, as submit also writes it: were submit killed between starting
+    # this runner and writing runner.json, the next submit still finds and stops it.
+    write_json(files.runner, {"pid": os.getpid(), "start_time": start_time(os.getpid())})
     seq = _events.count(files.events)  # after submit's queued event
     command = [sys.executable, "-m", TRAINER, "--config", str(files.trainer_config)]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false"}
