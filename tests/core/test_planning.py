@@ -198,3 +198,20 @@ def test_a_spec_with_evaluation_is_refused_until_evaluation_exists(
     assert "not implemented yet" in reason and "remove the section" in reason
     with pytest.raises(PlanError):
         run_plan.raise_for_unmet()
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ("{steps: true}", "steps"),  # a boolean is not a number
+        ("{steps: '7'}", "steps"),  # nor is a string that looks like one
+        ("{max_concurrent_jobs: 1.5}", "max_concurrent_jobs"),
+    ],
+)
+def test_provider_options_are_as_strict_as_the_spec(
+    workdir: Path, registry: Registry, options: str, field: str
+) -> None:
+    text = spec_text(f"  - provider: fake\n    region: fake-eu-1\n    options: {options}\n")
+    with pytest.raises(SpecError) as caught:
+        plan(workdir, registry, text)
+    assert f"targets[0].options.{field}" in str(caught.value)

@@ -149,7 +149,11 @@ def _facts(role: str, spec: RunSpec, report: DatasetReport) -> DatasetFacts:
 def _validated_options(spec: RunSpec, target: TargetSpec, provider: Provider) -> BaseModel:
     index = spec.targets.index(target)
     try:
-        return provider.options_model.model_validate(target.options)
+        # Strict as the spec is (no "true" taken for 1, no "3" for 3), with the spec's folder
+        # for options that are paths relative to it.
+        return provider.options_model.model_validate(
+            target.options, strict=True, context={"base_dir": Path(spec.resolve_location("."))}
+        )
     except ValidationError as exc:
         issues = []
         for error in exc.errors():

@@ -11,6 +11,8 @@ from typing import Any
 from platformdirs import user_data_dir
 from pydantic import BaseModel, ConfigDict, Field
 
+from tunefleet.names import LocalDirectory
+
 __all__ = ["WORKDIR_ENV", "LocalOptions", "resolve_workdir", "workdir"]
 
 WORKDIR_ENV = "TUNEFLEET_LOCAL_WORKDIR"
@@ -22,7 +24,7 @@ class LocalOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    workdir: str | None = None
+    workdir: LocalDirectory | None = None
     """Where runs keep staged data, checkpoints and models, relative to the spec's folder
     (default: $TUNEFLEET_LOCAL_WORKDIR, else the user data dir). The plan pins it."""
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$")
