@@ -4,8 +4,11 @@ a user names.
 Every such name is validated once, here, against the intersection of what the clouds
 accept, so a spec that loads can be turned into resource names on any provider without
 escaping: run and target names fit SageMaker job names, Azure ML job names and Vertex
-display names once a run-key suffix is added; tag keys and values fit AWS, Azure and GCP
-label rules after lower-casing. Providers with stricter rules check in their plan.
+display names once a run-key suffix is added. Tag keys and values are held to what AWS
+tags accept (which includes ``/``, ``:`` and ``=``); Azure tag names refuse ``/`` and GCP
+labels take lower-case letters, digits, ``_`` and ``-`` only, so those providers check their
+own rules at plan and refuse, with the reason, what they cannot carry (never rewriting a
+tag silently).
 
 Paths on this machine are validated here too: :data:`LocalPath`, :data:`LocalFile` and
 :data:`LocalDirectory` for paths written in a spec (providers use them for their own
