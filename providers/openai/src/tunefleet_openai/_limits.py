@@ -15,15 +15,13 @@ The constraints are copied from the descriptions rather than read from them, so 
 provider needs no spec file at run time; a test compares each one carrying a pointer into
 OpenAI's description with the description itself, so a copy cannot drift unnoticed.
 
-:func:`violations` checks a request body against a schema (a subset of JSON Schema: type,
-enum, pattern, lengths, bounds, properties, allOf), returning what breaks each constraint
-with its source. Sizes are in binary units: "64 MB" is 64 MiB, as the SDK's own chunked
+:func:`violations` checks a request body against a schema with jsonschema, returning what
+breaks each constraint with its source. Sizes are in binary units: "64 MB" is 64 MiB, as the SDK's own chunked
 upload reads it (``openai.resources.uploads.DEFAULT_PART_SIZE = 67108864``).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -479,88 +477,74 @@ class Violation:
         return f"{where} {self.message} ({self.source})"
 
 
-_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "object": (Mapping,),
-    "array": (Sequence,),
-    "boolean": (bool,),
-}
-
-
-def _is(value: Any, kind: str) -> bool:
-    if kind in {"integer", "number"} and isinstance(value, bool):
-        return False
-    if kind == "array" and isinstance(value, str):
-        return False
-    return isinstance(value, _TYPES[kind])
-
-
 def _number(value: float) -> str:
     return f"{value:,}" if isinstance(value, int) else f"{value:g}"
 
 
-def violations(
-    schema: Mapping[str, Any], value: Any, path: str = "", source: str = ""
-) -> list[Violation]:
-    """What in ``value`` breaks ``schema``, each with the source of the limit it breaks."""
-    source = str(schema.get("x-source", source))
+def _source(schema: Mapping[str, Any], schema_path: Sequence[Any]) -> str:
+    """The ``x-source`` nearest the broken keyword, along the schema's path to it."""
+    node: Any = schema
+    source = str(schema.get("x-source", ""))
+    for step in list(schema_path)[:-1]:
+        node = node[step]
+        if isinstance(node, Mapping) and "x-source" in node:
+            source = str(node["x-source"])
+    return source
+
+
+def _message(error: Any) -> str:
+    """A jsonschema error in tunefleet's words (what the value is, against the limit)."""
+    keyword, limit, value = error.validator, error.validator_value, error.instance
+    words = {
+        "type": lambda: f"must be of type {limit}",
+        "enum": lambda: f"is {value!r}, not one of {', '.join(map(repr, limit))}",
+        "minLength": lambda: f"has {len(value)} characters, fewer than {limit}",
+        "maxLength": lambda: f"has {len(value)} characters, more than {limit}",
+        "pattern": lambda: f"{value!r} has characters outside {limit}",
+        "minimum": lambda: f"is {_number(value)}, less than {_number(limit)}",
+        "maximum": lambda: f"is {_number(value)}, more than {_number(limit)}",
+        "exclusiveMinimum": lambda: f"is {_number(value)}, not more than {_number(limit)}",
+        "exclusiveMaximum": lambda: f"is {_number(value)}, not less than {_number(limit)}",
+        "maxProperties": lambda: f"has {len(value)} entries, more than {limit}",
+    }
+    return words[keyword]() if keyword in words else str(error.message)
+
+
+def violations(schema: Mapping[str, Any], value: Any) -> list[Violation]:
+    """What in ``value`` breaks ``schema`` (JSON Schema, checked by jsonschema), each with
+    the source of the limit it breaks; a value of the wrong type reports that alone."""
+    from jsonschema import Draft202012Validator
+
     found: list[Violation] = []
-
-    def broken(message: str) -> None:
-        found.append(Violation(path, message, source))
-
-    kind = schema.get("type")
-    if isinstance(kind, str) and not _is(value, kind):
-        broken(f"must be of type {kind}")
-        return found
-    if "enum" in schema and value not in schema["enum"]:
-        broken(f"is {value!r}, not one of {', '.join(map(repr, schema['enum']))}")
-    if isinstance(value, str):
-        if "minLength" in schema and len(value) < schema["minLength"]:
-            broken(f"has {len(value)} characters, fewer than {schema['minLength']}")
-        if "maxLength" in schema and len(value) > schema["maxLength"]:
-            broken(f"has {len(value)} characters, more than {schema['maxLength']}")
-        if "pattern" in schema and not re.search(schema["pattern"], value):
-            broken(f"{value!r} has characters outside {schema['pattern']}")
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            broken(f"is {_number(value)}, less than {_number(schema['minimum'])}")
-        if "maximum" in schema and value > schema["maximum"]:
-            broken(f"is {_number(value)}, more than {_number(schema['maximum'])}")
-        if "exclusiveMinimum" in schema and value <= schema["exclusiveMinimum"]:
-            broken(f"is {_number(value)}, not more than {_number(schema['exclusiveMinimum'])}")
-        if "exclusiveMaximum" in schema and value >= schema["exclusiveMaximum"]:
-            broken(f"is {_number(value)}, not less than {_number(schema['exclusiveMaximum'])}")
-    if isinstance(value, Mapping):
-        found += _object(schema, value, path, source, broken)
-    for part in schema.get("allOf", ()):
-        found += violations(part, value, path, source)
-    return found
+    errors = list(Draft202012Validator(schema).iter_errors(value))
+    mistyped = {tuple(e.absolute_path) for e in errors if e.validator == "type"}
+    for error in errors:
+        at = tuple(error.absolute_path)
+        path = ".".join(map(str, at))
+        source = _source(schema, error.absolute_schema_path)
+        if at in mistyped and error.validator != "type":
+            continue
+        if "propertyNames" in error.absolute_schema_path:  # a key, not a value, breaks it
+            where = f"{path}.{error.instance}" if path else str(error.instance)
+            found.append(Violation(where, f"(the key) {_message(error)}", source))
+        elif error.validator == "additionalProperties" and error.validator_value is False:
+            defined = _node(schema, error.absolute_schema_path).get("properties", {})
+            for key in error.instance:
+                if key not in defined:
+                    where = f"{path}.{key}" if path else str(key)
+                    found.append(Violation(where, "is not a field the service defines", source))
+        elif error.validator == "required":
+            for key in error.validator_value:
+                if key not in error.instance:
+                    found.append(Violation(path, f"lacks {key!r}", source))
+        else:
+            found.append(Violation(path, _message(error), source))
+    return list(dict.fromkeys(found))  # `required` reports each missing key once per key
 
 
-def _object(
-    schema: Mapping[str, Any], value: Mapping[str, Any], path: str, source: str, broken: Any
-) -> list[Violation]:
-    found: list[Violation] = []
-    if "maxProperties" in schema and len(value) > schema["maxProperties"]:
-        broken(f"has {len(value)} entries, more than {schema['maxProperties']}")
-    for key in schema.get("required", ()):
-        if key not in value:
-            broken(f"lacks {key!r}")
-    properties: Mapping[str, Any] = schema.get("properties", {})
-    extra = schema.get("additionalProperties", True)
-    names = schema.get("propertyNames")
-    for key, item in value.items():
-        where = f"{path}.{key}" if path else str(key)
-        if names is not None:
-            for problem in violations(names, key, where, source):
-                found.append(Violation(where, f"(the key) {problem.message}", problem.source))
-        if key in properties:
-            found += violations(properties[key], item, where, source)
-        elif extra is False:
-            found.append(Violation(where, "is not a field the service defines", source))
-        elif isinstance(extra, Mapping):
-            found += violations(extra, item, where, source)
-    return found
+def _node(schema: Mapping[str, Any], schema_path: Sequence[Any]) -> Mapping[str, Any]:
+    """The schema object holding the keyword at the end of ``schema_path``."""
+    node: Any = schema
+    for step in list(schema_path)[:-1]:
+        node = node[step]
+    return node  # type: ignore[no-any-return]
