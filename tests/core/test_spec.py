@@ -130,7 +130,7 @@ def test_secrets_are_refused_without_echoing_them(tmp_path: Path) -> None:
         ("placement:\n  tags: {aws:owner: me}\n", "reserved"),
         ("  - provider: fake\n", "both named 'fake'"),
         ("method: {type: supervised, beta: 0.1}\n", "beta applies only"),
-        ("evaluation:\n  golden_set: g.jsonl\n  metrics: [llm_judge]\n", "needs judge_model"),
+        ("evaluation:\n  golden_set: g.jsonl\n  metrics: [llm_judge]\n", "needs a judge"),
         (
             "endpoint:\n  autoscaling: {min_instances: 3, max_instances: 2}\n",
             "min_instances must be <= max_instances",

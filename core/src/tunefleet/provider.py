@@ -23,6 +23,15 @@ service really supports and nothing else (no method exists only to refuse):
     TrafficSplitting  shift_traffic(endpoint, weights)
     Estimating        estimate_training(...): epochs and price before there is a spec
     ContextLimits     training_context(base_model): tokens per example the service trains
+    Answering         answer(options, model, requests): a model answers through the
+                      provider without an endpoint tunefleet deployed (hosted chat APIs)
+    ArtifactReading   read_artifact(job, artifact): the bytes of a small artifact (the
+                      golden set's answers the training job wrote)
+
+Evaluation: a plan says how the golden set's answers come (:attr:`Plan.predictions`):
+``job``, the training job answers it (trainer-image providers stage the golden set, the
+trainer writes ``predictions`` artifacts, read back with ``ArtifactReading``), or
+``answer``, the trained model answers through ``Answering``. Scoring is core's.
 
 The capability flags ``pause``, ``endpoints`` and ``traffic_split`` are read off these
 protocols by :func:`capabilities_of`, so the flags and the methods cannot disagree.
@@ -36,7 +45,7 @@ This module imports neither the engine (``tunefleet.run``) nor data validation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
@@ -49,6 +58,8 @@ from tunefleet.spec import RunSpec, TargetSpec
 from tunefleet_trainer.config import Adapter, Method
 
 __all__ = [
+    "Answering",
+    "ArtifactReading",
     "ArtifactRef",
     "Capabilities",
     "ChatReply",
@@ -237,6 +248,12 @@ class Plan(_Frozen):
     cost: CostEstimate | None = None
     unmet: list[Unmet] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    predictions: Literal["job", "answer"] | None = None
+    """How the golden set's answers come for this target: the training job writes them
+    (``job``: the provider stages the golden set, puts it in the trainer's config and lists
+    ``predictions`` artifacts), or the trained model answers through :class:`Answering`
+    (``answer``). None: this target's model cannot be evaluated, and a spec with an
+    evaluation fails at plan."""
 
     @property
     def ok(self) -> bool:
@@ -302,7 +319,15 @@ class JobStatus(_Frozen):
 class ArtifactRef(_Frozen):
     """Something a job produced."""
 
-    kind: Literal["adapter", "merged_model", "hosted_model", "checkpoint", "metrics"]
+    kind: Literal[
+        "adapter",
+        "merged_model",
+        "hosted_model",
+        "checkpoint",
+        "metrics",
+        "predictions",
+        "baseline_predictions",
+    ]
     uri: str
     """A URI or, for hosted models, the provider's model id."""
 
@@ -477,6 +502,39 @@ class ContextLimits(Protocol):
         ...
 
 
+@runtime_checkable
+class Answering(Protocol):
+    """Optional: a model answers chat requests through the provider, without an endpoint
+    tunefleet deployed: a hosted service's chat API answering a fine-tuned or base model by
+    id (how hosted targets are evaluated, and how a judge model is asked)."""
+
+    def answer(
+        self,
+        options: Mapping[str, Any],
+        model: str,
+        requests: Sequence[ChatRequest],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[ChatReply]:
+        """``model``'s reply to each of ``requests``, in order.
+
+        ``options`` are a target's (or the judge's) validated options as JSON, for what
+        reaching the service needs (an Azure endpoint); ``model`` is a model id the service
+        knows or an artifact's URI. ``progress`` is called with (answered, total). Nothing
+        is created, so a repeat after a crash costs tokens, never a resource.
+        """
+        ...
+
+
+@runtime_checkable
+class ArtifactReading(Protocol):
+    """Optional: the bytes of a small artifact a job wrote (the golden set's answers)."""
+
+    def read_artifact(self, job: JobRef, artifact: ArtifactRef, max_bytes: int) -> bytes:
+        """The content of ``artifact`` of ``job``; ProviderError ``artifact_too_large`` when
+        it holds more than ``max_bytes``, ProviderNotFoundError when it is gone."""
+        ...
+
+
 def capabilities_of(provider: Provider, options: BaseModel | None = None) -> Capabilities:
     """What ``provider`` can do (with ``options``): what it declares, with the flags of the
     optional operations read off the protocols it implements."""
@@ -496,6 +554,8 @@ _WHAT = {
     TrafficSplitting: "split an endpoint's traffic",
     Estimating: "estimate training without a spec",
     ContextLimits: "name a training context",
+    Answering: "answer chat requests without an endpoint",
+    ArtifactReading: "read a job's artifacts",
 }
 
 

@@ -42,6 +42,7 @@ from tunefleet._yaml import KeyPath, Positions, format_path, load_document
 from tunefleet.errors import InputFileError, SpecError, SpecIssue
 from tunefleet.names import (
     InstanceType,
+    LocalFile,
     ProviderName,
     Region,
     RegionGlob,
@@ -61,6 +62,7 @@ __all__ = [
     "DatasetSpec",
     "EndpointSpec",
     "EvaluationSpec",
+    "JudgeSpec",
     "Hyperparameters",
     "LoraSettings",
     "MethodSpec",
@@ -73,7 +75,29 @@ __all__ = [
 
 MAX_SPEC_BYTES = 1 << 20
 
-Metric = Literal["exact_match", "token_f1", "rouge_l", "bleu", "valid_loss", "llm_judge"]
+Metric = Literal[
+    "exact_match",
+    "token_f1",
+    "rouge_l",
+    "bleu",
+    "macro_f1",
+    "json_valid",
+    "json_schema",
+    "valid_loss",
+    "llm_judge",
+]
+"""Scores an evaluation can compute (see docs/evaluation.md). Higher is better for all but
+``valid_loss``; ``bleu`` is on sacreBLEU's 0-100 scale, the others from 0 to 1."""
+LOWER_IS_BETTER: frozenset[str] = frozenset({"valid_loss"})
+"""Metrics whose threshold is a maximum."""
+METRIC_RANGES: dict[str, tuple[float, float | None]] = {
+    "bleu": (0.0, 100.0),
+    "valid_loss": (0.0, None),
+}
+"""Where a metric's values lie, where it is not 0 to 1 (None: unbounded)."""
+SliceField = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}(\.[A-Za-z_][A-Za-z0-9_-]{0,63})?$")]
+"""A golden example's top-level key (``language``), or a key of one of its objects
+(``metadata.language``)."""
 
 # Where a dataset may live: a local path (relative to the spec file) or one of these URIs.
 DATASET_URI_SCHEMES = frozenset({"s3", "gs", "az", "abfss", "azureml", "https"})
@@ -243,29 +267,88 @@ class PlacementPolicy(_Model):
         return self
 
 
+class JudgeSpec(_Model):
+    """The model that compares two answers side by side: a provider's model asked through
+    its chat API, or the endpoint tunefleet serves for another run."""
+
+    provider: ProviderName | None = None
+    """Installed provider whose chat API asks ``model`` (openai, ...)."""
+    model: str | None = Field(default=None, min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")
+    """The judge model's id at that provider (gpt-4o-2024-08-06)."""
+    options: dict[str, Any] = Field(default_factory=dict)
+    """Provider options for reaching it (Azure's endpoint, say), as a target's options."""
+    endpoint: str | None = Field(default=None, min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    """Instead: the run (id or name) whose endpoint tunefleet serves judges."""
+
+    @model_validator(mode="after")
+    def _one_judge(self) -> JudgeSpec:
+        if self.endpoint is not None:
+            if self.provider is not None or self.model is not None or self.options:
+                raise ValueError("give either endpoint, or provider and model, not both")
+        elif self.provider is None or self.model is None:
+            raise ValueError("give provider and model (or endpoint)")
+        return self
+
+
+def _check_thresholds(thresholds: Mapping[str, float], where: str) -> None:
+    for metric, value in thresholds.items():
+        if not math.isfinite(value):
+            raise ValueError(f"{where}{metric}: a threshold must be a finite number")
+        low, high = METRIC_RANGES.get(metric, (0.0, 1.0))
+        if value < low or (high is not None and value > high):
+            span = f"{low:g} to {high:g}" if high is not None else f"at least {low:g}"
+            raise ValueError(f"{where}{metric}: {value:g} is outside the metric's range ({span})")
+
+
 class EvaluationSpec(_Model):
-    """How the trained model is judged before it is served."""
+    """How the trained model is judged before it is served: define "good enough" before
+    training, measure it on a golden set, and freeze deployment when a metric misses."""
 
     golden_set: DatasetLocation
-    """Chat examples whose last assistant turn is the expected answer."""
+    """Verified chat examples (200 to 500 is the usual size) whose last assistant turn is
+    the expected answer; the messages before it are the question."""
     metrics: list[Metric] = Field(min_length=1)
     """Scores to compute on the golden set."""
     thresholds: dict[Metric, float] = Field(default_factory=dict)
     """Minimum score per metric (maximum for valid_loss); a miss fails the evaluation."""
-    judge_model: str | None = None
-    """Model that grades answers; required by the llm_judge metric."""
-    max_examples: int | None = Field(default=None, ge=1)
-    """Evaluate on at most this many golden examples."""
+    slice_by: list[SliceField] = Field(default_factory=list, max_length=8)
+    """Example fields to score by as well (``language``, ``metadata.intent``): each value
+    of a field is a slice with its own scores."""
+    slice_thresholds: dict[SliceField, dict[str, dict[Metric, float]]] = Field(
+        default_factory=dict
+    )
+    """Thresholds per slice: field, then value (``*``: every value), then metric."""
+    json_schema: LocalFile | None = None
+    """JSON Schema the answers must conform to (metric json_schema), relative to the spec."""
+    judge: JudgeSpec | None = None
+    """The model that compares answers side by side; required by the llm_judge metric."""
+    max_examples: int | None = Field(default=None, ge=1, le=100_000)
+    """Evaluate on the first so many golden examples."""
+    max_tokens: int = Field(default=256, ge=1, le=8192)
+    """Longest answer generated per example (greedy decoding)."""
     block_deploy_on_failure: bool = True
-    """Do not deploy a model that misses a threshold."""
+    """Do not deploy a model that misses a threshold (`tunefleet deploy --force` overrides,
+    audited with who and why)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> EvaluationSpec:
         unknown = [m for m in self.thresholds if m not in self.metrics]
         if unknown:
             raise ValueError(f"thresholds for metrics not listed in metrics: {', '.join(unknown)}")
-        if "llm_judge" in self.metrics and not self.judge_model:
-            raise ValueError("metric llm_judge needs judge_model")
+        _check_thresholds(self.thresholds, "thresholds.")
+        for field, values in self.slice_thresholds.items():
+            if field not in self.slice_by:
+                raise ValueError(f"slice_thresholds.{field}: not a field listed in slice_by")
+            for value, thresholds in values.items():
+                where = f"slice_thresholds.{field}.{value}."
+                unknown = [m for m in thresholds if m not in self.metrics]
+                if unknown:
+                    raise ValueError(f"{where}{unknown[0]}: not a metric listed in metrics")
+                _check_thresholds(thresholds, where)
+        if "llm_judge" in self.metrics and self.judge is None:
+            raise ValueError("metric llm_judge needs a judge")
+        if "json_schema" in self.metrics and self.json_schema is None:
+            raise ValueError("metric json_schema needs json_schema (a schema file)")
         return self
 
 

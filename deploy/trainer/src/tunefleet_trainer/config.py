@@ -30,11 +30,13 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tunefleet_trainer.errors import TrainerError
+from tunefleet_trainer.predictions import GenerationSettings
 
 __all__ = [
     "CONFIG_ENV",
     "DEFAULT_EPOCHS",
     "Adapter",
+    "EvaluationConfig",
     "Hyperparameters",
     "LoraSettings",
     "Method",
@@ -93,6 +95,20 @@ class Hyperparameters(_Model):
     """Adapter shape for `lora` and `qlora`."""
 
 
+class EvaluationConfig(_Model):
+    """Answer the golden set on the training machine once training ends (the GPU is paid
+    for already), so evaluation needs no endpoint."""
+
+    golden_set: str
+    """Golden examples: a JSONL file, or a directory holding exactly one
+    (see :mod:`tunefleet_trainer.predictions`)."""
+    max_examples: int | None = Field(default=None, ge=1)
+    """Answer only the first so many examples."""
+    generation: GenerationSettings = GenerationSettings()
+    baseline: bool = True
+    """Also answer with the base model, before training starts, for side-by-side scores."""
+
+
 class TrainerConfig(BaseModel):
     """One training run, in the spec's neutral terms plus the launcher's paths."""
 
@@ -127,6 +143,9 @@ class TrainerConfig(BaseModel):
     """Longest time between checkpoints, so a preemption costs minutes, not the run."""
     save_total_limit: int = Field(default=2, ge=1)
     """Checkpoints kept; older ones are deleted once a newer one is complete."""
+    evaluation: EvaluationConfig | None = None
+    """Answer the golden set after training: ``predictions.jsonl`` (and, with ``baseline``,
+    ``baseline_predictions.jsonl``) in output_dir, listed in the manifest."""
 
     @property
     def checkpoints(self) -> Path:
