@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -13,6 +14,7 @@ from tunefleet.planning import plan_run
 from tunefleet.plugins import Registry
 from tunefleet.provider import Unmet
 from tunefleet.spec import parse_spec
+from tunefleet.testing.fake import FakeProvider
 
 ROW = {
     "messages": [
@@ -182,21 +184,39 @@ def test_dpo_spec_validates_preference_data(workdir: Path, registry: Registry) -
     assert "E030" in caught.value.report.counts
 
 
-def test_a_spec_with_evaluation_is_refused_until_evaluation_exists(
+class TrainsOnly(FakeProvider):
+    """A third-party provider that trains but cannot give its model's answers back."""
+
+    name: ClassVar[str] = "trains_only"
+    _predictions = None  # type: ignore[assignment]
+
+
+class TrainsOnlyPlugin:
+    @hookimpl
+    def tunefleet_providers(self):  # type: ignore[no-untyped-def]
+        return [TrainsOnly]
+
+
+def test_a_spec_with_evaluation_is_refused_where_the_model_cannot_be_evaluated(
     workdir: Path, registry: Registry
 ) -> None:
-    """The section is accepted by the schema but nothing honours it yet: the plan must not
-    say every target can run as specified, or deploy would serve an unchecked model."""
+    """A target whose model nobody can measure must not say it can run as specified, or
+    deploy would serve an unchecked model."""
+    registry.add(TrainsOnlyPlugin(), "trains-only", "tunefleet-trains-only")
     (workdir / "golden.jsonl").write_text(json.dumps(ROW) + "\n")
     text = spec_text(
-        "  - provider: fake\n    region: fake-eu-1\n",
+        "  - provider: trains_only\n  - provider: fake\n    region: fake-eu-1\n",
         "evaluation: {golden_set: golden.jsonl, metrics: [exact_match]}\n",
     )
     run_plan = plan(workdir, registry, text)
     assert not run_plan.ok
-    reason = unmet_of(run_plan, "fake")["evaluation"]
-    assert "not implemented yet" in reason and "remove the section" in reason
-    with pytest.raises(PlanError):
+    reason = unmet_of(run_plan, "trains_only")["evaluation"]
+    assert "cannot produce the trained model's answers" in reason
+    assert "evaluation" not in unmet_of(run_plan, "fake")
+    fake_plan = next(p for p in run_plan.plans if p.target == "fake")
+    assert fake_plan.predictions == "job"
+    assert any("200 to 500 verified examples" in note for note in fake_plan.notes)
+    with pytest.raises(PlanError, match="trains_only"):
         run_plan.raise_for_unmet()
 
 

@@ -28,6 +28,10 @@ secret: messages name keys and locations, never values that could be credentials
     ├── RunFailedError                    a run's job failed or was       exit 1
     │                                     cancelled; exit 3 when a step
     │                                     stopped on a provider error
+    ├── DeployBlockedError                the model missed an evaluation  exit 1
+    │                                     threshold (each named, with
+    │                                     value and threshold) or was
+    │                                     never evaluated
     ├── StateError                        the journal cannot be opened,   exit 2
     │   │                                 or holds no such thing
     │   ├── RunNotFoundError (LookupError) no run matches the reference
@@ -68,6 +72,7 @@ __all__ = [
     "AlreadyExistsError",
     "CapabilityError",
     "DatasetInvalidError",
+    "DeployBlockedError",
     "InputFileError",
     "LeaseLostError",
     "PlanError",
@@ -283,6 +288,17 @@ class RunFailedError(TunefleetError):
         super().__init__(message)
         if provider_error:
             self.exit_code = 3
+
+
+class DeployBlockedError(TunefleetError):
+    """The evaluation gate refused a deploy: ``reasons`` holds one line per failing metric
+    (its value and threshold), or why the model has no evaluation."""
+
+    exit_code = 1
+
+    def __init__(self, subject: str, reasons: list[str], *, hint: str) -> None:
+        self.reasons = reasons
+        super().__init__(f"{subject} is not deployed: {'; '.join(reasons)} ({hint})")
 
 
 class StateError(TunefleetError):

@@ -17,6 +17,7 @@ from tunefleet.data import validate_dataset
 from tunefleet.data.checks import DataFormat
 from tunefleet.data.report import DatasetReport
 from tunefleet.errors import DatasetInvalidError, PlanError, SpecError
+from tunefleet.evaluation.planning import evaluation_unmet
 from tunefleet.placement import check_target
 from tunefleet.plugins import Registry, default_registry
 from tunefleet.provider import (
@@ -29,6 +30,8 @@ from tunefleet.provider import (
     capabilities_of,
 )
 from tunefleet.spec import RunSpec, TargetSpec, is_local, load_spec
+from tunefleet_trainer.errors import TrainerError
+from tunefleet_trainer.predictions import golden_examples
 
 __all__ = ["RunPlan", "plan_run"]
 
@@ -99,20 +102,32 @@ def _context_limit(spec: RunSpec, providers: list[Provider]) -> tuple[int | None
     return min(known) if known else (None, "given")
 
 
+def _locations(spec: RunSpec) -> dict[str, str | None]:
+    """Every dataset the spec names, by role."""
+    golden = spec.evaluation.golden_set if spec.evaluation is not None else None
+    return {
+        "train": spec.dataset.train,
+        "validation": spec.dataset.validation,
+        "golden_set": golden,
+    }
+
+
 def _validate_datasets(
     spec: RunSpec,
     registry: Registry,
     progress: Callable[[str, int, int], None] | None,
     providers: list[Provider],
 ) -> dict[str, DatasetReport]:
-    data_format: DataFormat = "preference" if spec.method.type == "dpo" else "chat"
     limit, limit_source = _context_limit(spec, providers)
-    locations = {"train": spec.dataset.train, "validation": spec.dataset.validation}
     reports: dict[str, DatasetReport] = {}
-    for role, location in locations.items():
+    for role, location in _locations(spec).items():
         if location is None or not is_local(location):
             continue  # cloud URIs are validated where they live, by the provider's stage step
         path = spec.resolve_location(location)
+        # The golden set is chat examples whatever the method: questions and their answers.
+        data_format: DataFormat = (
+            "preference" if spec.method.type == "dpo" and role != "golden_set" else "chat"
+        )
 
         def report_progress(done: int, total: int, role: str = role) -> None:
             if progress is not None:
@@ -129,14 +144,28 @@ def _validate_datasets(
         )
         if not report.valid:
             raise DatasetInvalidError(location, report.errors, report)
+        if role == "golden_set":
+            _check_golden(spec, Path(path))
         reports[role] = report
     return reports
 
 
+def _check_golden(spec: RunSpec, path: Path) -> None:
+    """Every golden example ends with the answer it expects (the trainer's own rule)."""
+    evaluation = spec.evaluation
+    assert evaluation is not None
+    try:
+        golden_examples(path)
+    except TrainerError as exc:
+        raise SpecError([spec.issue(("evaluation", "golden_set"), str(exc))]) from None
+
+
 def _facts(role: str, spec: RunSpec, report: DatasetReport) -> DatasetFacts:
+    location = _locations(spec)[role]
+    assert location is not None
     return DatasetFacts(
-        role=role,
-        location=spec.resolve_location(getattr(spec.dataset, role)),
+        role=role,  # type: ignore[arg-type]
+        location=spec.resolve_location(location),
         examples=report.examples,
         tokens=report.total_tokens,
         billable_tokens=report.billable_tokens,
@@ -168,23 +197,6 @@ def _validated_options(spec: RunSpec, target: TargetSpec, provider: Provider) ->
         raise SpecError(issues) from None
 
 
-_NOT_YET_HONOURED = {
-    "evaluation": "evaluation (golden set, metrics, thresholds, block_deploy_on_failure) is "
-    "not implemented yet: tunefleet would train and deploy without checking any threshold; "
-    "remove the section to run without evaluation",
-}
-"""Spec sections the schema accepts that nothing honours yet: a plan with one is refused,
-never run as if the section were not there."""
-
-
-def _not_yet_honoured(spec: RunSpec) -> list[Unmet]:
-    return [
-        Unmet(requirement=field, reason=reason)
-        for field, reason in _NOT_YET_HONOURED.items()
-        if field in spec.model_fields_set and getattr(spec, field) is not None
-    ]
-
-
 def _plan_target(
     spec: RunSpec,
     target: TargetSpec,
@@ -193,10 +205,12 @@ def _plan_target(
     registry: Registry,
 ) -> Plan:
     options = _validated_options(spec, target, provider)
-    core_unmet = _not_yet_honoured(spec) + check_target(
-        spec, target, capabilities_of(provider, options), provider.name
-    )
+    core_unmet = check_target(spec, target, capabilities_of(provider, options), provider.name)
     plan = provider.plan(PlanRequest(spec=spec, target=target, options=options, datasets=facts))
+    if spec.evaluation is not None:
+        found, notes = evaluation_unmet(spec, plan, provider, facts, registry)
+        core_unmet += found
+        plan = plan.model_copy(update={"notes": [*plan.notes, *notes]})
     objections: list[Unmet] = []
     for found in registry.manager.hook.tunefleet_check_plan(spec=spec, plan=plan):
         objections.extend(found or ())

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from tunefleet.cli import run_commands, serve_commands
+from tunefleet.cli import model_commands, run_commands, serve_commands
 
 app = typer.Typer(
     name="tunefleet",
@@ -180,3 +180,4 @@ def plan(
 
 run_commands.register(app)
 serve_commands.register(app)
+model_commands.register(app)

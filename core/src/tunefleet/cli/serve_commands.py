@@ -12,25 +12,55 @@ from tunefleet.cli.run_commands import JsonOpt, RunArg, TargetOpt, _journal
 
 def deploy(
     ctx: typer.Context,
-    run_ref: RunArg,
+    run_ref: Annotated[
+        str,
+        typer.Argument(
+            metavar="RUN|MODEL",
+            help="A run (id, unique prefix or name), or a registered model NAME:VERSION.",
+        ),
+    ],
     target: TargetOpt = None,
     name: Annotated[
         str | None,
         typer.Option(help="Endpoint name (default: the spec's endpoint.name, else the run name)."),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(help="Deploy a model that missed its evaluation thresholds (needs --reason)."),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option(help="Why it is forced; recorded in the audit log with you.")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Serve the model a run trained behind an endpoint (OpenAI-compatible for local)."""
+    """Serve a trained model behind an endpoint (OpenAI-compatible for local). A model that
+    missed a threshold of its evaluation is refused (exit 1, each metric named)."""
     from tunefleet.plugins import default_registry
+    from tunefleet.registry import model_ref, resolve
     from tunefleet.run import serving
 
     with _journal(ctx) as journal:
-        run = journal.run(run_ref)
-        endpoint = serving.deploy(journal, default_registry(), run, target=target, name=name)
+        version = None
+        if ":" in run_ref:
+            version = resolve(journal, run_ref)
+            run = journal.run(version.run_id)
+        else:
+            run = journal.run(run_ref)
+        endpoint = serving.deploy(
+            journal,
+            default_registry(),
+            run,
+            target=target,
+            name=name,
+            version=version,
+            force=force,
+            reason=reason,
+        )
     if as_json:
         print(endpoint.model_dump_json(indent=2))
     else:
-        print(f"endpoint {endpoint.name} serves run {run.id} at {endpoint.url}")
+        what = f"model {model_ref(version)} of run {run.id}" if version else f"run {run.id}"
+        print(f"endpoint {endpoint.name} serves {what} at {endpoint.url}")
 
 
 def invoke(

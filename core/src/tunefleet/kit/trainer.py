@@ -71,6 +71,13 @@ def trainer_config(spec: RunSpec, **settings: Any) -> dict[str, Any]:
     }
     if spec.method.beta is not None:
         config["beta"] = spec.method.beta
+    if spec.evaluation is not None:
+        # The golden set's path is the launcher's to decide (with_paths adds it).
+        config["evaluation"] = {
+            "max_examples": spec.evaluation.max_examples,
+            "generation": {"max_new_tokens": spec.evaluation.max_tokens},
+            "baseline": True,
+        }
     config.update({key: value for key, value in settings.items() if value is not None})
     return config
 
@@ -82,18 +89,28 @@ def with_paths(
     output_dir: str,
     validation: str | None = None,
     checkpoint_dir: str | None = None,
+    golden_set: str | None = None,
+    predictions_dir: str | None = None,
 ) -> TrainerConfig:
-    """``config`` with the launcher's paths, validated against the trainer's contract."""
+    """``config`` with the launcher's paths, validated against the trainer's contract.
+
+    ``golden_set`` (and ``predictions_dir``, where the answers go if not in output_dir)
+    complete the config's evaluation; a config with an evaluation needs ``golden_set``.
+    """
     paths = {
         "train": train,
         "validation": validation,
         "output_dir": output_dir,
         "checkpoint_dir": checkpoint_dir,
     }
+    completed = {**config, **{key: value for key, value in paths.items() if value is not None}}
+    if "evaluation" in config:
+        evaluation = {**config["evaluation"], "golden_set": golden_set}
+        if predictions_dir is not None:
+            evaluation["predictions_dir"] = predictions_dir
+        completed["evaluation"] = evaluation
     try:
-        return TrainerConfig.model_validate(
-            {**config, **{key: value for key, value in paths.items() if value is not None}}
-        )
+        return TrainerConfig.model_validate(completed)
     except ValidationError as exc:  # a provider's bug, not the user's: say what broke
         raise ValueError(f"not a valid trainer config: {exc.errors()[0]['msg']}") from None
 

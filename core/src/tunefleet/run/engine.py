@@ -38,10 +38,14 @@ from tunefleet.errors import (
     ProviderError,
     UsageError,
 )
+from tunefleet.evaluation.planning import load_json_schema
+from tunefleet.evaluation.runner import evaluate_target
+from tunefleet.evaluation.scoring import ThresholdMiss
 from tunefleet.events import JobState
 from tunefleet.planning import RunPlan, plan_run
 from tunefleet.plugins import Registry, default_registry
 from tunefleet.provider import DatasetRef, JobRef, Pausable, Plan, Provider, optional
+from tunefleet.registry import SERVABLE, model_ref, register
 from tunefleet.run import keys
 from tunefleet.run.calls import CallPolicy, EngineStoppedError, call
 from tunefleet.spec import RunSpec, is_local, load_spec
@@ -166,13 +170,17 @@ class Engine:
         run_plan = plan_run(spec, target=target, registry=self.registry, progress=progress)
         run_plan.raise_for_unmet()
         datasets: dict[str, Any] = {}
-        for role in ("train", "validation"):
-            location = getattr(spec.dataset, role)
+        golden = spec.evaluation.golden_set if spec.evaluation is not None else None
+        for role, location, key in (
+            ("train", spec.dataset.train, "dataset.train"),
+            ("validation", spec.dataset.validation, "dataset.validation"),
+            ("golden_set", golden, "evaluation.golden_set"),
+        ):
             if location is None:
                 continue
             if not is_local(location):
                 raise UsageError(
-                    f"dataset.{role}: {location} is a cloud URI; the run engine stages "
+                    f"{key}: {location} is a cloud URI; the run engine stages "
                     "local files (point the spec at a local copy)"
                 )
             report = run_plan.datasets[role]
@@ -184,6 +192,9 @@ class Engine:
                 "billable_tokens": report.billable_tokens,
             }
         identity = keys.identity(spec, {role: d["sha256"] for role, d in datasets.items()})
+        if spec.evaluation is not None and spec.evaluation.json_schema is not None:
+            # Kept with the run: `tunefleet eval` scores against the schema the run had.
+            datasets["json_schema"] = {"schema": load_json_schema(spec)}
         run, created = self.journal.ensure_run(
             run_id=keys.run_id(spec.name, identity),
             name=spec.name,
@@ -484,7 +495,18 @@ class _TargetDriver:
 
     def _stage(self, row: RunTarget, plan: Plan) -> dict[str, DatasetRef]:
         refs: dict[str, DatasetRef] = {}
+        # The golden set goes to the provider only when its job answers it.
+        roles = (
+            ("train", "validation", "golden_set")
+            if plan.predictions == "job"
+            else (
+                "train",
+                "validation",
+            )
+        )
         for role, info in self.run.datasets.items():
+            if role not in roles:
+                continue
             resource = self.journal.intend(
                 self.target_id,
                 self.owner,
@@ -633,19 +655,64 @@ class _TargetDriver:
                 return min(float(status.poll_after), self.settings.poll_interval)
             return self.settings.poll_interval
         _failpoints.reached("after-terminal")
+        message = None
         if status.state == JobState.SUCCEEDED:
             row = self._update(phase="collecting")
             artifacts = self._call("artifacts", self.provider.artifacts, job)
             self.journal.add_artifacts(
                 self.target_id, self.owner, [(a.kind, a.uri) for a in artifacts]
             )
+            message = self._evaluate(row)
+            if any(kind in SERVABLE for kind in (a.kind for a in artifacts)):
+                version = register(self.journal, self.run, self.journal.target(self.target_id))
+                self.engine.notice(self.name, f"registered model {model_ref(version)}")
         self._update(
             phase="done",
             finished_at=_now(),
+            message=message or status.message,
             audit_action="target.finished",
             audit_detail={"state": status.state.value, "job": job.id},
         )
         return 0
+
+    def _evaluation_call(self, operation: str, fn: Callable[..., Any], *args: Any) -> Any:
+        # Answering a golden set is hundreds of requests in one call: it gets the long
+        # timeout uploads get, not the one for a status poll.
+        long = operation in ("answer", "judge")
+        timeout = self.settings.calls.stage_timeout if long else None
+        return self._call(operation, fn, *args, timeout=timeout)
+
+    def _evaluate(self, row: RunTarget) -> str | None:
+        """Score the model on the golden set, once per target (a resumed step finds the
+        evaluation recorded); returns a line for the target's message when it failed."""
+        if self.run.spec.get("evaluation") is None:
+            return None
+        done = [e for e in self.journal.evaluations(self.target_id) if e.trigger == "run"]
+        if done:
+            evaluation = done[-1]
+        else:
+            self._update(phase="evaluating")
+            self.engine.notice(self.name, "evaluating on the golden set")
+            evaluation = evaluate_target(
+                self.journal,
+                self.engine.registry,
+                self.run,
+                row,
+                trigger="run",
+                caller=self._evaluation_call,
+                progress=_EvaluationNotices(self.engine, self.name),
+            )
+        failures = [
+            ThresholdMiss.model_validate(m).describe()
+            for m in evaluation.result.get("failures", [])
+        ]
+        summary = (
+            "evaluation passed"
+            if evaluation.passed
+            else "evaluation failed: " + "; ".join(failures)
+        )
+        self.engine.notice(self.name, summary)
+        return None if evaluation.passed else summary
 
     def _read_events(self, job: JobRef) -> None:
         cursor = self.journal.cursor(self.target_id)
@@ -656,6 +723,21 @@ class _TargetDriver:
             self.journal.record_events(self.target_id, self.owner, page.events, page.cursor)
             cursor = page.cursor
             _failpoints.reached("after-events-page")
+
+
+class _EvaluationNotices:
+    """Turns evaluation progress into a notice at each further quarter of a task."""
+
+    def __init__(self, engine: Engine, target: str) -> None:
+        self._engine = engine
+        self._target = target
+        self._shown: dict[str, int] = {}
+
+    def __call__(self, task: str, done: int, total: int) -> None:
+        quarters = 4 * done // total if total > 0 else 4
+        if quarters > self._shown.get(task, 0):
+            self._shown[task] = quarters
+            self._engine.notice(self._target, f"evaluation: {task} {done:,} of {total:,}")
 
 
 class _UploadNotices:

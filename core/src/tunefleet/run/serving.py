@@ -24,13 +24,12 @@ from tunefleet.provider import (
     Serving,
     optional,
 )
+from tunefleet.registry import check_deployable, model_ref, register
 from tunefleet.state import Journal
 from tunefleet.state.journal import Owner
-from tunefleet.state.models import Resource, Run, RunTarget
+from tunefleet.state.models import ModelVersion, Resource, Run, RunTarget
 
 __all__ = ["deploy", "endpoint_of", "invoke", "undeploy"]
-
-SERVABLE = ("merged_model", "adapter", "hosted_model")
 
 
 def _target(journal: Journal, run: Run, name: str | None) -> RunTarget:
@@ -80,13 +79,32 @@ def deploy(
     *,
     target: str | None = None,
     name: str | None = None,
+    version: ModelVersion | None = None,
+    force: bool = False,
+    reason: str | None = None,
 ) -> EndpointRef:
-    """Serve the model of ``run``'s succeeded target behind an endpoint; return it."""
-    row = _target(journal, run, target)
-    models = [a for a in journal.artifacts(row.id) if a.kind in SERVABLE]
-    if not models:
-        raise StateError(f"target {row.name} of run {run.id} recorded no model to serve")
-    artifact = ArtifactRef(kind=models[0].kind, uri=models[0].uri)
+    """Serve a model of ``run`` behind an endpoint; return it.
+
+    The model is ``version`` (a registered version of the run), else the registered
+    version of the run's succeeded target (registered now if it is not yet). The
+    evaluation gate decides first (:func:`tunefleet.registry.check_deployable`:
+    DeployBlockedError naming each missed threshold; ``force`` with ``reason`` overrides,
+    audited). A deployed version becomes the name's production version.
+    """
+    if version is not None:
+        rows = [
+            row
+            for row in journal.targets(run.id, all_attempts=True)
+            if row.id == version.run_target_id
+        ]
+        if not rows:
+            raise StateError(f"model {model_ref(version)} belongs to no target of run {run.id}")
+        row = rows[0]
+    else:
+        row = _target(journal, run, target)
+        version = register(journal, run, row)
+    check_deployable(journal, run, version, force=force, reason=reason)
+    artifact = ArtifactRef.model_validate(version.artifact)
     endpoint_name = _endpoint_name(run, name)
     server = optional(registry.provider(row.provider), Serving)
     with _lease(journal, row) as owner:
@@ -96,7 +114,7 @@ def deploy(
             kind="endpoint",
             key=endpoint_name,
             provider=row.provider,
-            detail={"artifact": artifact.uri},
+            detail={"artifact": artifact.uri, "model": model_ref(version)},
         )
         endpoint = server.deploy(Plan.model_validate(row.plan), artifact, endpoint_name)
         journal.confirm(
@@ -104,8 +122,11 @@ def deploy(
             owner,
             native_id=endpoint.id,
             uri=endpoint.url,
-            detail={"endpoint": endpoint.model_dump(mode="json")},
+            detail={"endpoint": endpoint.model_dump(mode="json"), "model": model_ref(version)},
         )
+    journal.set_model_stage(
+        version.id, "production", reason=f"deployed to endpoint {endpoint_name}"
+    )
     return endpoint
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Result, func, literal_column, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tunefleet.errors import LeaseLostError, RunNotFoundError, UsageError
@@ -33,19 +34,23 @@ from tunefleet.state.database import connect, display_url, resolve_state_url
 from tunefleet.state.models import (
     Artifact,
     AuditEntry,
+    Evaluation,
     Event,
     EventCursor,
+    ModelVersion,
     Resource,
     Run,
     RunTarget,
 )
 
-__all__ = ["LEASE_TTL", "Journal", "Owner", "open_journal"]
+__all__ = ["LEASE_TTL", "MODEL_STAGES", "Journal", "Owner", "open_journal"]
 
 LEASE_TTL = timedelta(seconds=60)
 """A lease whose holder has not renewed it for this long may be taken over."""
 
 DONE = "done"
+MODEL_STAGES = ("candidate", "staging", "production", "archived")
+"""A registered model's stages, in the order a model usually moves through them."""
 _ROWS_PER_STATEMENT = 1000
 """Rows per multi-row INSERT: 5,000 bound values, well under SQLite's 32,766."""
 
@@ -605,6 +610,200 @@ class Journal:
         with self._tx() as session:
             query = select(Artifact).where(Artifact.run_target_id == target_id)
             return list(session.execute(query.order_by(Artifact.id)).scalars())
+
+    # ------------------------------------------------------------------ evaluations
+
+    def add_evaluation(
+        self,
+        target_id: int,
+        *,
+        golden_sha256: str,
+        golden_location: str,
+        settings: Mapping[str, Any],
+        result: Mapping[str, Any],
+        passed: bool,
+        trigger: str,
+        failures: Sequence[str] = (),
+    ) -> Evaluation:
+        """Record an evaluation of the target's model and make it the one that decides
+        whether the model may be deployed (the registered version points at it)."""
+        with self._tx() as session:
+            row = session.get(RunTarget, target_id)
+            if row is None:
+                raise RunNotFoundError(f"no target with id {target_id}")
+            evaluation = Evaluation(
+                run_target_id=target_id,
+                golden_sha256=golden_sha256,
+                golden_location=golden_location,
+                settings=dict(settings),
+                result=dict(result),
+                passed=passed,
+                trigger=trigger,
+                created_at=_now(),
+                created_by=self.actor,
+            )
+            session.add(evaluation)
+            session.flush()
+            version = session.execute(
+                select(ModelVersion).where(ModelVersion.run_target_id == target_id)
+            ).scalar_one_or_none()
+            if version is not None:
+                version.evaluation_id = evaluation.id
+                version.updated_at = _now()
+            self._audit(
+                session,
+                "evaluation.recorded",
+                row.run_id,
+                row.name,
+                evaluation=evaluation.id,
+                passed=passed,
+                golden_sha256=golden_sha256,
+                trigger=trigger,
+                failures=list(failures),
+            )
+            return evaluation
+
+    def evaluations(self, target_id: int) -> list[Evaluation]:
+        """The target's evaluations, oldest first."""
+        with self._tx() as session:
+            query = select(Evaluation).where(Evaluation.run_target_id == target_id)
+            return list(session.execute(query.order_by(Evaluation.id)).scalars())
+
+    def evaluation(self, evaluation_id: int) -> Evaluation:
+        with self._tx() as session:
+            found = session.get(Evaluation, evaluation_id)
+            if found is None:
+                raise RunNotFoundError(f"no evaluation with id {evaluation_id}")
+            return found
+
+    # ------------------------------------------------------------------ model registry
+
+    def register_model(self, target_id: int, **fields: Any) -> tuple[ModelVersion, bool]:
+        """The model version of the target, registered now as the next version of its
+        name if it was not yet; True when this call registered it.
+
+        ``fields`` are ModelVersion's columns other than the version, the target, the stage
+        and the times. Idempotent: a target has one version, whoever asks twice.
+        """
+        for _ in range(5):  # two processes numbering versions of one name at once
+            try:
+                return self._register_model(target_id, fields)
+            except IntegrityError:
+                continue
+        raise UsageError(f"could not number a version of model {fields.get('name')!r}")
+
+    def _register_model(
+        self, target_id: int, fields: Mapping[str, Any]
+    ) -> tuple[ModelVersion, bool]:
+        with self._tx() as session:
+            found = session.execute(
+                select(ModelVersion).where(ModelVersion.run_target_id == target_id)
+            ).scalar_one_or_none()
+            if found is not None:
+                return found, False
+            row = session.get(RunTarget, target_id)
+            if row is None:
+                raise RunNotFoundError(f"no target with id {target_id}")
+            newest = session.execute(
+                select(func.max(ModelVersion.version)).where(ModelVersion.name == fields["name"])
+            ).scalar()
+            latest = session.execute(
+                select(Evaluation.id)
+                .where(Evaluation.run_target_id == target_id)
+                .order_by(Evaluation.id.desc())
+                .limit(1)
+            ).scalar()
+            now = _now()
+            version = ModelVersion(
+                **fields,
+                version=(newest or 0) + 1,
+                run_id=row.run_id,
+                run_target_id=target_id,
+                target=row.name,
+                provider=row.provider,
+                evaluation_id=latest,
+                stage="candidate",
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(version)
+            session.flush()
+            self._audit(
+                session,
+                "model.registered",
+                row.run_id,
+                row.name,
+                model=version.name,
+                version=version.version,
+                artifact=version.artifact,
+            )
+            return version, True
+
+    def model_versions(self, name: str | None = None) -> list[ModelVersion]:
+        """Registered versions (of ``name``), newest first."""
+        with self._tx() as session:
+            query = select(ModelVersion)
+            if name is not None:
+                query = query.where(ModelVersion.name == name)
+            query = query.order_by(ModelVersion.created_at.desc(), ModelVersion.id.desc())
+            return list(session.execute(query).scalars())
+
+    def model_version(
+        self, *, name: str | None = None, version: int | None = None, target_id: int | None = None
+    ) -> ModelVersion | None:
+        """A version by name and number (the newest of ``name`` without a number), or the
+        version of a target; None when there is none."""
+        with self._tx() as session:
+            query = select(ModelVersion)
+            if target_id is not None:
+                query = query.where(ModelVersion.run_target_id == target_id)
+            if name is not None:
+                query = query.where(ModelVersion.name == name)
+            if version is not None:
+                query = query.where(ModelVersion.version == version)
+            query = query.order_by(ModelVersion.version.desc()).limit(1)
+            return session.execute(query).scalar_one_or_none()
+
+    def set_model_stage(
+        self, version_id: int, stage: str, *, reason: str | None = None
+    ) -> list[ModelVersion]:
+        """Move a version to ``stage``; a version promoted to production archives the
+        name's production version before it. Returns the versions changed, audited each
+        with the actor and ``reason``."""
+        if stage not in MODEL_STAGES:
+            raise UsageError(f"stage must be one of {', '.join(MODEL_STAGES)}, not {stage!r}")
+        with self._tx() as session:
+            version = session.get(ModelVersion, version_id, with_for_update=True)
+            if version is None:
+                raise RunNotFoundError(f"no model version with id {version_id}")
+            changed = []
+            moves = [(version, stage)]
+            if stage == "production":
+                current = session.execute(
+                    select(ModelVersion).where(
+                        ModelVersion.name == version.name,
+                        ModelVersion.stage == "production",
+                        ModelVersion.id != version.id,
+                    )
+                ).scalars()
+                moves += [(old, "archived") for old in current]
+            for row, to in moves:
+                if row.stage == to:
+                    continue
+                self._audit(
+                    session,
+                    "model.stage",
+                    row.run_id,
+                    row.target,
+                    model=row.name,
+                    version=row.version,
+                    **{"from": row.stage, "to": to},
+                    reason=reason,
+                )
+                row.stage = to
+                row.updated_at = _now()
+                changed.append(row)
+            return changed
 
     # ------------------------------------------------------------------ audit
 

@@ -11,6 +11,10 @@ compares these models with the migrated database, so the two cannot drift.
 * ``events`` and ``event_cursors``: the normalized event stream and where each source was
   read up to, written in one transaction so a stream is stored exactly once.
 * ``artifacts``: what a finished job produced.
+* ``evaluations``: a trained model's answers to a golden set, scored against the spec's
+  thresholds; the newest decides whether the model may be deployed.
+* ``model_versions``: the model registry: every trained model, by name and version, with
+  what it was trained from and its stage (candidate, staging, production, archived).
 * ``audit_log`` and ``audit_head``: the append-only, hash-chained audit log.
 """
 
@@ -39,8 +43,10 @@ __all__ = [
     "AuditEntry",
     "AuditHead",
     "Base",
+    "Evaluation",
     "Event",
     "EventCursor",
+    "ModelVersion",
     "Resource",
     "Run",
     "RunTarget",
@@ -102,7 +108,7 @@ class RunTarget(Base):
     region: Mapped[str | None] = mapped_column(String(64))
     plan: Mapped[dict[str, Any]] = mapped_column(JSON)
     phase: Mapped[str] = mapped_column(String(16), default="pending")
-    """pending, staging, submitting, queued, watching, collecting, done, error."""
+    """pending, staging, submitting, queued, watching, collecting, evaluating, done, error."""
     state: Mapped[str | None] = mapped_column(String(16))
     """The job's JobState once submitted; `cancelled` also for targets cancelled before."""
     message: Mapped[str | None] = mapped_column(Text)
@@ -176,6 +182,56 @@ class Artifact(Base):
     kind: Mapped[str] = mapped_column(String(16))
     uri: Mapped[str] = mapped_column(Text)
     recorded_at: Mapped[datetime]
+
+
+class Evaluation(Base):
+    """One scoring of a target's model on a golden set."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_target_id: Mapped[int] = mapped_column(ForeignKey("run_targets.id"), index=True)
+    golden_sha256: Mapped[str] = mapped_column(String(64))
+    golden_location: Mapped[str] = mapped_column(Text)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The evaluation spec it ran with (metrics, thresholds, judge) and the generation
+    settings, so two scores can be told comparable or not."""
+    result: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The scores, slices, threshold misses and per-example answers."""
+    passed: Mapped[bool] = mapped_column(Boolean)
+    trigger: Mapped[str] = mapped_column(String(16))
+    """``run`` (right after training) or ``eval`` (`tunefleet eval`)."""
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(256))
+
+
+class ModelVersion(Base):
+    """A registered model: one per succeeded target attempt."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.id"), index=True)
+    run_target_id: Mapped[int] = mapped_column(ForeignKey("run_targets.id"), unique=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(64))
+    artifact: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """The servable artifact: {kind, uri}."""
+    base_model: Mapped[str] = mapped_column(Text)
+    training: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """Method, adapter and hyperparameters as the spec set them, and the epochs run."""
+    datasets: Mapped[dict[str, Any]] = mapped_column(JSON)
+    """Role -> {sha256, examples}."""
+    spec_sha256: Mapped[str] = mapped_column(String(64))
+    evaluation_id: Mapped[int | None] = mapped_column(ForeignKey("evaluations.id"))
+    """The evaluation that decides whether it may be deployed (the newest)."""
+    stage: Mapped[str] = mapped_column(String(16))
+    """candidate, staging, production, archived."""
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
 
 
 class AuditEntry(Base):

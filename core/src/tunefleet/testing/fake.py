@@ -6,10 +6,18 @@ one that resumes it) see the same jobs. It is deterministic: a job advances one 
 time its status is read, emitting status, metric, checkpoint and cost events on the way.
 
 Two flavours cover both ends of the capability range: ``fake`` can do everything a cloud
-can (regions, private networks, keys, spot, pausing, endpoints with a traffic split);
-``fake_hosted`` behaves like a hosted fine-tuning API (no regions, no network or key
-control, the service picks the adapter, no endpoints) and implements only the required
-contract plus estimates and a training context. Neither is registered by an installed
+can (regions, private networks, keys, spot, pausing, endpoints with a traffic split) and
+answers the golden set inside its jobs, as trainer-image clouds do; ``fake_hosted`` behaves
+like a hosted fine-tuning API (no regions, no network or key control, the service picks
+the adapter, no endpoints) and implements the required contract plus estimates, a training
+context and answering through its "chat API".
+
+Their models answer deterministically, so evaluation tests can assert exact scores:
+``fake``'s trained model answers the first ``skill`` share of the golden questions with
+the expected answer and the rest with :data:`UNSURE`; ``fake_hosted``'s fine-tuned model
+answers a question it saw in its training data with that data's answer, and anything else
+with :data:`UNSURE`; base models always say :data:`UNSURE`. The judge model
+:data:`JUDGE_MODEL` prefers an answer that is not :data:`UNSURE`, and says TIE otherwise. Neither is registered by an installed
 distribution: tests register them.
 """
 
@@ -18,11 +26,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -63,8 +72,19 @@ from tunefleet.provider import (
     Unmet,
     UploadProgress,
 )
+from tunefleet_trainer.predictions import (
+    BASELINE_PREDICTIONS_NAME,
+    PREDICTIONS_NAME,
+    Prediction,
+    golden_examples,
+    write_predictions,
+)
 
 PRICE_DATE = date(2026, 11, 1)
+UNSURE = "I do not know."
+"""What the fakes' models answer when they do not know."""
+JUDGE_MODEL = "fake-judge"
+"""``fake_hosted``'s judge model."""
 _EVENTS: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
 PAGE_SIZE = 3  # small, so tests exercise paging
 
@@ -89,6 +109,8 @@ class FakeOptions(BaseModel):
     hang_on: list[str] = Field(default_factory=list)
     """Operations that stop answering: they sleep ``hang_seconds`` before doing anything."""
     hang_seconds: float = Field(default=3600.0, ge=0)
+    skill: float = Field(default=1.0, ge=0, le=1)
+    """Share of the golden questions ``fake``'s trained model answers right (the first)."""
 
 
 HOSTED_CONTEXT = 8192
@@ -106,6 +128,7 @@ class _FakeJobs:
 
     name: ClassVar[str] = "fake"
     options_model: ClassVar[type[BaseModel]] = FakeOptions
+    _predictions: ClassVar[Literal["job", "answer"]] = "job"
     _capabilities = Capabilities(
         methods=frozenset({"supervised", "dpo"}),
         adapters=frozenset({"full", "lora", "qlora"}),
@@ -167,6 +190,11 @@ class _FakeJobs:
             body["subnets"] = list(options.subnets)
         if options.kms_key:
             body["kms_key"] = options.kms_key
+        if spec.evaluation is not None and self._predictions == "job":
+            body["evaluation"] = {
+                "max_examples": spec.evaluation.max_examples,
+                "max_tokens": spec.evaluation.max_tokens,
+            }
         train = request.datasets.get("train")
         cost = None
         epochs = hp.epochs
@@ -207,6 +235,7 @@ class _FakeJobs:
             requests=requests,
             cost=cost,
             unmet=unmet,
+            predictions=self._predictions,
         )
 
     # ------------------------------------------------------------------ state
@@ -346,6 +375,7 @@ class _FakeJobs:
                     "events": [self._status_event(0, JobState.QUEUED, "queued")],
                     "price": options.price_per_million_tokens,
                     "options": plan.options,
+                    "evaluation": plan.request("CreateJob").body.get("evaluation"),
                 },
             )
         return JobRef(
@@ -420,7 +450,36 @@ class _FakeJobs:
                     basis=f"{step} steps x $0.01",
                 )
             )
+            self._answer_golden(data)
             move_to(JobState.SUCCEEDED, "succeeded")
+
+    def _answer_golden(self, data: dict[str, Any]) -> None:
+        """Write the job's answers to the golden set, as the trainer does after training."""
+        golden_uri = data["datasets"].get("golden_set")
+        if golden_uri is None or self._predictions != "job":
+            return
+        settings = data.get("evaluation") or {}
+        examples = golden_examples(
+            Path(golden_uri.removeprefix("fake://")), settings.get("max_examples")
+        )
+        right = round(FakeOptions.model_validate(data["options"]).skill * len(examples))
+        folder = self._job_root_of(data) / "predictions" / data["run_key"]
+        folder.mkdir(parents=True, exist_ok=True)
+        write_predictions(
+            folder / PREDICTIONS_NAME,
+            [
+                Prediction(index=e.index, text=e.expected if e.index < right else UNSURE)
+                for e in examples
+            ],
+        )
+        write_predictions(
+            folder / BASELINE_PREDICTIONS_NAME,
+            [Prediction(index=e.index, text=UNSURE) for e in examples],
+        )
+
+    @staticmethod
+    def _job_root_of(data: Mapping[str, Any]) -> Path:
+        return Path(str(data["id"]).split("|", 1)[0])
 
     def _job_options(self, job: JobRef) -> Mapping[str, Any]:
         path = self._job_path(job)
@@ -468,10 +527,30 @@ class _FakeJobs:
             raise ProviderError(
                 self.name, f"job {job.id} has not succeeded (state {data['state']})"
             )
-        return [
+        refs = [
             ArtifactRef(kind="adapter", uri=f"fake://models/{job.run_key}/adapter"),
             ArtifactRef(kind="metrics", uri=f"fake://models/{job.run_key}/metrics.json"),
         ]
+        folder = self._job_root(job) / "predictions" / job.run_key
+        for kind, name in (
+            ("predictions", PREDICTIONS_NAME),
+            ("baseline_predictions", BASELINE_PREDICTIONS_NAME),
+        ):
+            if (folder / name).exists():
+                refs.append(ArtifactRef(kind=kind, uri=f"fake://{folder / name}"))  # type: ignore[arg-type]
+        return refs
+
+    def read_artifact(self, job: JobRef, artifact: ArtifactRef, max_bytes: int) -> bytes:
+        path = Path(artifact.uri.removeprefix("fake://"))
+        if not path.is_relative_to(self._job_root(job) / "predictions" / job.run_key):
+            raise ProviderError(self.name, f"{artifact.uri} is not of job {job.id}")
+        if not path.exists():
+            raise ProviderNotFoundError(self.name, f"no artifact {artifact.uri}", code="not_found")
+        if path.stat().st_size > max_bytes:
+            raise ProviderError(
+                self.name, f"{artifact.uri} is over {max_bytes} bytes", code="artifact_too_large"
+            )
+        return path.read_bytes()
 
 
 class FakeProvider(_FakeJobs):
@@ -556,6 +635,67 @@ class FakeHostedProvider(_FakeJobs):
 
     def training_context(self, base_model: str) -> tuple[int, str]:
         return HOSTED_CONTEXT, "fake_hosted training context"
+
+    _predictions: ClassVar[Literal["job", "answer"]] = "answer"
+
+    def artifacts(self, job: JobRef) -> list[ArtifactRef]:
+        super().artifacts(job)  # refuses a job that has not succeeded
+        return [ArtifactRef(kind="hosted_model", uri=f"ft:fake:{job.run_key}")]
+
+    def answer(
+        self,
+        options: Mapping[str, Any],
+        model: str,
+        requests: Sequence[ChatRequest],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[ChatReply]:
+        """The fine-tuned model ``ft:fake:<run key>`` answers what its training data
+        answered; base models are unsure; :data:`JUDGE_MODEL` judges (see the module)."""
+        self._misbehave(options, "answer", model)
+        learned: dict[str, str] = {}
+        if model.startswith("ft:fake:"):
+            path = self._root(options) / "jobs" / f"{model.removeprefix('ft:fake:')}.json"
+            if not path.exists():
+                raise ProviderNotFoundError(self.name, f"no model {model}", code="model_not_found")
+            train = self._read(path)["datasets"]["train"].removeprefix("fake://")
+            learned = {_prompt_key(e.prompt): e.expected for e in golden_examples(Path(train))}
+        replies = []
+        for done, request in enumerate(requests, start=1):
+            if model == JUDGE_MODEL:
+                text = judge_verdict(request)
+            else:
+                text = learned.get(_prompt_key(request.messages), UNSURE)
+            replies.append(ChatReply(text=text, finish_reason="stop"))
+            if progress is not None:
+                progress(done, len(requests))
+        return replies
+
+
+def _prompt_key(messages: Sequence[Mapping[str, Any]]) -> str:
+    return json.dumps(
+        [{"role": m.get("role"), "content": m.get("content")} for m in messages], sort_keys=True
+    )
+
+
+def judge_answers(request: ChatRequest) -> tuple[str, str]:
+    """Answers A and B of a judge request, as a judge model reads them from its prompt
+    (the tagged blocks of :func:`tunefleet.evaluation.judge.judge_request`)."""
+    text = str(request.messages[-1].get("content", ""))
+    found = [
+        re.search(rf"<{tag}>\n(.*?)\n</{tag}>", text, re.S) for tag in ("answer_a", "answer_b")
+    ]
+    if found[0] is None or found[1] is None:
+        raise ProviderError("fake_hosted", "not a judge request", code="invalid_request")
+    return found[0].group(1), found[1].group(1)
+
+
+def judge_verdict(request: ChatRequest) -> str:
+    """:data:`JUDGE_MODEL`'s verdict: the answer that is not :data:`UNSURE` wins; TIE when
+    both or neither are."""
+    first, second = judge_answers(request)
+    if (first == UNSURE) == (second == UNSURE):
+        return "TIE"
+    return "B" if first == UNSURE else "A"
 
 
 @hookimpl

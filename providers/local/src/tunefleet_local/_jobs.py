@@ -59,6 +59,7 @@ __all__ = [
     "files_of",
     "find",
     "local_path",
+    "read_artifact",
     "state",
     "status",
     "submit",
@@ -169,6 +170,7 @@ def _trainer_config(
     """The planned trainer config with this job's paths."""
     planned = plan.request(RUN_TRAINER).body["config"]
     validation = datasets.get("validation")
+    golden = datasets.get("golden_set")
     try:
         return with_paths(
             planned,
@@ -176,6 +178,7 @@ def _trainer_config(
             validation=str(local_path(provider, validation.uri)) if validation else None,
             output_dir=str(files.output),
             checkpoint_dir=str(files.checkpoints),
+            golden_set=str(local_path(provider, golden.uri)) if golden else None,
         )
     except ValueError as exc:  # the planned config does not fit this trainer's contract
         raise ProviderError(provider, str(exc), code="invalid_trainer_config") from None
@@ -313,4 +316,34 @@ def artifacts(provider: str, job: JobRef) -> list[ArtifactRef]:
         if key in made
     ]
     refs.append(ArtifactRef(kind="metrics", uri=files.manifest.as_uri()))
+    answered = (manifest.get("predictions") or {}).get("files") or {}
+    for kind in ("predictions", "baseline_predictions"):
+        if isinstance(answered.get(kind), str):
+            refs.append(ArtifactRef(kind=kind, uri=(files.output / answered[kind]).as_uri()))
     return refs
+
+
+def read_artifact(provider: str, job: JobRef, artifact: ArtifactRef, max_bytes: int) -> bytes:
+    """The bytes of one of ``job``'s artifact files (the golden set's answers);
+    ProviderNotFoundError ``artifact_not_found``, ProviderError ``artifact_too_large`` or
+    ``not_in_job`` for a file outside the job's directory."""
+    files = files_of(provider, job)
+    path = local_path(provider, artifact.uri)
+    if not path.resolve().is_relative_to(files.root.resolve()):
+        raise ProviderError(
+            provider, f"{artifact.uri} is not a file of job {job.id}", code="not_in_job"
+        )
+    try:
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > max_bytes:
+                raise ProviderError(
+                    provider,
+                    f"{path} holds {size:,} bytes, more than the {max_bytes:,} read back",
+                    code="artifact_too_large",
+                )
+            return handle.read(max_bytes + 1)[:max_bytes]
+    except FileNotFoundError:
+        raise ProviderNotFoundError(
+            provider, f"{path} is gone", code="artifact_not_found"
+        ) from None

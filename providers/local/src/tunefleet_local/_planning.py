@@ -26,6 +26,8 @@ __all__ = ["COPY_DATASET", "ENTRY_POINT", "RUN_TRAINER", "TRAIN_EXTRA", "plan"]
 COPY_DATASET = "CopyDataset"
 RUN_TRAINER = "RunTrainer"
 ENTRY_POINT = "python -m tunefleet_trainer"
+STAGED = frozenset({"train", "validation", "golden_set"})
+"""Datasets a local job reads: the golden set too, since the job answers it."""
 TRAIN_EXTRA = ("torch", "transformers", "peft", "trl", "datasets")
 """What the trainer imports; planning checks they are installed without importing them."""
 
@@ -119,7 +121,7 @@ def plan(provider: str, request: PlanRequest) -> Plan:
             purpose=f"copy the {role} dataset into the work directory",
         )
         for role, facts in request.datasets.items()
-        if role in {"train", "validation"} and is_local(facts.location)
+        if role in STAGED and is_local(facts.location)
     ]
     run = NativeRequest(
         service="local",
@@ -151,4 +153,6 @@ def plan(provider: str, request: PlanRequest) -> Plan:
         cost=pricing.plan_cost(),
         unmet=_machine_unmet(spec, options) + _unhonoured(request.target) + trainer_unmet(spec),
         notes=notes,
+        # The trainer answers the golden set right after training, in the same job.
+        predictions="job",
     )

@@ -28,8 +28,9 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,20 @@ from tunefleet.provider import ArtifactRef, ChatReply, ChatRequest, EndpointRef,
 from tunefleet_local import _client
 from tunefleet_local._jobs import local_path
 from tunefleet_local.options import workdir
+from tunefleet_trainer.predictions import read_progress_line
 
-__all__ = ["SERVER", "SERVER_START_TIMEOUT", "delete_endpoint", "deploy", "invoke"]
+__all__ = [
+    "ANSWERER",
+    "SERVER",
+    "SERVER_START_TIMEOUT",
+    "answer",
+    "delete_endpoint",
+    "deploy",
+    "invoke",
+]
 
+ANSWERER = "tunefleet_trainer.answer"
+"""The module ``answer`` runs (``python -m``) to answer a batch without an endpoint."""
 SERVER = "tunefleet_local._server"
 """The module ``deploy`` runs (``python -m``) to serve a model."""
 SERVER_START_TIMEOUT = 180.0
@@ -222,3 +234,80 @@ def delete_endpoint(provider: str, endpoint: EndpointRef) -> None:
 def invoke(provider: str, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
     """Ask the model behind ``endpoint`` (see :mod:`tunefleet_local._client` for errors)."""
     return _client.chat(provider, endpoint, request)
+
+
+def answer(
+    provider: str,
+    options: Mapping[str, Any],
+    model: str,
+    requests: Sequence[ChatRequest],
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ChatReply]:
+    """``model`` answers ``requests`` in one ``python -m tunefleet_trainer.answer`` process
+    (the model loads once), without an endpoint.
+
+    ``model`` is a local training output's artifact URI or a base model the trainer can
+    load offline (a local directory, a hub id in the cache). ProviderError
+    ``model_unavailable`` for a ``scratch:`` model (it exists only inside its run) and
+    ``answer_failed`` with the process's last line when it fails.
+    """
+    if model.startswith("scratch:"):
+        raise ProviderError(
+            provider,
+            f"{model} is built inside its training run and cannot answer outside it",
+            code="model_unavailable",
+        )
+    if model.startswith("file:"):
+        model = str(local_path(provider, model).parent)  # the training output directory
+    folder = workdir(options) / "answers"
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder) as scratch:
+        asked, answered = Path(scratch) / "requests.jsonl", Path(scratch) / "replies.jsonl"
+        asked.write_text(
+            "".join(request.model_dump_json() + "\n" for request in requests), encoding="utf-8"
+        )
+        command = [
+            sys.executable,
+            "-m",
+            ANSWERER,
+            "--model",
+            model,
+            "--requests",
+            str(asked),
+            "--output",
+            str(answered),
+        ]
+        last = ""
+        with subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        ) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                found = read_progress_line(line)
+                if found is not None and progress is not None:
+                    progress(found["done"], found["total"])
+                elif line.strip():
+                    last = line.strip()
+        if process.returncode != 0:
+            raise ProviderError(
+                provider,
+                f"answering with {model} failed: {last or f'exit {process.returncode}'}",
+                code="answer_failed",
+            )
+        replies = [
+            ChatReply.model_validate_json(line)
+            for line in answered.read_text(encoding="utf-8").splitlines()
+            if line.strip()
+        ]
+    if len(replies) != len(requests):
+        raise ProviderError(
+            provider,
+            f"answering with {model} gave {len(replies)} replies to {len(requests)} requests",
+            code="answer_failed",
+        )
+    return replies

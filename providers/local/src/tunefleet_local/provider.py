@@ -24,7 +24,11 @@ What each contract step does here::
 
 Optional protocols: :class:`~tunefleet.provider.Serving` (an OpenAI-compatible server on
 the loopback interface per endpoint, ``python -m tunefleet_local._server``; see _serving
-and _client) and :class:`~tunefleet.provider.Estimating` (no charge). A local job cannot be
+and _client), :class:`~tunefleet.provider.Estimating` (no charge),
+:class:`~tunefleet.provider.ArtifactReading` (the golden set's answers the job wrote:
+plans with an evaluation stage the golden set and the trainer answers it after training)
+and :class:`~tunefleet.provider.Answering` (a trained model answers a batch in one
+trainer process, for `tunefleet eval` on a new golden set). A local job cannot be
 paused and an endpoint serves one model, so it implements neither Pausable nor
 TrafficSplitting. Jobs and endpoints outlive the CLI that started them, and any process
 can watch them.
@@ -32,9 +36,9 @@ can watch them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -137,3 +141,20 @@ class LocalProvider:
     def invoke(self, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
         """A chat completion; errors carry the server's code and HTTP status (_client)."""
         return _serving.invoke(self.name, endpoint, request)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def read_artifact(self, job: JobRef, artifact: ArtifactRef, max_bytes: int) -> bytes:
+        """A file of the job's output (the golden set's answers the trainer wrote)."""
+        return _jobs.read_artifact(self.name, job, artifact, max_bytes)
+
+    def answer(
+        self,
+        options: Mapping[str, Any],
+        model: str,
+        requests: Sequence[ChatRequest],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[ChatReply]:
+        """A trained model (or a base model on disk) answers without an endpoint, in one
+        process of the trainer (``python -m tunefleet_trainer.answer``)."""
+        return _serving.answer(self.name, options, model, requests, progress)

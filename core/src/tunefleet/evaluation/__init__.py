@@ -1,0 +1,1 @@
+"""Evaluation: the golden set's answers scored against the spec's thresholds."""
