@@ -164,7 +164,7 @@ def _facts(role: str, spec: RunSpec, report: DatasetReport) -> DatasetFacts:
     location = _locations(spec)[role]
     assert location is not None
     return DatasetFacts(
-        role=role,  # type: ignore[arg-type]
+        role=role,
         location=spec.resolve_location(location),
         examples=report.examples,
         tokens=report.total_tokens,

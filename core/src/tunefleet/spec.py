@@ -95,7 +95,9 @@ METRIC_RANGES: dict[str, tuple[float, float | None]] = {
     "valid_loss": (0.0, None),
 }
 """Where a metric's values lie, where it is not 0 to 1 (None: unbounded)."""
-SliceField = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}(\.[A-Za-z_][A-Za-z0-9_-]{0,63})?$")]
+SliceField = Annotated[
+    str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]{0,63}(\.[A-Za-z_][A-Za-z0-9_-]{0,63})?$")
+]
 """A golden example's top-level key (``language``), or a key of one of its objects
 (``metadata.language``)."""
 
@@ -273,11 +275,15 @@ class JudgeSpec(_Model):
 
     provider: ProviderName | None = None
     """Installed provider whose chat API asks ``model`` (openai, ...)."""
-    model: str | None = Field(default=None, min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$")
+    model: str | None = Field(
+        default=None, min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$"
+    )
     """The judge model's id at that provider (gpt-4o-2024-08-06)."""
     options: dict[str, Any] = Field(default_factory=dict)
     """Provider options for reaching it (Azure's endpoint, say), as a target's options."""
-    endpoint: str | None = Field(default=None, min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    endpoint: str | None = Field(
+        default=None, min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9-]*$"
+    )
     """Instead: the run (id or name) whose endpoint tunefleet serves judges."""
 
     @model_validator(mode="after")
@@ -290,7 +296,7 @@ class JudgeSpec(_Model):
         return self
 
 
-def _check_thresholds(thresholds: Mapping[str, float], where: str) -> None:
+def _check_thresholds(thresholds: Mapping[Metric, float], where: str) -> None:
     for metric, value in thresholds.items():
         if not math.isfinite(value):
             raise ValueError(f"{where}{metric}: a threshold must be a finite number")
@@ -314,9 +320,7 @@ class EvaluationSpec(_Model):
     slice_by: list[SliceField] = Field(default_factory=list, max_length=8)
     """Example fields to score by as well (``language``, ``metadata.intent``): each value
     of a field is a slice with its own scores."""
-    slice_thresholds: dict[SliceField, dict[str, dict[Metric, float]]] = Field(
-        default_factory=dict
-    )
+    slice_thresholds: dict[SliceField, dict[str, dict[Metric, float]]] = Field(default_factory=dict)
     """Thresholds per slice: field, then value (``*``: every value), then metric."""
     json_schema: LocalFile | None = None
     """JSON Schema the answers must conform to (metric json_schema), relative to the spec."""
@@ -344,6 +348,10 @@ class EvaluationSpec(_Model):
                 unknown = [m for m in thresholds if m not in self.metrics]
                 if unknown:
                     raise ValueError(f"{where}{unknown[0]}: not a metric listed in metrics")
+                if "valid_loss" in thresholds:
+                    raise ValueError(
+                        f"{where}valid_loss: the validation loss is not measured per slice"
+                    )
                 _check_thresholds(thresholds, where)
         if "llm_judge" in self.metrics and self.judge is None:
             raise ValueError("metric llm_judge needs a judge")

@@ -7,6 +7,7 @@ Exit status: `eval` exits 0 when the evaluation passed, 1 when a threshold was m
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -117,12 +118,11 @@ def eval_command(
     from tunefleet.evaluation.scoring import ThresholdMiss
     from tunefleet.names import open_input
     from tunefleet.plugins import default_registry
-    from tunefleet.spec import load_spec
 
     evaluation_spec = None
     golden_set = None
     if spec is not None:
-        loaded = load_spec(spec_input(spec))
+        loaded = spec_input(spec)
         if loaded.evaluation is None:
             raise UsageError(f"{spec}: the spec has no evaluation section")
         evaluation_spec = loaded.evaluation
@@ -140,6 +140,14 @@ def eval_command(
         if not rows:
             raise StateError(f"run {run.id} has no succeeded target to evaluate")
         evaluations = []
+
+        def shown(name: str) -> Callable[[str, int, int], None]:
+            def progress(task: str, done: int, total: int) -> None:
+                if done == total:
+                    err.print(f"{name}: {task}: {done} of {total} done", markup=False)
+
+            return progress
+
         for row in rows:
             evaluation = evaluate_target(
                 journal,
@@ -149,11 +157,7 @@ def eval_command(
                 evaluation=evaluation_spec,
                 golden=golden_set,
                 trigger="eval",
-                progress=lambda task, done, total, name=row.name: (
-                    err.print(f"{name}: {task} {done} of {total}", markup=False)
-                    if done == total
-                    else None
-                ),
+                progress=shown(row.name),
             )
             evaluations.append((row.name, evaluation))
     if as_json:

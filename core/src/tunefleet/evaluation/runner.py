@@ -207,7 +207,7 @@ class _Answers:
         where the baseline came from or why there is none."""
         artifacts = {
             a.kind: ArtifactRef(kind=a.kind, uri=a.uri) for a in self.journal.artifacts(self.row.id)
-        }  # type: ignore[arg-type]
+        }
         if from_job and "predictions" in artifacts:
             self.route = "job"
             predictions = self._read(artifacts["predictions"])
@@ -303,7 +303,7 @@ def _predictions(
             text=reply.text,
             finish_reason=reply.finish_reason
             if reply.finish_reason in ("stop", "length")
-            else None,  # type: ignore[arg-type]
+            else None,
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
         )

@@ -537,7 +537,7 @@ class _FakeJobs:
             ("baseline_predictions", BASELINE_PREDICTIONS_NAME),
         ):
             if (folder / name).exists():
-                refs.append(ArtifactRef(kind=kind, uri=f"fake://{folder / name}"))  # type: ignore[arg-type]
+                refs.append(ArtifactRef(kind=kind, uri=f"fake://{folder / name}"))
         return refs
 
     def read_artifact(self, job: JobRef, artifact: ArtifactRef, max_bytes: int) -> bytes:
