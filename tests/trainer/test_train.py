@@ -188,6 +188,11 @@ def test_a_hub_id_missing_offline_says_what_to_do(
 ) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    # huggingface_hub reads the variable once, at import: once an earlier test has imported
+    # it, only its constant says offline (else the loader retries the network for a minute).
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(
         TrainerError, match=r"base model example-org/no-such-model: cannot be loaded"
     ):

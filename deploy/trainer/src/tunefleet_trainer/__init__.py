@@ -12,5 +12,7 @@ tokenizers. Modules: ``config`` and ``metrics`` (the contract tunefleet's core a
 providers share with the trainer; pydantic and the standard library only), ``chat``
 (datasets and the loss mask), ``models`` (base models, offline; ``scratch:`` presets),
 ``train`` (the run), ``inference`` (loading a trained model and answering chat
-requests). The training stack (torch, transformers, peft, TRL) is the ``train`` extra.
+requests), ``predictions`` (the golden set's questions and the answers' file format, also
+shared with core) and ``answer`` (``python -m tunefleet_trainer.answer``: a batch of chat
+requests answered without an endpoint). The training stack (torch, transformers, peft, TRL) is the ``train`` extra.
 """

@@ -107,6 +107,9 @@ class EvaluationConfig(_Model):
     generation: GenerationSettings = GenerationSettings()
     baseline: bool = True
     """Also answer with the base model, before training starts, for side-by-side scores."""
+    predictions_dir: str | None = None
+    """Where the predictions files go; default output_dir. SageMaker sets
+    ``/opt/ml/output/data`` so that reading the answers does not mean downloading the model."""
 
 
 class TrainerConfig(BaseModel):
@@ -145,7 +148,8 @@ class TrainerConfig(BaseModel):
     """Checkpoints kept; older ones are deleted once a newer one is complete."""
     evaluation: EvaluationConfig | None = None
     """Answer the golden set after training: ``predictions.jsonl`` (and, with ``baseline``,
-    ``baseline_predictions.jsonl``) in output_dir, listed in the manifest."""
+    ``baseline_predictions.jsonl``) in ``evaluation.predictions_dir`` (default output_dir),
+    listed in the manifest."""
 
     @property
     def checkpoints(self) -> Path:

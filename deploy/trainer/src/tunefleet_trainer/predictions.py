@@ -99,8 +99,9 @@ def _content(message: dict[str, Any]) -> str | None:
     if isinstance(content, str):
         return content
     if isinstance(content, list):  # OpenAI's content parts: the text parts, joined
-        texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
-        if texts and all(isinstance(t, str) for t in texts):
+        parts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        texts = [t for t in parts if isinstance(t, str)]
+        if texts and len(texts) == len(parts):
             return "".join(texts)
     return None
 
@@ -180,7 +181,9 @@ def read_predictions(data: bytes, *, source: str) -> list[Prediction]:
         try:
             prediction = Prediction.model_validate_json(raw)
         except ValidationError as exc:
-            raise TrainerError(f"{source}:{number}: not a prediction ({exc.errors()[0]['msg']})") from None
+            raise TrainerError(
+                f"{source}:{number}: not a prediction ({exc.errors()[0]['msg']})"
+            ) from None
         if prediction.index in seen:
             raise TrainerError(f"{source}:{number}: a second answer to example {prediction.index}")
         seen.add(prediction.index)
@@ -214,4 +217,3 @@ def read_progress_line(line: str) -> dict[str, Any] | None:
         "done": done,
         "total": total,
     }
-

@@ -12,7 +12,16 @@ Outputs in ``output_dir``::
     model/            the fine-tuned model and the tokenizer     (adapter full)
     merged/           base with the adapter merged in            (merge: true)
     base/             the initial weights of a scratch: base      (adapter lora, qlora)
-    manifest.json     what was trained, from what, how, and the final metrics
+    manifest.json     what was trained, from what, how, the final metrics; written last
+
+With ``evaluation`` set, the golden set is read (and refused, with its file and line) before
+anything else, and answered greedily through :class:`~tunefleet_trainer.inference.ChatModel`:
+by the base model before training starts (``baseline_predictions.jsonl``, kept in the
+checkpoint directory so a resumed run does not answer again) and by the trained model once
+its outputs are written (``predictions.jsonl``). Both go to ``evaluation.predictions_dir``
+(default output_dir) and are listed in the manifest; each answer prints a progress line
+(:func:`~tunefleet_trainer.predictions.format_progress_line`). Under torch distributed the
+main process answers alone.
 
 Checkpoints go to the checkpoint directory: one per epoch, one every ``save_steps`` and one
 whenever ``checkpoint_minutes`` have passed. A run started again with the same checkpoint
@@ -22,6 +31,7 @@ order and random state), so it ends with the weights an uninterrupted run would 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -29,6 +39,7 @@ import platform
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -40,10 +51,19 @@ from tunefleet_trainer.chat import (
     preference_rows,
     read_examples,
 )
-from tunefleet_trainer.config import DEFAULT_EPOCHS, TrainerConfig, dataset_file
+from tunefleet_trainer.config import DEFAULT_EPOCHS, EvaluationConfig, TrainerConfig, dataset_file
 from tunefleet_trainer.errors import TrainerError
+from tunefleet_trainer.inference import ChatModel, answer_golden, pick_device
 from tunefleet_trainer.metrics import format_checkpoint_line, format_metric_line
 from tunefleet_trainer.models import load_base, load_pretrained
+from tunefleet_trainer.predictions import (
+    BASELINE_PREDICTIONS_NAME,
+    PREDICTIONS_NAME,
+    GoldenExample,
+    golden_examples,
+    read_predictions,
+    write_predictions,
+)
 
 __all__ = ["MANIFEST_NAME", "newest_checkpoint", "train"]
 
@@ -97,18 +117,6 @@ def _quiet_libraries() -> None:
     datasets.disable_progress_bars()
     huggingface_hub.utils.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
-
-
-def _device(requested: str) -> str:
-    import torch
-
-    if requested != "auto":
-        return requested
-    if torch.cuda.is_available():
-        return "cuda"
-    if torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def _micro_batch(batch_size: int, world_size: int) -> tuple[int, int]:
@@ -266,9 +274,11 @@ def train(config: TrainerConfig, *, log: Log = _print) -> dict[str, Any]:
             f"{train_path}: method {config.method} needs {expected} examples, "
             f"the file holds {data_format} examples"
         )
+    # Before any model is loaded: a broken golden set must not cost a training run.
+    golden = _read_golden(config.evaluation) if config.evaluation else None
 
     _quiet_libraries()
-    device = _device(config.device)
+    device = pick_device(config.device)
     hyper = _hyper(config)
     checkpoints = config.checkpoints.resolve()
     checkpoints.mkdir(parents=True, exist_ok=True)
@@ -327,13 +337,15 @@ def train(config: TrainerConfig, *, log: Log = _print) -> dict[str, Any]:
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # our metric lines replace its dict dumps
+    if golden is not None and golden.config.baseline and trainer.is_world_process_zero():
+        _answer_baseline(trainer, tokenizer, golden, checkpoints / BASELINE_PREDICTIONS_NAME, log)
     resume = newest_checkpoint(checkpoints)
     if resume is not None:
         log(f"resuming from {resume}")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if not trainer.is_world_process_zero():
         return {}
-    return _write_outputs(config, trainer, base, output, reporter, started, hyper, log)
+    return _write_outputs(config, trainer, base, output, reporter, started, hyper, golden, log)
 
 
 def _encoded_rows(
@@ -356,6 +368,86 @@ def _encoded_rows(
     return rows
 
 
+@dataclass(frozen=True)
+class _Golden:
+    """The golden set as read up front: its settings, file, examples and digest."""
+
+    config: EvaluationConfig
+    path: Path
+    examples: list[GoldenExample]
+    sha256: str
+
+
+def _read_golden(evaluation: EvaluationConfig) -> _Golden:
+    """The golden set's selected examples; TrainerError with file:line when it is malformed."""
+    path = dataset_file(evaluation.golden_set, "golden")
+    examples = golden_examples(path, evaluation.max_examples)
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return _Golden(evaluation, path, examples, digest.hexdigest())
+
+
+def _has_answers(path: Path, count: int) -> bool:
+    """Whether ``path`` is a predictions file answering exactly examples 0 .. count-1."""
+    try:
+        predictions = read_predictions(path.read_bytes(), source=str(path))
+    except (OSError, TrainerError):
+        return False
+    return sorted(p.index for p in predictions) == list(range(count))
+
+
+def _answer_baseline(trainer: Any, tokenizer: Any, golden: _Golden, path: Path, log: Log) -> None:
+    """The base model's answers, written to ``path`` in the checkpoint directory, unless an
+    earlier attempt of this run wrote them already: a resumed run does not pay for them
+    twice. (Answering again would be correct too, since the checkpoint is loaded only when
+    training starts.)"""
+    if _has_answers(path, len(golden.examples)):
+        log(f"baseline answers already in {path}")
+        return
+    # The trainer's model, before train(): on its training device, and for an adapter with
+    # the freshly initialised (zero) update, so its answers are exactly the base model's.
+    # Greedy decoding draws no random numbers: training goes on exactly as without it.
+    model = ChatModel(trainer.model, tokenizer, "baseline")
+    predictions = answer_golden(
+        model, golden.examples, golden.config.generation, label="baseline", log=log
+    )
+    write_predictions(path, predictions)
+
+
+def _write_predictions(
+    trainer: Any, tokenizer: Any, golden: _Golden, config: TrainerConfig, output: Path, log: Log
+) -> dict[str, Any]:
+    """Answer the golden set with the trained model, put the answers (and the baseline's)
+    in the predictions directory, and return the manifest's ``predictions`` entry."""
+    target = Path(golden.config.predictions_dir or output).resolve()
+    target.mkdir(parents=True, exist_ok=True)
+    model = ChatModel(trainer.model, tokenizer, "trained")
+    predictions = answer_golden(
+        model, golden.examples, golden.config.generation, label="trained", log=log
+    )
+    write_predictions(target / PREDICTIONS_NAME, predictions)
+    files = {"predictions": target / PREDICTIONS_NAME}
+    baseline = config.checkpoints.resolve() / BASELINE_PREDICTIONS_NAME
+    if golden.config.baseline and baseline.is_file():
+        partial = target / f".{BASELINE_PREDICTIONS_NAME}.partial"
+        shutil.copyfile(baseline, partial)
+        partial.replace(target / BASELINE_PREDICTIONS_NAME)
+        files["baseline_predictions"] = target / BASELINE_PREDICTIONS_NAME
+    log(f"wrote {len(predictions)} answers to {target / PREDICTIONS_NAME}")
+    return {
+        # Relative to the output directory when inside it, so the output can be moved.
+        "files": {
+            kind: str(path.relative_to(output)) if path.is_relative_to(output) else str(path)
+            for kind, path in files.items()
+        },
+        "examples": len(predictions),
+        "golden_sha256": golden.sha256,
+        "generation": golden.config.generation.model_dump(mode="json"),
+    }
+
+
 def _write_outputs(
     config: TrainerConfig,
     trainer: Any,
@@ -364,8 +456,11 @@ def _write_outputs(
     reporter: _Reporter,
     started: datetime,
     hyper: dict[str, Any],
+    golden: _Golden | None,
     log: Log,
 ) -> dict[str, Any]:
+    """Write the model artifacts, then the predictions, then the manifest: a manifest
+    means the run's outputs are complete."""
     tokenizer = base.tokenizer
     model = trainer.model
     artifacts: dict[str, str] = {}
@@ -383,7 +478,12 @@ def _write_outputs(
         if config.merge:
             _save(output / "merged", lambda d: _merge(config, base, output / "adapter", d))
             artifacts["merged"] = "merged"
-    manifest = {
+    first = next(iter(artifacts.values()))
+    log(f"wrote {output / first}")
+    predictions = None
+    if golden is not None:
+        predictions = _write_predictions(trainer, tokenizer, golden, config, output, log)
+    manifest: dict[str, Any] = {
         "format_version": MANIFEST_VERSION,
         "base_model": config.base_model,
         "method": config.method,
@@ -406,11 +506,12 @@ def _write_outputs(
             },
         },
     }
+    if predictions is not None:
+        manifest["predictions"] = predictions
     partial = output / f".{MANIFEST_NAME}.partial"
     partial.write_text(json.dumps(manifest, indent=2) + "\n")
     partial.replace(output / MANIFEST_NAME)
-    first = next(iter(artifacts.values()))
-    log(f"wrote {output / first} and {output / MANIFEST_NAME}")
+    log(f"wrote {output / MANIFEST_NAME}")
     return manifest
 
 
