@@ -20,7 +20,8 @@ service really supports and nothing else (no method exists only to refuse):
 
     Pausable          pause(job) / resume(job)
     Serving           deploy(plan, artifact, name) / delete_endpoint / invoke
-    TrafficSplitting  shift_traffic(endpoint, weights)
+    TrafficSplitting  add_version / versions / shift_traffic / invoke_version /
+                      remove_version / alarms: versions side by side, for canaries
     Estimating        estimate_training(...): epochs and price before there is a spec
     ContextLimits     training_context(base_model): tokens per example the service trains
     Answering         answer(options, model, requests): a model answers through the
@@ -472,10 +473,47 @@ class Serving(Protocol):
 
 @runtime_checkable
 class TrafficSplitting(Protocol):
-    """Optional: an endpoint serves several model versions and splits traffic by weight."""
+    """Optional: an endpoint serves several model versions side by side and splits its
+    traffic between them by weight, natively (production variants, deployments, a local
+    router). The engine drives canary rollouts with it: add the new version, give it its
+    share, compare it with the old one on the golden set through :meth:`invoke_version`,
+    watch :meth:`alarms`, then move all traffic or roll back, each step idempotent.
+
+    Versions are labelled by the caller (``support-v3``: letters, digits and hyphens, at
+    most 40 characters); the version a plain :meth:`Serving.deploy` created is the one
+    :meth:`versions` lists for a new endpoint.
+    """
+
+    def add_version(
+        self, plan: Plan, endpoint: EndpointRef, artifact: ArtifactRef, version: str
+    ) -> EndpointRef:
+        """Serve ``artifact`` on ``endpoint`` as ``version`` beside what it serves, with no
+        traffic yet; returns once the version answers. Adding a version that is there
+        already with the same artifact changes nothing (a resumed rollout)."""
+        ...
+
+    def versions(self, endpoint: EndpointRef) -> dict[str, int]:
+        """The versions ``endpoint`` serves and each one's share of traffic in percent."""
+        ...
 
     def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
-        """Route the endpoint's traffic between its versions by percentage."""
+        """Route the endpoint's traffic by percentage: ``weights`` name versions it serves
+        and add up to 100; a version left out gets none."""
+        ...
+
+    def invoke_version(
+        self, endpoint: EndpointRef, version: str, request: ChatRequest
+    ) -> ChatReply:
+        """Ask ``version`` directly, whatever the weights (for a shadow comparison)."""
+        ...
+
+    def remove_version(self, endpoint: EndpointRef, version: str) -> None:
+        """Stop serving ``version``, which has no traffic; a missing version is a no-op."""
+        ...
+
+    def alarms(self, endpoint: EndpointRef, version: str) -> list[str]:
+        """The alarms firing for ``version`` now (server errors above their limit, the
+        user's own alarms), one line each; empty when it is healthy."""
         ...
 
 

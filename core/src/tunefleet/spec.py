@@ -384,6 +384,15 @@ class CanarySpec(_Model):
     """Share of traffic the new version gets first."""
     bake_minutes: int = Field(default=10, ge=0, le=1440)
     """How long the canary serves before the rest of the traffic moves (or rolls back)."""
+    shadow_examples: int = Field(default=50, ge=0, le=10_000)
+    """Golden examples sent to both versions and compared (the first so many of the
+    evaluation's golden set); 0 compares nothing and lets only the alarms decide."""
+    max_regression: float = Field(default=0.02, ge=0, le=1)
+    """Roll back when the new version scores below the old one by more than this share of
+    a metric's range (0.02: two points of token_f1, two BLEU points) on any metric."""
+    min_win_rate: float = Field(default=0.5, ge=0, le=1)
+    """With an llm_judge metric: roll back when the judge prefers the new version less
+    often than this (0.5: at least as good as the old one)."""
 
 
 class EndpointSpec(_Model):

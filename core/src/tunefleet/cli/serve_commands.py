@@ -34,10 +34,14 @@ def deploy(
     as_json: JsonOpt = False,
 ) -> None:
     """Serve a trained model behind an endpoint (OpenAI-compatible for local). A model that
-    missed a threshold of its evaluation is refused (exit 1, each metric named)."""
+    missed a threshold of its evaluation is refused (exit 1, each metric named). With
+    endpoint.canary, a new version of a served endpoint rolls out as a canary, compared
+    with the old one on the golden set, and rolls back by itself (exit 1) on a regression
+    or an alarm; deploying again finishes a rollout that was interrupted."""
+    from tunefleet.cli.render import err
     from tunefleet.plugins import default_registry
     from tunefleet.registry import model_ref, resolve
-    from tunefleet.run import serving
+    from tunefleet.run import EngineSettings, serving
 
     with _journal(ctx) as journal:
         version = None
@@ -55,6 +59,8 @@ def deploy(
             version=version,
             force=force,
             reason=reason,
+            poll=EngineSettings.from_env().poll_interval,
+            notice=lambda message: err.print(message, markup=False, highlight=False),
         )
     if as_json:
         print(endpoint.model_dump_json(indent=2))

@@ -51,7 +51,7 @@ from tunefleet_trainer.predictions import (
     read_predictions,
 )
 
-__all__ = ["Golden", "Progress", "evaluate_target", "evaluation_spec", "run_golden"]
+__all__ = ["Golden", "Progress", "evaluate_target", "evaluation_spec", "judge_for", "run_golden"]
 
 Progress = Callable[[str, int, int], None]
 """Called with (task, done, total): ``answer``, ``baseline`` and ``judge``."""
@@ -143,7 +143,9 @@ def evaluate_target(
             f"the llm_judge metric compares with the base model's answers, which are not "
             f"available: {baseline_note}"
         )
-    judge = _judge(journal, registry, run, evaluation.judge, caller) if evaluation.judge else None
+    judge = (
+        judge_for(journal, registry, run, evaluation.judge, caller) if evaluation.judge else None
+    )
     schema = (run.datasets.get("json_schema") or {}).get("schema")
     result: EvaluationResult = score(
         evaluation,
@@ -328,8 +330,8 @@ def _valid_loss(journal: Journal, row: RunTarget) -> float | None:
     return value
 
 
-def _judge(
-    journal: Journal, registry: Registry, run: Run, spec: JudgeSpec, caller: Caller
+def judge_for(
+    journal: Journal, registry: Registry, run: Run, spec: JudgeSpec, caller: Caller = _direct
 ) -> Judge:
     """The judge as a batch callable: a provider's model through its chat API, or the
     endpoint tunefleet serves for another run."""

@@ -3,6 +3,15 @@
 The page has no scripts and loads nothing: the loss curves are inline SVG drawn here, the
 styles are inline, so it can be attached to a ticket or an audit and opened offline years
 later. Every value from the journal goes through Jinja2's autoescaping.
+
+Besides the datasets, each target's training (state, cost, loss curves) and the timeline,
+the page shows per target its registry entry (model reference, stage, artifact, and the
+sha256 of each dataset it was trained from, linked to the datasets table) and its newest
+evaluation, the one that decides whether the model may be deployed: each metric with the
+new model's value, the baseline's side by side and the threshold with pass or fail, the
+slices, the judge's win rate with its confidence interval, and the worst-scored examples
+with the question, the expected answer, both models' answers and the judge's verdict.
+Earlier evaluations of the target are listed with their outcome.
 """
 
 from __future__ import annotations
@@ -18,12 +27,32 @@ from typing import Any
 from jinja2 import Environment, StrictUndefined
 from markupsafe import Markup, escape
 
+from tunefleet.evaluation.scoring import (
+    EvaluationResult,
+    ExampleResult,
+    MetricResult,
+    SliceResult,
+)
+from tunefleet.registry import model_ref
+from tunefleet.run.model_card import (
+    ANSWER_ROUTES,
+    METRIC_DESCRIPTIONS,
+    failure_cases,
+    format_score,
+    format_threshold,
+    ranking_metric,
+    truncate,
+)
 from tunefleet.run.progress import describe_event, run_progress
 from tunefleet.state.journal import Journal
-from tunefleet.state.models import Run
+from tunefleet.state.models import Evaluation, ModelVersion, Run, RunTarget
 
 __all__ = ["render_report", "write_report"]
 
+WORST_EXAMPLES = 10
+"""Most worst-scored examples the report shows per target."""
+MAX_TEXT_CHARS = 2000
+"""Longest question or answer the report shows in full; the rest is cut, saying so."""
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 
 
@@ -133,8 +162,162 @@ def _loss_series(events: list[dict[str, Any]], label: str, color: str) -> list[S
     ]
 
 
+@dataclass(frozen=True)
+class Text:
+    """A text from data, cut to :data:`MAX_TEXT_CHARS` (``cut`` characters left off)."""
+
+    shown: str
+    cut: int
+
+
+def _cut(text: str) -> Text:
+    shown, cut = truncate(text, MAX_TEXT_CHARS)
+    return Text(shown, cut)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One of the worst-scored examples, both models' answers side by side."""
+
+    example: ExampleResult
+    question: Text
+    expected: Text
+    prediction: Text
+    baseline: Text | None
+    score: float | None
+    baseline_score: float | None
+
+
+@dataclass(frozen=True)
+class SliceTable:
+    """The slices of one field: a row per value, a column per metric."""
+
+    field: str
+    metrics: list[str]
+    rows: list[tuple[SliceResult, list[MetricResult | None]]]
+    unsliced: int
+    """Examples without a value for the field, in no slice."""
+
+
+@dataclass(frozen=True)
+class EvaluationView:
+    """The evaluation of a target that decides its deploy (the newest), for the template."""
+
+    row: Evaluation
+    result: EvaluationResult
+    judge: MetricResult | None
+    slices: list[SliceTable]
+    ranked_by: str | None
+    """The metric the worst examples are ranked by; None when no metric scores examples."""
+    cases: list[Case]
+    golden_linked: bool
+    """The evaluation scored the run's own golden set (its row in the datasets table)."""
+    answers_from: str
+    generation: str
+    baseline: str
+    trigger: str
+    history: list[Evaluation]
+    """Every evaluation of the target, newest first."""
+
+
+@dataclass(frozen=True)
+class RegistryView:
+    """A target's registered model version."""
+
+    version: ModelVersion
+    ref: str
+    datasets: list[tuple[str, str | None, str | None, bool]]
+    """(role, sha256, examples as text, whether the run's datasets table has that role with
+    that hash: a link to its row)."""
+
+
+def _evaluation_view(journal: Journal, run: Run, row: RunTarget) -> EvaluationView | None:
+    """The target's deciding evaluation (the registered version's, else the newest), or
+    None when it has none."""
+    history = journal.evaluations(row.id)
+    if not history:
+        return None
+    newest = history[-1]
+    version = journal.model_version(target_id=row.id)
+    if version is not None and version.evaluation_id is not None:
+        newest = next((e for e in history if e.id == version.evaluation_id), newest)
+    result = EvaluationResult.model_validate(newest.result)
+    key = ranking_metric(result)
+    cases = [
+        Case(
+            example=example,
+            question=_cut(example.question),
+            expected=_cut(example.expected),
+            prediction=_cut(example.prediction),
+            baseline=None if example.baseline is None else _cut(example.baseline),
+            score=None if key is None else example.scores.get(key),
+            baseline_score=None if key is None else example.baseline_scores.get(key),
+        )
+        for example in failure_cases(result, WORST_EXAMPLES)
+    ]
+    settings = newest.settings or {}
+    generation = settings.get("generation") or {}
+    golden = run.datasets.get("golden_set") or {}
+    return EvaluationView(
+        row=newest,
+        result=result,
+        judge=result.metric("llm_judge"),
+        slices=_slice_tables(result),
+        ranked_by=key,
+        cases=cases,
+        golden_linked=golden.get("sha256") == newest.golden_sha256,
+        answers_from=ANSWER_ROUTES.get(str(settings.get("answers_from")), "-"),
+        generation=f"{generation.get('decoding', 'greedy')} decoding, at most "
+        f"{generation.get('max_new_tokens', '-')} new tokens",
+        baseline=str(settings.get("baseline") or "none"),
+        trigger="right after training" if newest.trigger == "run" else "by tunefleet eval",
+        history=list(reversed(history)),
+    )
+
+
+def _slice_tables(result: EvaluationResult) -> list[SliceTable]:
+    tables = []
+    for field in dict.fromkeys(s.field for s in result.slices):
+        group = [s for s in result.slices if s.field == field]
+        names = list(dict.fromkeys(m.metric for s in group for m in s.metrics))
+        rows = [
+            (s, [next((m for m in s.metrics if m.metric == n), None) for n in names])
+            for s in group
+        ]
+        tables.append(SliceTable(field, names, rows, result.unsliced.get(field, 0)))
+    return tables
+
+
+def format_change(metric: str, value: float | None, baseline: float | None) -> str:
+    """The new model's score minus the baseline's, signed (``+0.250``); ``"-"`` when
+    either is missing."""
+    if value is None or baseline is None:
+        return "-"
+    if value == baseline:
+        return format_score(metric, 0.0)
+    change = format_score(metric, abs(value - baseline))
+    return f"{'-' if value < baseline else '+'}{change}"
+
+
+def _registry_view(journal: Journal, run: Run, row: RunTarget) -> RegistryView | None:
+    version = journal.model_version(target_id=row.id)
+    if version is None:
+        return None
+    datasets = []
+    for role, info in (version.datasets or {}).items():
+        info = info or {}
+        sha = info.get("sha256")
+        examples = info.get("examples")
+        linked = sha is not None and (run.datasets.get(role) or {}).get("sha256") == sha
+        datasets.append(
+            (role, sha, f"{examples:,}" if isinstance(examples, int) else None, linked)
+        )
+    return RegistryView(version=version, ref=model_ref(version), datasets=datasets)
+
+
 def render_report(journal: Journal, run: Run) -> str:
-    """The report's HTML."""
+    """The report's HTML: a whole page, self-contained (no script, nothing loaded), every
+    value from the journal escaped."""
     progress = run_progress(journal, run)
     rows = journal.targets(run.id)
     cards = []
@@ -144,7 +327,14 @@ def render_report(journal: Journal, run: Run) -> str:
         color = _PALETTE[index % len(_PALETTE)]
         events = journal.events(row.id)
         metrics = [e.payload for e in events if e.kind == "metric"]
-        cards.append({"t": target, "chart": chart(_loss_series(metrics, "", color), title="loss")})
+        cards.append(
+            {
+                "t": target,
+                "chart": chart(_loss_series(metrics, "", color), title="loss"),
+                "registry": _registry_view(journal, run, row),
+                "evaluation": _evaluation_view(journal, run, row),
+            }
+        )
         comparison.extend(_loss_series(metrics, target.name, color))
         for event in events:
             if event.kind in ("status", "checkpoint", "cost") or (
@@ -154,12 +344,19 @@ def render_report(journal: Journal, run: Run) -> str:
                     (event.time, target.name, event.kind, describe_event(event.payload))
                 )
     timeline.sort(key=lambda item: item[0])
-    template = Environment(autoescape=True, undefined=StrictUndefined).from_string(
+    environment = Environment(autoescape=True, undefined=StrictUndefined)
+    environment.filters["score"] = format_score
+    environment.filters["bound"] = format_threshold
+    environment.filters["change"] = format_change
+    template = environment.from_string(
         files("tunefleet.run").joinpath("report.html.j2").read_text(encoding="utf-8")
     )
     html: str = template.render(
         run=progress,
-        datasets=run.datasets,
+        # Data files only: the kept JSON Schema (role json_schema) has no counts or hash.
+        datasets={role: d for role, d in run.datasets.items() if "sha256" in d},
+        metric_descriptions=METRIC_DESCRIPTIONS,
+        evaluation_spec=bool(run.spec.get("evaluation")) if isinstance(run.spec, dict) else False,
         cards=cards,
         comparison=chart(comparison, title="loss by target", width=880, height=340)
         if len(cards) > 1

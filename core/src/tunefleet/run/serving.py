@@ -9,7 +9,7 @@ log shows who served what, when.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from tunefleet.errors import StateError, UsageError
@@ -21,10 +21,14 @@ from tunefleet.provider import (
     ChatRequest,
     EndpointRef,
     Plan,
+    Provider,
     Serving,
+    TrafficSplitting,
     optional,
 )
 from tunefleet.registry import check_deployable, model_ref, register
+from tunefleet.run import rollout
+from tunefleet.spec import CanarySpec
 from tunefleet.state import Journal
 from tunefleet.state.journal import Owner
 from tunefleet.state.models import ModelVersion, Resource, Run, RunTarget
@@ -82,6 +86,8 @@ def deploy(
     version: ModelVersion | None = None,
     force: bool = False,
     reason: str | None = None,
+    poll: float = 15.0,
+    notice: Callable[[str], None] | None = None,
 ) -> EndpointRef:
     """Serve a model of ``run`` behind an endpoint; return it.
 
@@ -89,13 +95,15 @@ def deploy(
     version of the run's succeeded target (registered now if it is not yet). The
     evaluation gate decides first (:func:`tunefleet.registry.check_deployable`:
     DeployBlockedError naming each missed threshold; ``force`` with ``reason`` overrides,
-    audited). A deployed version becomes the name's production version.
+    audited). An endpoint that serves another version already, with ``endpoint.canary``
+    in the spec and a provider that splits traffic, gets the new version as a canary
+    (:mod:`tunefleet.run.rollout`: DeployBlockedError when it rolls back); otherwise the
+    new version replaces the old at once. A deployed version becomes production.
+    Deploying again finishes a rollout a killed process left.
     """
     if version is not None:
         rows = [
-            row
-            for row in journal.targets(run.id, all_attempts=True)
-            if row.id == version.run_target_id
+            r for r in journal.targets(run.id, all_attempts=True) if r.id == version.run_target_id
         ]
         if not rows:
             raise StateError(f"model {model_ref(version)} belongs to no target of run {run.id}")
@@ -106,8 +114,31 @@ def deploy(
     check_deployable(journal, run, version, force=force, reason=reason)
     artifact = ArtifactRef.model_validate(version.artifact)
     endpoint_name = _endpoint_name(run, name)
-    server = optional(registry.provider(row.provider), Serving)
+    provider = registry.provider(row.provider)
+    server = optional(provider, Serving)
+    canary = _canary(run)
     with _lease(journal, row) as owner:
+        under_way = journal.open_rollout(endpoint_name)
+        if under_way is not None and under_way.to_version_id != version.id:
+            raise StateError(
+                f"a rollout to endpoint {endpoint_name} is under way (rollout "
+                f"{under_way.id}); deploy its model again to finish it first"
+            )
+        current = _current(journal, provider, endpoint_name, row)
+        canary_wanted = canary is not None and isinstance(provider, TrafficSplitting)
+        if current is not None and canary is not None and (under_way or canary_wanted):
+            return rollout.roll_out(
+                journal,
+                registry,
+                run,
+                row,
+                version,
+                current,
+                canary,
+                owner,
+                poll=poll,
+                notice=notice,
+            )
         resource = journal.intend(
             row.id,
             owner,
@@ -117,17 +148,62 @@ def deploy(
             detail={"artifact": artifact.uri, "model": model_ref(version)},
         )
         endpoint = server.deploy(Plan.model_validate(row.plan), artifact, endpoint_name)
+        label = None
+        if isinstance(provider, TrafficSplitting):
+            served = list(provider.versions(endpoint))
+            label = served[0] if len(served) == 1 else None
         journal.confirm(
             resource.id,
             owner,
             native_id=endpoint.id,
             uri=endpoint.url,
-            detail={"endpoint": endpoint.model_dump(mode="json"), "model": model_ref(version)},
+            detail={
+                "endpoint": endpoint.model_dump(mode="json"),
+                "model": model_ref(version),
+                "label": label,
+            },
         )
+        if current is not None and current.resource.id != resource.id:
+            journal.supersede(current.resource.id, by=model_ref(version))
     journal.set_model_stage(
         version.id, "production", reason=f"deployed to endpoint {endpoint_name}"
     )
     return endpoint
+
+
+def _canary(run: Run) -> CanarySpec | None:
+    endpoint = (run.spec.get("endpoint") or {}) if isinstance(run.spec, dict) else {}
+    canary = endpoint.get("canary")
+    return CanarySpec.model_validate(canary) if canary else None
+
+
+def _current(
+    journal: Journal, provider: Provider, endpoint_name: str, row: RunTarget
+) -> rollout.Current | None:
+    """What the endpoint called ``endpoint_name`` serves now, if another target's version
+    (or, during a rollout, what the rollout started from)."""
+    open_ = journal.open_rollout(endpoint_name)
+    for resource, owner_row in journal.endpoints_named(endpoint_name):
+        if resource.provider != provider.name:
+            continue
+        if open_ is not None:
+            if owner_row.id != open_.from_target_id:
+                continue
+        elif owner_row.id == row.id or resource.status != "confirmed":
+            continue
+        endpoint = EndpointRef.model_validate(resource.detail["endpoint"])
+        label = resource.detail.get("label") or (open_.from_label if open_ else None)
+        if label is None and isinstance(provider, TrafficSplitting):
+            served = list(provider.versions(endpoint))
+            label = served[0] if len(served) == 1 else None
+        return rollout.Current(
+            resource=resource,
+            row=owner_row,
+            endpoint=endpoint,
+            version=journal.model_version(target_id=owner_row.id),
+            label=label or "",
+        )
+    return None
 
 
 def _endpoint_resource(

@@ -39,6 +39,7 @@ from tunefleet.state.models import (
     EventCursor,
     ModelVersion,
     Resource,
+    Rollout,
     Run,
     RunTarget,
 )
@@ -49,6 +50,8 @@ LEASE_TTL = timedelta(seconds=60)
 """A lease whose holder has not renewed it for this long may be taken over."""
 
 DONE = "done"
+ROLLOUT_ENDS = ("completed", "rolled_back")
+"""Phases a rollout ends in."""
 MODEL_STAGES = ("candidate", "staging", "production", "archived")
 """A registered model's stages, in the order a model usually moves through them."""
 _ROWS_PER_STATEMENT = 1000
@@ -498,6 +501,41 @@ class Journal:
             )
             return resource
 
+    def supersede(self, resource_id: int, by: str) -> Resource:
+        """Record that another target's deployment replaced this endpoint's model (no lease
+        needed: the target whose resource it is has finished)."""
+        with self._tx() as session:
+            resource = session.get(Resource, resource_id, with_for_update=True)
+            assert resource is not None
+            row = session.get(RunTarget, resource.run_target_id)
+            assert row is not None
+            if resource.status != "deleted":
+                resource.status = "deleted"
+                self._audit(
+                    session,
+                    "resource.superseded",
+                    row.run_id,
+                    row.name,
+                    kind=resource.kind,
+                    key=resource.key,
+                    by=by,
+                )
+            return resource
+
+    def endpoints_named(self, name: str) -> list[tuple[Resource, RunTarget]]:
+        """Endpoint resources called ``name`` (intended or confirmed), across runs, newest
+        first, each with its target."""
+        with self._tx() as session:
+            query = (
+                select(Resource, RunTarget)
+                .join(RunTarget, Resource.run_target_id == RunTarget.id)
+                .where(
+                    Resource.kind == "endpoint", Resource.key == name, Resource.status != "deleted"
+                )
+                .order_by(Resource.id.desc())
+            )
+            return [(resource, row) for resource, row in session.execute(query).all()]
+
     def resources(self, target_id: int, kind: str | None = None) -> list[Resource]:
         with self._tx() as session:
             query = select(Resource).where(Resource.run_target_id == target_id)
@@ -804,6 +842,97 @@ class Journal:
                 row.updated_at = _now()
                 changed.append(row)
             return changed
+
+    # ------------------------------------------------------------------ rollouts
+
+    def start_rollout(self, **fields: Any) -> tuple[Rollout, bool]:
+        """The open rollout of ``fields['to_version_id']`` to ``fields['endpoint']``, or a
+        new one in phase ``adding``; True when this call started it (audited)."""
+        with self._tx() as session:
+            found = session.execute(
+                select(Rollout).where(
+                    Rollout.endpoint == fields["endpoint"],
+                    Rollout.to_version_id == fields["to_version_id"],
+                    Rollout.phase.not_in(ROLLOUT_ENDS),
+                )
+            ).scalar_one_or_none()
+            if found is not None:
+                return found, False
+            now = _now()
+            rollout = Rollout(
+                **fields,
+                phase="adding",
+                comparison={},
+                created_at=now,
+                updated_at=now,
+                created_by=self.actor,
+            )
+            session.add(rollout)
+            session.flush()
+            row = session.get(RunTarget, rollout.to_target_id)
+            assert row is not None
+            self._audit(
+                session,
+                "rollout.started",
+                row.run_id,
+                row.name,
+                rollout=rollout.id,
+                endpoint=rollout.endpoint,
+                from_label=rollout.from_label,
+                to_label=rollout.to_label,
+                traffic_percent=rollout.traffic_percent,
+            )
+            return rollout, True
+
+    def open_rollout(self, endpoint: str) -> Rollout | None:
+        """The rollout to ``endpoint`` that has not ended, if any."""
+        with self._tx() as session:
+            return session.execute(
+                select(Rollout)
+                .where(Rollout.endpoint == endpoint, Rollout.phase.not_in(ROLLOUT_ENDS))
+                .order_by(Rollout.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+
+    def update_rollout(
+        self,
+        rollout_id: int,
+        owner: Owner,
+        *,
+        audit_action: str | None = None,
+        audit_detail: Mapping[str, Any] | None = None,
+        **fields: Any,
+    ) -> Rollout:
+        """Set ``fields`` on a rollout whose target this owner holds, auditing if named."""
+        with self._tx() as session:
+            rollout = session.get(Rollout, rollout_id, with_for_update=True)
+            if rollout is None:
+                raise RunNotFoundError(f"no rollout with id {rollout_id}")
+            row = self._owned(session, rollout.to_target_id, owner)
+            for key, value in fields.items():
+                if not hasattr(Rollout, key):
+                    raise AttributeError(key)
+                setattr(rollout, key, value)
+            rollout.updated_at = _now()
+            if audit_action:
+                self._audit(
+                    session,
+                    audit_action,
+                    row.run_id,
+                    row.name,
+                    rollout=rollout.id,
+                    endpoint=rollout.endpoint,
+                    **(audit_detail or {}),
+                )
+            return rollout
+
+    def rollouts(self, endpoint: str | None = None) -> list[Rollout]:
+        """Rollouts (to ``endpoint``), newest first."""
+        with self._tx() as session:
+            query = select(Rollout)
+            if endpoint is not None:
+                query = query.where(Rollout.endpoint == endpoint)
+            return list(session.execute(query.order_by(Rollout.id.desc())).scalars())
 
     # ------------------------------------------------------------------ audit
 

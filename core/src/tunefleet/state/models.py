@@ -15,6 +15,8 @@ compares these models with the migrated database, so the two cannot drift.
   thresholds; the newest decides whether the model may be deployed.
 * ``model_versions``: the model registry: every trained model, by name and version, with
   what it was trained from and its stage (candidate, staging, production, archived).
+* ``rollouts``: a new model version rolled out to an endpoint as a canary: its phase,
+  the shadow comparison with the version it replaces, and how it ended.
 * ``audit_log`` and ``audit_head``: the append-only, hash-chained audit log.
 """
 
@@ -48,6 +50,7 @@ __all__ = [
     "EventCursor",
     "ModelVersion",
     "Resource",
+    "Rollout",
     "Run",
     "RunTarget",
     "UTCDateTime",
@@ -232,6 +235,34 @@ class ModelVersion(Base):
     """candidate, staging, production, archived."""
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class Rollout(Base):
+    """A canary rollout of a registered version to an endpoint serving another one."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    endpoint: Mapped[str] = mapped_column(String(80), index=True)
+    provider: Mapped[str] = mapped_column(String(64))
+    from_target_id: Mapped[int] = mapped_column(ForeignKey("run_targets.id"))
+    to_target_id: Mapped[int] = mapped_column(ForeignKey("run_targets.id"), index=True)
+    from_version_id: Mapped[int | None] = mapped_column(ForeignKey("model_versions.id"))
+    to_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    from_label: Mapped[str] = mapped_column(String(64))
+    """The endpoint's name for the version it served (the provider's version label)."""
+    to_label: Mapped[str] = mapped_column(String(64))
+    phase: Mapped[str] = mapped_column(String(16))
+    """adding, canary, baking, completing, rolling_back; then completed or rolled_back."""
+    traffic_percent: Mapped[int] = mapped_column(Integer)
+    bake_until: Mapped[datetime | None]
+    reason: Mapped[str | None] = mapped_column(Text)
+    """Why it ended as it did (the regression or alarm that rolled it back)."""
+    comparison: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """The shadow comparison: both versions' scores on the golden sample."""
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(256))
 
 
 class AuditEntry(Base):

@@ -83,6 +83,8 @@ from tunefleet_trainer.predictions import (
 PRICE_DATE = date(2026, 11, 1)
 UNSURE = "I do not know."
 """What the fakes' models answer when they do not know."""
+FIRST_VERSION = "primary"
+"""The version label of what ``fake``'s plain deploy serves."""
 JUDGE_MODEL = "fake-judge"
 """``fake_hosted``'s judge model."""
 _EVENTS: TypeAdapter[list[Event]] = TypeAdapter(list[Event])
@@ -111,6 +113,8 @@ class FakeOptions(BaseModel):
     hang_seconds: float = Field(default=3600.0, ge=0)
     skill: float = Field(default=1.0, ge=0, le=1)
     """Share of the golden questions ``fake``'s trained model answers right (the first)."""
+    alarm: bool = False
+    """Served as a canary, this job's model sets off the endpoint's server-error alarm."""
 
 
 HOSTED_CONTEXT = 8192
@@ -592,32 +596,118 @@ class FakeProvider(_FakeJobs):
         folder.mkdir(exist_ok=True)
         return folder / f"{name}.json"
 
+    @staticmethod
+    def _endpoint_file(endpoint: EndpointRef) -> Path:
+        return Path(str(endpoint.url).removeprefix("fake://"))
+
     def deploy(self, plan: Plan, artifact: ArtifactRef, name: str) -> EndpointRef:
         path = self._endpoint_path(plan.options, name)
         self._write(
             path,
-            {"name": name, "versions": {artifact.uri: 100}, "root": str(self._root(plan.options))},
+            {
+                "name": name,
+                "versions": {FIRST_VERSION: {"artifact": artifact.uri, "weight": 100}},
+                "root": str(self._root(plan.options)),
+            },
         )
         return EndpointRef(provider=self.name, name=name, region=plan.region, url=f"fake://{path}")
+
+    def _endpoint(self, endpoint: EndpointRef) -> dict[str, Any]:
+        path = self._endpoint_file(endpoint)
+        if not path.exists():
+            raise ProviderNotFoundError(self.name, f"no endpoint {endpoint.name}", code="not_found")
+        return self._read(path)
+
+    def add_version(
+        self, plan: Plan, endpoint: EndpointRef, artifact: ArtifactRef, version: str
+    ) -> EndpointRef:
+        with locked(self._endpoint_file(endpoint).parent):
+            data = self._endpoint(endpoint)
+            found = data["versions"].get(version)
+            if found is not None and found["artifact"] != artifact.uri:
+                raise AlreadyExistsError(
+                    self.name, f"version {version} serves another model", code="conflict"
+                )
+            if found is None:
+                data["versions"][version] = {"artifact": artifact.uri, "weight": 0}
+                self._write(self._endpoint_file(endpoint), data)
+        return endpoint
+
+    def versions(self, endpoint: EndpointRef) -> dict[str, int]:
+        return {name: v["weight"] for name, v in self._endpoint(endpoint)["versions"].items()}
 
     def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
         if sum(weights.values()) != 100:
             raise ProviderError(self.name, "traffic weights must add up to 100")
-        path = Path(str(endpoint.url).removeprefix("fake://"))
-        data = self._read(path)
-        data["versions"] = dict(weights)
-        self._write(path, data)
+        with locked(self._endpoint_file(endpoint).parent):
+            data = self._endpoint(endpoint)
+            unknown = set(weights) - set(data["versions"])
+            if unknown:
+                raise ProviderNotFoundError(
+                    self.name, f"no version {sorted(unknown)[0]}", code="not_found"
+                )
+            for name, version in data["versions"].items():
+                version["weight"] = weights.get(name, 0)
+            self._write(self._endpoint_file(endpoint), data)
+
+    def remove_version(self, endpoint: EndpointRef, version: str) -> None:
+        with locked(self._endpoint_file(endpoint).parent):
+            data = self._endpoint(endpoint)
+            found = data["versions"].get(version)
+            if found is None:
+                return
+            if found["weight"]:
+                raise ProviderError(
+                    self.name, f"version {version} still has traffic", code="version_has_traffic"
+                )
+            del data["versions"][version]
+            self._write(self._endpoint_file(endpoint), data)
+
+    def alarms(self, endpoint: EndpointRef, version: str) -> list[str]:
+        found = self._endpoint(endpoint)["versions"].get(version)
+        if found is None:
+            return []
+        job = self._job_of(self._endpoint(endpoint)["root"], found["artifact"])
+        if job is not None and FakeOptions.model_validate(job["options"]).alarm:
+            return [f"{version}: server errors above their limit (fake alarm)"]
+        return []
 
     def delete_endpoint(self, endpoint: EndpointRef) -> None:
         if endpoint.url:
-            Path(endpoint.url.removeprefix("fake://")).unlink(missing_ok=True)
+            self._endpoint_file(endpoint).unlink(missing_ok=True)
 
     def invoke(self, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
-        path = Path(str(endpoint.url).removeprefix("fake://"))
-        if not path.exists():
-            raise ProviderError(self.name, f"no endpoint {endpoint.name}")
+        data = self._endpoint(endpoint)
+        # The heaviest version answers: deterministic, so tests can assert on it.
+        version = max(data["versions"], key=lambda name: data["versions"][name]["weight"])
+        return self._answer_as(data, version, request)
+
+    def invoke_version(
+        self, endpoint: EndpointRef, version: str, request: ChatRequest
+    ) -> ChatReply:
+        data = self._endpoint(endpoint)
+        if version not in data["versions"]:
+            raise ProviderNotFoundError(self.name, f"no version {version}", code="not_found")
+        return self._answer_as(data, version, request)
+
+    def _job_of(self, root: str, artifact: str) -> dict[str, Any] | None:
+        run_key = artifact.removeprefix("fake://models/").split("/", 1)[0]
+        path = Path(root) / "jobs" / f"{run_key}.json"
+        return self._read(path) if path.exists() else None
+
+    def _answer_as(self, data: Mapping[str, Any], version: str, request: ChatRequest) -> ChatReply:
+        """A version's model answers a golden question as its job did (the first ``skill``
+        share right); anything else is echoed."""
+        job = self._job_of(data["root"], data["versions"][version]["artifact"])
+        golden = (job or {}).get("datasets", {}).get("golden_set")
+        if job is not None and golden is not None:
+            examples = golden_examples(Path(golden.removeprefix("fake://")))
+            right = round(FakeOptions.model_validate(job["options"]).skill * len(examples))
+            for example in examples:
+                if _prompt_key(example.prompt) == _prompt_key(request.messages):
+                    text = example.expected if example.index < right else UNSURE
+                    return ChatReply(text=text, finish_reason="stop")
         question = str(request.messages[-1].get("content", ""))
-        # Deterministic, so tests can assert on it: the model "answers" by echoing.
         return ChatReply(text=f"fake answer to: {question}", finish_reason="stop")
 
 

@@ -1,4 +1,5 @@
-"""evaluations and model_versions: evaluation results and the model registry
+"""evaluations, model_versions and rollouts: evaluation results, the model registry and
+canary rollouts
 
 Revision ID: 0003
 Revises: 0002
@@ -59,8 +60,33 @@ def upgrade() -> None:
     )
     op.create_index("ix_model_versions_name", "model_versions", ["name"])
     op.create_index("ix_model_versions_run_id", "model_versions", ["run_id"])
+    op.create_table(
+        "rollouts",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("endpoint", sa.String(80), nullable=False),
+        sa.Column("provider", sa.String(64), nullable=False),
+        sa.Column("from_target_id", sa.Integer(), sa.ForeignKey("run_targets.id"), nullable=False),
+        sa.Column("to_target_id", sa.Integer(), sa.ForeignKey("run_targets.id"), nullable=False),
+        sa.Column(
+            "from_version_id", sa.Integer(), sa.ForeignKey("model_versions.id"), nullable=True
+        ),
+        sa.Column("to_version_id", sa.Integer(), sa.ForeignKey("model_versions.id"), nullable=False),
+        sa.Column("from_label", sa.String(64), nullable=False),
+        sa.Column("to_label", sa.String(64), nullable=False),
+        sa.Column("phase", sa.String(16), nullable=False),
+        sa.Column("traffic_percent", sa.Integer(), nullable=False),
+        sa.Column("bake_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("comparison", sa.JSON(), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_by", sa.String(256), nullable=False),
+    )
+    op.create_index("ix_rollouts_endpoint", "rollouts", ["endpoint"])
+    op.create_index("ix_rollouts_to_target_id", "rollouts", ["to_target_id"])
 
 
 def downgrade() -> None:
+    op.drop_table("rollouts")
     op.drop_table("model_versions")
     op.drop_table("evaluations")
