@@ -45,6 +45,19 @@ class Cli(CliRunner):
         path.write_text(json.dumps(body))
         return path
 
+    def evaluated_spec(self) -> Path:
+        """The spec of :meth:`spec` with an evaluation on a golden set of its question."""
+        body = json.loads(self.spec().read_text())
+        (self.tmp_path / "golden.jsonl").write_text(TRAIN)
+        body["evaluation"] = {
+            "golden_set": "golden.jsonl",
+            "metrics": ["exact_match", "token_f1"],
+            "thresholds": {"exact_match": 1.0},
+        }
+        path = self.tmp_path / "evaluated.yaml"
+        path.write_text(json.dumps(body))
+        return path
+
     def created_jobs(self) -> list[str]:
         """The run keys of the jobs the fake holds. A job file is created once, atomically,
         under its run key, so this is what was submitted, whatever a kill interrupted."""

@@ -57,4 +57,5 @@ class TestFakeRuns(RunConformance):
             run_name="faults",
             jobs=lambda: len(list(jobs.glob("*.json"))),
             env={"PYTHONPATH": str(fake_site)},
+            evaluated_spec=cli.evaluated_spec(),
         )

@@ -21,6 +21,7 @@ credentials for tests), so the provider's plugin must be installed or on ``PYTHO
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -144,6 +145,10 @@ class RunHarness:
     has ended; empty when nothing is orphaned."""
     timeout: float = 120.0
     """Seconds one CLI call may take, the whole job included."""
+    evaluated_spec: Path | None = None
+    """A spec like ``spec`` with an ``evaluation`` section (a golden set beside it, some
+    metrics) that the provider's model can be scored on; None skips the evaluation
+    scenario, saying so."""
 
 
 KILL_POINTS = (0.3, 0.7)
@@ -226,6 +231,43 @@ class RunConformance:
             assert journal.artifacts(target.id), "what the job made is recorded"
             assert journal.verify_audit().ok
         assert not harness.orphans(), f"orphaned: {harness.orphans()}"
+
+    def test_a_run_with_an_evaluation_scores_registers_and_rescores_its_model(
+        self, cli: CliRunner, run_harness: RunHarness
+    ) -> None:
+        """The engine's evaluate step gets the model's answers to the golden set the way the
+        provider's plan says (from the job, or through its chat API), scores every metric
+        the spec names, registers the model with the evaluation, and `tunefleet eval`
+        scores it again without training again."""
+        spec = run_harness.evaluated_spec
+        if spec is None:
+            pytest.skip(f"{run_harness.run_name}: the harness gives no spec with an evaluation")
+        evaluation = yaml.safe_load(spec.read_text())["evaluation"]
+        trained = cli("run", str(spec))
+        assert trained.returncode == 0, trained.stderr
+        jobs = run_harness.jobs()
+        listed = cli("models", "--json")
+        assert listed.returncode == 0, listed.stderr
+        (model,) = json.loads(listed.stdout)
+        assert model["stage"] == "candidate" and model["evaluation"] is not None
+        scores = model["evaluation"]["metrics"]
+        assert set(scores) == set(evaluation["metrics"])
+        assert all(isinstance(scores[m], float) for m in evaluation["metrics"]), scores
+        again = cli("eval", model["run"], "--json")
+        assert again.returncode in (0, 1), again.stderr
+        (rescored,) = json.loads(again.stdout)
+        assert rescored["trigger"] == "eval"
+        assert {m["metric"]: m["value"] for m in rescored["result"]["metrics"]} == scores, (
+            "the same answers give the same scores"
+        )
+        assert run_harness.jobs() == jobs, "nothing was trained again"
+        shown = cli("models", "show", model["model"], "--json")
+        assert json.loads(shown.stdout)["evaluation"]["id"] == rescored["id"], (
+            "the newest evaluation is the one that gates the model"
+        )
+        with open_journal(cli.journal_url) as journal:
+            assert journal.verify_audit().ok
+        assert not run_harness.orphans(), f"orphaned: {run_harness.orphans()}"
 
     def test_rerunning_the_spec_elsewhere_reattaches(
         self, cli: CliRunner, run_harness: RunHarness, tmp_path: Path, elsewhere: Path
