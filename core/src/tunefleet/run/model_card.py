@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from tunefleet.evaluation.planning import RECOMMENDED_GOLDEN_EXAMPLES
@@ -50,6 +51,7 @@ __all__ = [
     "failure_cases",
     "format_score",
     "format_threshold",
+    "judge_summary",
     "model_card",
     "ranking_metric",
     "truncate",
@@ -84,7 +86,7 @@ ANSWER_ROUTES: Mapping[str, str] = {
 """How the model's answers to the golden set were produced (the evaluation's
 ``settings["answers_from"]``)."""
 
-_TRIGGERS = {"run": "right after training", "eval": "by `tunefleet eval`"}
+_TRIGGERS = {"run": "right after training", "eval": "with `tunefleet eval`"}
 _TRAINING_ROLES = ("train", "validation")
 
 # --- formatting shared with the report ----------------------------------------------------
@@ -190,7 +192,8 @@ def _code(value: object) -> str:
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
+    inside = text.replace("|", "\\|")
+    return f"{fence}{pad}{inside}{pad}{fence}"
 
 
 def _block(value: str) -> list[str]:
@@ -219,9 +222,8 @@ def _count(n: int, word: str, plural: str | None = None) -> str:
     return f"{n:,} {word}" if n == 1 else f"{n:,} {plural or word + 's'}"
 
 
-def _when(version_or_row: Any) -> str:
-    stamp = version_or_row.created_at
-    return str(stamp.strftime("%Y-%m-%d %H:%M UTC"))
+def _when(stamp: datetime) -> str:
+    return stamp.strftime("%Y-%m-%d %H:%M UTC")
 
 
 # --- the card --------------------------------------------------------------------------------
@@ -272,10 +274,10 @@ def _details(version: ModelVersion, run: Run, row: RunTarget) -> list[str]:
         ("Target", f"{_text(version.target)} (attempt {row.attempt})"),
         ("Run", _code(run.id)),
         ("Artifact", f"{_text(artifact.get('kind', '-'))} {_code(artifact.get('uri', ''))}"),
-        ("Registered", _when(version)),
+        ("Registered", _when(version.created_at)),
         ("Spec sha256", _code(version.spec_sha256)),
     ]
-    return ["## Model details", "", *_table(["", ""], rows), ""]
+    return ["## Model details", "", *_table(["Detail", "Value"], rows), ""]
 
 
 def _method(training: Mapping[str, Any]) -> str:
@@ -435,11 +437,11 @@ def _evaluation(evaluation: Evaluation, result: EvaluationResult, run: Run) -> l
     lines = [
         "## Evaluation",
         "",
-        f"Evaluation {evaluation.id}, recorded {_when(evaluation)} "
-        f"{_TRIGGERS.get(evaluation.trigger, 'by ' + _text(evaluation.trigger))} "
+        f"Evaluation {evaluation.id}, recorded {_when(evaluation.created_at)} "
+        f"{_TRIGGERS.get(evaluation.trigger, 'as ' + _text(evaluation.trigger))} "
         f"by {_text(evaluation.created_by)}. It decides whether this version may be deployed.",
         "",
-        *_table(["", ""], rows),
+        *_table(["Evaluation", "Value"], rows),
         "",
         "### Metrics",
         "",
@@ -465,7 +467,7 @@ def _evaluation(evaluation: Evaluation, result: EvaluationResult, run: Run) -> l
     lines.append("")
     judged = result.metric("llm_judge")
     if judged is not None and judged.value is not None:
-        lines += ["### LLM judge", "", _judge_line(judged), ""]
+        lines += ["### LLM judge", "", _text(judge_summary(judged)), ""]
     lines += _slices(result)
     return lines
 
@@ -497,20 +499,25 @@ def _metric_table(metrics: Sequence[MetricResult], *, with_baseline: bool) -> li
     return _table(header, rows, right=(1, 2, 3) if with_baseline else (1, 2))
 
 
-def _judge_line(judged: MetricResult) -> str:
+def judge_summary(judged: MetricResult) -> str:
+    """The llm_judge result in one sentence of plain text: the win rate, its confidence
+    interval, and the wins, ties, losses and invalid verdicts it is made of."""
     d = judged.detail
-    confidence = d.get("confidence")
-    level = f"{float(confidence) * 100:g}%" if isinstance(confidence, int | float) else "95%"
-    invalid = d.get("invalid") or 0
+    confidence = _float(d.get("confidence"))
+    level = f"{confidence * 100:g}%" if confidence is not None else "95%"
     return (
         f"Win rate against the baseline: {format_score('llm_judge', judged.value)} "
         f"({level} confidence interval {format_score('llm_judge', _float(d.get('ci_low')))} to "
         f"{format_score('llm_judge', _float(d.get('ci_high')))}): "
-        f"{_count(int(d.get('wins') or 0), 'win')}, {_count(int(d.get('ties') or 0), 'tie')}, "
-        f"{_count(int(d.get('losses') or 0), 'loss', 'losses')} over "
-        f"{_count(int(d.get('n') or 0), 'example')}, each judged in both orders (a win or "
-        f"loss needs both verdicts to agree); {_count(int(invalid), 'invalid verdict')}."
+        f"{_count(_int(d.get('wins')), 'win')}, {_count(_int(d.get('ties')), 'tie')}, "
+        f"{_count(_int(d.get('losses')), 'loss', 'losses')} over "
+        f"{_count(_int(d.get('n')), 'example')}, each judged in both orders (a win or a "
+        f"loss needs both verdicts to agree); {_count(_int(d.get('invalid')), 'invalid verdict')}."
     )
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _float(value: object) -> float | None:

@@ -40,6 +40,7 @@ from tunefleet.run.model_card import (
     failure_cases,
     format_score,
     format_threshold,
+    judge_summary,
     ranking_metric,
     truncate,
 )
@@ -216,6 +217,8 @@ class EvaluationView:
     generation: str
     baseline: str
     trigger: str
+    judge_model: str | None
+    """Who judged: ``MODEL through PROVIDER``, or ``the endpoint of run RUN``."""
     history: list[Evaluation]
     """Every evaluation of the target, newest first."""
 
@@ -270,9 +273,18 @@ def _evaluation_view(journal: Journal, run: Run, row: RunTarget) -> EvaluationVi
         generation=f"{generation.get('decoding', 'greedy')} decoding, at most "
         f"{generation.get('max_new_tokens', '-')} new tokens",
         baseline=str(settings.get("baseline") or "none"),
-        trigger="right after training" if newest.trigger == "run" else "by tunefleet eval",
+        trigger="right after training" if newest.trigger == "run" else "with tunefleet eval",
+        judge_model=_judge_model((settings.get("evaluation") or {}).get("judge")),
         history=list(reversed(history)),
     )
+
+
+def _judge_model(judge: Any) -> str | None:
+    if not isinstance(judge, dict):
+        return None
+    if judge.get("endpoint"):
+        return f"the endpoint of run {judge['endpoint']}"
+    return f"{judge.get('model')} through {judge.get('provider')}"
 
 
 def _slice_tables(result: EvaluationResult) -> list[SliceTable]:
@@ -281,8 +293,7 @@ def _slice_tables(result: EvaluationResult) -> list[SliceTable]:
         group = [s for s in result.slices if s.field == field]
         names = list(dict.fromkeys(m.metric for s in group for m in s.metrics))
         rows = [
-            (s, [next((m for m in s.metrics if m.metric == n), None) for n in names])
-            for s in group
+            (s, [next((m for m in s.metrics if m.metric == n), None) for n in names]) for s in group
         ]
         tables.append(SliceTable(field, names, rows, result.unsliced.get(field, 0)))
     return tables
@@ -309,9 +320,7 @@ def _registry_view(journal: Journal, run: Run, row: RunTarget) -> RegistryView |
         sha = info.get("sha256")
         examples = info.get("examples")
         linked = sha is not None and (run.datasets.get(role) or {}).get("sha256") == sha
-        datasets.append(
-            (role, sha, f"{examples:,}" if isinstance(examples, int) else None, linked)
-        )
+        datasets.append((role, sha, f"{examples:,}" if isinstance(examples, int) else None, linked))
     return RegistryView(version=version, ref=model_ref(version), datasets=datasets)
 
 
@@ -348,6 +357,7 @@ def render_report(journal: Journal, run: Run) -> str:
     environment.filters["score"] = format_score
     environment.filters["bound"] = format_threshold
     environment.filters["change"] = format_change
+    environment.filters["judge_summary"] = judge_summary
     template = environment.from_string(
         files("tunefleet.run").joinpath("report.html.j2").read_text(encoding="utf-8")
     )
