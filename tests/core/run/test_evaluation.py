@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.core.run.test_engine import FAST
+
 from tunefleet.errors import DeployBlockedError, PlanError, SpecError, UsageError
 from tunefleet.evaluation.runner import Golden, evaluate_target
 from tunefleet.planning import plan_run
@@ -212,7 +212,7 @@ def test_eval_rescores_with_a_new_golden_set_without_retraining(setup: Setup) ->
 def test_a_target_that_cannot_be_evaluated_fails_at_plan(setup: Setup, tmp_path: Path) -> None:
     # valid_loss needs a validation set; the plan says so before anything is created.
     spec = setup.spec("fake", {"metrics": ["valid_loss"], "thresholds": {"valid_loss": 2.0}})
-    with pytest.raises(PlanError, match="valid_loss is the loss on dataset.validation"):
+    with pytest.raises(PlanError, match=r"valid_loss is the loss on dataset\.validation"):
         plan_run(spec, registry=setup.registry).raise_for_unmet()
     assert not setup.root.exists(), "planning created nothing"
 
@@ -232,5 +232,5 @@ def test_a_golden_example_without_an_expected_answer_is_refused_at_plan(setup: S
         + "\n"
     )
     spec = setup.spec("fake", {"metrics": ["exact_match"]})
-    with pytest.raises(SpecError, match="golden.jsonl:2: the last message must be"):
+    with pytest.raises(SpecError, match=r"golden\.jsonl:2: the last message must be"):
         plan_run(spec, registry=setup.registry)

@@ -253,8 +253,8 @@ class _Answers:
         raise StateError(
             f"target {self.row.name} cannot answer a new golden set: provider "
             f"{self.provider.name} answers only inside the training job, and the model has no "
-            f"endpoint (`tunefleet deploy {self.row.run_id} --stage staging` serves it without "
-            "the gate's production check)"
+            f"endpoint to ask (`tunefleet deploy {self.row.run_id}` serves it once it passes "
+            "the gate; re-run the spec with the new golden set to have the job answer it)"
         )
 
     def _read(self, artifact: ArtifactRef) -> list[Prediction]:
