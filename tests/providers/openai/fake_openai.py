@@ -15,6 +15,16 @@ API words its validation errors, and the limits written only in prose -- metadat
 keys up to 64 characters, values up to 512), files over 512 MB, Uploads over 8 GB, parts
 over 64 MB -- each where the limit is documented.
 
+Chat completions answer deterministically, so an evaluation can be scored: a fine-tuned
+model (one its jobs produced, or a checkpoint) answers a question whose messages are a
+training example's prompt (its messages before the last assistant turn; a preference
+example's input) with that example's answer (the preferred one); any other question, and
+every question to a base model, gets ``[<model>] You asked: <question>``, which no expected
+answer equals. A test makes a model a judge with :meth:`FakeOpenAI.judge` and decides its
+replies. Chat requests are refused as the service refuses them: an unknown model (404
+``model_not_found``), more tokens than the model generates (400 ``invalid_value``), and on
+a reasoning model a temperature other than 1 or the deprecated ``max_tokens``.
+
 Under ``/openai`` it is an Azure OpenAI resource's data plane, answering as Azure's
 2025-04-01-preview description says (:mod:`tests.providers.openai.azure_openai_contract`,
 which the job operations are checked against there): jobs are created with 201 and start
@@ -49,6 +59,17 @@ ENTRA_TOKEN = "fake-entra-token"
 """What the fake `az` hands out (tests.providers.openai.fake_azure)."""
 ORGANIZATION = "org-fake"
 BASE_MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4.1-mini-2025-04-14", "gpt-4o-2024-08-06")
+REASONING_MODELS = ("o3-mini-2025-01-31",)
+"""Reasoning models: they answer chat requests, and no supervised or DPO job tunes them
+(the fine-tuning guide lists GPT models for those methods)."""
+MAX_OUTPUT_TOKENS = {
+    "gpt-4o-mini-2024-07-18": 16_384,
+    "gpt-4.1-mini-2025-04-14": 32_768,
+    "gpt-4o-2024-08-06": 16_384,
+    "o3-mini-2025-01-31": 100_000,
+}
+"""Tokens a chat completion of each model (and of a model fine-tuned from it) may generate:
+"Max output tokens" on OpenAI's model pages (https://platform.openai.com/docs/models)."""
 MIN_EXAMPLES = 10
 """The service refuses training files with fewer examples (its documented minimum)."""
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -127,8 +148,14 @@ class FakeOpenAI:
         self.jobs: dict[str, Job] = {}
         self.models: dict[str, dict[str, Any]] = {
             model: {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "openai"}
-            for model in BASE_MODELS
+            for model in (*BASE_MODELS, *REASONING_MODELS)
         }
+        self.bases: dict[str, str] = {}
+        """The base model of each fine-tuned model (and checkpoint) a job produced."""
+        self.trained: dict[str, dict[str, str]] = {}
+        """What each fine-tuned model learnt: a prompt (its messages, as JSON) -> answer."""
+        self.judges: dict[str, Callable[[dict[str, Any]], str]] = {}
+        """Judge models, each with the function that decides its reply to a request body."""
         self.steps_per_poll = 3
         self.unsafe_training_files = False
         """Fail every new job's training file as the service's safety checks do."""
@@ -169,6 +196,20 @@ class FakeOpenAI:
         """Queue a :class:`Misbehaviour` (see its fields)."""
         with self._lock:
             self.misbehaviours.append(Misbehaviour(**kwargs))
+
+    def judge(self, model: str, decide: Callable[[dict[str, Any]], str]) -> None:
+        """Make ``model`` a judge: it answers each chat request with ``decide(body)`` (a
+        model the service does not list yet is added)."""
+        with self._lock:
+            self.judges[model] = decide
+            self.models.setdefault(
+                model,
+                {"id": model, "object": "model", "created": 1_700_000_000, "owned_by": "openai"},
+            )
+
+    def chat_requests(self) -> list[dict[str, Any]]:
+        """The body of each createChatCompletion request, refused ones included."""
+        return [body for operation, body in self.requests if operation == "createChatCompletion"]
 
     def operations(self) -> list[str]:
         return [operation for operation, _ in self.requests]
@@ -495,7 +536,7 @@ class FakeOpenAI:
                 f"the maximum of {self.daily_job_limit} fine-tuning requests per day for the "
                 f"model '{request['model']}'.",
             )
-        if request["model"] not in self.models:
+        if request["model"] not in self.models or request["model"] in REASONING_MODELS:
             return _error(400, "model_not_available", f"Model {request['model']} is not available")
         for key in ("training_file", "validation_file"):
             file_id = request.get(key)
@@ -668,6 +709,7 @@ class FakeOpenAI:
                     "created": self._now(),
                     "owned_by": ORGANIZATION,
                 }
+                self._learn(model, job)
                 body["fine_tuned_model"] = model
                 body["trained_tokens"] = job.tokens_per_epoch * job.epochs
                 result = self._new_file(
@@ -708,6 +750,7 @@ class FakeOpenAI:
                 "step_number": step,
             }
             job.checkpoints.append(checkpoint)
+            self._learn(checkpoint["fine_tuned_model_checkpoint"], job)
             self.models[checkpoint["fine_tuned_model_checkpoint"]] = {
                 "id": checkpoint["fine_tuned_model_checkpoint"],
                 "object": "model",
@@ -814,6 +857,24 @@ class FakeOpenAI:
             return _error(404, "model_not_found", f"The model '{model}' does not exist")
         return 200, self.models[model], {}
 
+    def _learn(self, model: str, job: Job) -> None:
+        """Remember what ``model`` was trained on: each training example's prompt and answer."""
+        self.bases[model] = job.body["model"]
+        learnt: dict[str, str] = {}
+        for line in self.contents[job.body["training_file"]].splitlines():
+            if not line.strip():
+                continue
+            example = json.loads(line)
+            if "messages" in example:
+                messages = example["messages"]
+                last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")
+                prompt, answer = messages[:last], messages[last]["content"]
+            else:  # a preference example: its input, and the preferred output
+                prompt = example["input"]["messages"]
+                answer = example["preferred_output"][-1]["content"]
+            learnt[_prompt_key(prompt)] = answer
+        self.trained[model] = learnt
+
     def _chat(self, query: Any, headers: Any, body: bytes) -> Any:
         request = json.loads(body)
         model = request["model"]
@@ -822,15 +883,28 @@ class FakeOpenAI:
                 return _error(404, "DeploymentNotFound", f"The deployment '{model}' does not exist")
             model = self.deployments[model]
         if model not in self.models:
-            return _error(404, "model_not_found", f"The model '{model}' does not exist")
-        question = next(
-            (m["content"] for m in reversed(request["messages"]) if m["role"] == "user"), ""
-        )
-        text = f"[{model}] You asked: {question}"
-        words = text.split()
+            # As api.openai.com answers a chat request for a model it does not know, or one
+            # the key may not use (the words client libraries quote from it).
+            return _error(
+                404,
+                "model_not_found",
+                f"The model `{model}` does not exist or you do not have access to it.",
+            )
+        refused = _chat_refusal(model, self.bases.get(model, model), request)
+        if refused is not None:
+            return refused
+        messages = request["messages"]
+        question = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+        if model in self.judges:
+            text = self.judges[model](request)
+        else:
+            learnt = self.trained.get(model, {}).get(_prompt_key(messages))
+            text = learnt if learnt is not None else f"[{model}] You asked: {question}"
+        words = text.split()  # a word is a token here
         limit = request.get("max_completion_tokens") or request.get("max_tokens") or 256
         finish = "length" if len(words) > limit else "stop"
-        text = " ".join(words[:limit])
+        if finish == "length":
+            text = " ".join(words[:limit])
         answer = {
             "id": self._id("chatcmpl-"),
             "object": "chat.completion",
@@ -845,7 +919,7 @@ class FakeOpenAI:
                 }
             ],
             "usage": {
-                "prompt_tokens": sum(len(str(m["content"]).split()) for m in request["messages"]),
+                "prompt_tokens": sum(len(str(m["content"]).split()) for m in messages),
                 "completion_tokens": min(len(words), limit),
                 "total_tokens": 0,
             },
@@ -854,6 +928,59 @@ class FakeOpenAI:
             answer["usage"]["prompt_tokens"] + answer["usage"]["completion_tokens"]
         )
         return 200, answer, {}
+
+
+def _prompt_key(messages: list[dict[str, Any]]) -> str:
+    """A prompt as the fake compares prompts: each message's role and content."""
+    return json.dumps([[m["role"], m.get("content")] for m in messages])
+
+
+def _chat_refusal(model: str, base: str, request: dict[str, Any]) -> Any:
+    """The 400 the service answers a chat request its model cannot take, or None.
+
+    * More tokens than the model generates ("Max output tokens" on its model page; a
+      fine-tuned model generates as many as its base): "max_tokens is too large: 999999.
+      This model supports at most 16384 completion tokens, whereas you provided 999999."
+      with param max_tokens (whichever field was sent) and code invalid_value, as
+      api.openai.com answered gpt-4o-mini in a live call recorded 2026-06-21 (the same words,
+      with code null in 2023: ChatGPTNextWeb/NextChat#3195).
+    * A reasoning model takes no temperature but its default, 1: "Unsupported value:
+      'temperature' does not support 0.5 with this model. Only the default (1) value is
+      supported." code unsupported_value (leafo/lua-openai#12); nor the deprecated
+      max_tokens, which the API description says "is not compatible with o-series models":
+      "Unsupported parameter: 'max_tokens' is not supported with this model. Use
+      'max_completion_tokens' instead." code unsupported_parameter
+      (griptape-ai/ComfyUI-Griptape#312).
+    """
+    if base in REASONING_MODELS:
+        if request.get("max_tokens") is not None:
+            return _error(
+                400,
+                "unsupported_parameter",
+                "Unsupported parameter: 'max_tokens' is not supported with this model. Use "
+                "'max_completion_tokens' instead.",
+                "max_tokens",
+            )
+        temperature = request.get("temperature")
+        if temperature is not None and temperature != 1:
+            return _error(
+                400,
+                "unsupported_value",
+                f"Unsupported value: 'temperature' does not support {temperature} with this "
+                "model. Only the default (1) value is supported.",
+                "temperature",
+            )
+    asked = request.get("max_completion_tokens") or request.get("max_tokens")
+    most = MAX_OUTPUT_TOKENS.get(base)
+    if asked is not None and most is not None and asked > most:
+        return _error(
+            400,
+            "invalid_value",
+            f"max_tokens is too large: {asked}. This model supports at most {most} completion "
+            f"tokens, whereas you provided {asked}.",
+            "max_tokens",
+        )
+    return None
 
 
 def _metadata_refusal(request: dict[str, Any]) -> Any:

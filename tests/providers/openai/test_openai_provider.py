@@ -24,6 +24,7 @@ from tunefleet.events import CostEvent, JobState, MetricEvent, StatusEvent
 from tunefleet.planning import RunPlan, plan_run
 from tunefleet.plugins import discover
 from tunefleet.provider import (
+    Answering,
     ChatRequest,
     ContextLimits,
     DatasetRef,
@@ -173,7 +174,7 @@ def test_each_requirement_the_api_cannot_honour_is_refused_with_its_reason(
 
 def test_what_it_can_do_is_read_off_the_protocols_it_implements() -> None:
     provider = OpenAIProvider()
-    for protocol in (Pausable, Serving, Estimating, ContextLimits):
+    for protocol in (Pausable, Serving, Estimating, ContextLimits, Answering):
         assert isinstance(provider, protocol), protocol.__name__
     # The API serves each model id on its own: there is nothing to split, so no method.
     assert not isinstance(provider, TrafficSplitting)

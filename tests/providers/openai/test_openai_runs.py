@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from pydantic import TypeAdapter
-from tests.providers.openai.conftest import DATA, openai_spec
+from tests.providers.openai.conftest import BASE_MODEL, DATA, openai_spec
 from tests.providers.openai.fake_openai import FakeOpenAI
 from tests.runcli import Cli
 
@@ -126,11 +126,21 @@ class TestOpenAIRuns(RunConformance):
     def run_harness(self, tmp_path: Path, fake_openai: FakeOpenAI) -> RunHarness:
         spec = tmp_path / "openai.yaml"
         spec.write_text(openai_spec(fake_openai))
+        # The fine-tuned model answers through the chat API: the golden set holds questions
+        # it was trained on and one it was not.
+        golden = tmp_path / "golden.jsonl"
+        trained = (DATA / "train.jsonl").read_text().splitlines()
+        unseen = (DATA / "validation.jsonl").read_text().splitlines()[0]
+        golden.write_text("\n".join([*trained[:4], unseen]) + "\n")
+        evaluated = tmp_path / "openai-evaluated.yaml"
+        evaluation = {"golden_set": str(golden), "metrics": ["exact_match", "token_f1"]}
+        evaluated.write_text(openai_spec(fake_openai, evaluation=evaluation))
         return RunHarness(
             spec=spec,
             run_name="support-bot",
             jobs=lambda: len(fake_openai.jobs),
             env={"TUNEFLEET_QUEUE_INTERVAL": "0.05"},
+            evaluated_spec=evaluated,
         )
 
 
@@ -266,3 +276,46 @@ def test_a_file_with_too_few_examples_fails_at_plan(cli: Cli, fake_openai: FakeO
         result.stderr
     )
     assert not fake_openai.files and not fake_openai.jobs, "nothing was uploaded or created"
+
+
+def test_an_evaluated_run_answers_through_the_chat_api_and_gates_deploy(
+    cli: Cli, fake_openai: FakeOpenAI
+) -> None:
+    # Four questions the model was trained on and one it was not: exact match 4/5.
+    golden = cli.tmp_path / "golden.jsonl"
+    trained = (DATA / "train.jsonl").read_text().splitlines()
+    unseen = (DATA / "validation.jsonl").read_text().splitlines()[0]
+    golden.write_text("\n".join([*trained[:4], unseen]) + "\n")
+    judge = "gpt-4o-2024-08-06"
+    fake_openai.judge(judge, lambda body: "A")  # always the first: every pair ties
+    spec = write_spec(
+        cli,
+        fake_openai,
+        validation=False,
+        evaluation={
+            "golden_set": str(golden),
+            "metrics": ["exact_match", "llm_judge"],
+            "thresholds": {"exact_match": 0.9},
+            "judge": {
+                "provider": "openai",
+                "model": judge,
+                "options": {"base_url": fake_openai.base_url},
+            },
+        },
+    )
+    result = cli("run", str(spec), "--json")
+    assert result.returncode == 0, result.stderr
+    (target,) = json.loads(result.stdout)["targets"]
+    assert target["state"] == "succeeded" and "exact_match" in target["message"]
+    (model,) = [a["uri"] for a in target["artifacts"] if a["kind"] == "hosted_model"]
+    asked = [body["model"] for body in fake_openai.chat_requests()]
+    # The fine-tuned and the base model answer each question; the judge sees each pair
+    # in both orders.
+    assert (asked.count(model), asked.count(BASE_MODEL), asked.count(judge)) == (5, 5, 10)
+
+    with open_journal(cli.journal_url) as journal:
+        (run,) = journal.runs()
+    refused = cli("deploy", run.id)
+    assert refused.returncode == 1 and "exact_match" in refused.stderr
+    forced = cli("deploy", run.id, "--force", "--reason", "accepted by the support lead")
+    assert forced.returncode == 0, forced.stderr

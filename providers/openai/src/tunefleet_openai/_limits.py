@@ -39,6 +39,7 @@ __all__ = [
     "SCHEMAS",
     "TAG_LIMITS",
     "Violation",
+    "chat_completion_schema",
     "schema_for",
     "violations",
 ]
@@ -259,6 +260,53 @@ OPENAI_COMPLETE_UPLOAD: dict[str, Any] = {
 }
 
 
+_CHAT = "/components/schemas/CreateChatCompletionRequest/allOf/1/properties"
+OPENAI_CREATE_CHAT_COMPLETION: dict[str, Any] = {
+    # The fields an evaluation's questions are asked with (tunefleet_openai._answering).
+    # max_completion_tokens, not max_tokens: the description deprecates max_tokens "in favor
+    # of max_completion_tokens" and says it "is not compatible with o-series models".
+    "type": "object",
+    "required": ["model", "messages"],
+    "additionalProperties": False,
+    "x-source": _src("/components/schemas/CreateChatCompletionRequest/allOf/1"),
+    "properties": {
+        "model": {"type": "string", "minLength": 1},
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "x-source": _src(f"{_CHAT}/messages"),
+        },
+        "max_completion_tokens": {
+            "type": "integer",
+            "x-source": _src(f"{_CHAT}/max_completion_tokens"),
+        },
+        "temperature": {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 2,
+            "x-source": _src(
+                "/components/schemas/ModelResponseProperties/properties/temperature/anyOf/0"
+            ),
+        },
+        "n": {"type": "integer", "minimum": 1, "maximum": 128, "x-source": _src(f"{_CHAT}/n")},
+    },
+}
+
+
+def chat_completion_schema(max_output: tuple[int, str] | None) -> dict[str, Any]:
+    """The limits of a chat completion request to a model that generates at most
+    ``max_output`` tokens (the figure and its source; None when unknown)."""
+    if max_output is None:
+        return OPENAI_CREATE_CHAT_COMPLETION
+    limit, source = max_output
+    properties = dict(OPENAI_CREATE_CHAT_COMPLETION["properties"])
+    properties["max_completion_tokens"] = {
+        **properties["max_completion_tokens"],
+        "allOf": [{"maximum": limit, "x-source": source}],
+    }
+    return {**OPENAI_CREATE_CHAT_COMPLETION, "properties": properties}
+
+
 # ---------------------------------------------------------------------- Azure OpenAI
 
 
@@ -441,6 +489,7 @@ SCHEMAS: dict[str, dict[str, dict[str, Any]]] = {
         "addUploadPart": OPENAI_ADD_UPLOAD_PART,
         "completeUpload": OPENAI_COMPLETE_UPLOAD,
         "createFineTuningJob": OPENAI_CREATE_JOB,
+        "createChatCompletion": OPENAI_CREATE_CHAT_COMPLETION,
     },
     "azure": {
         "createFile": AZURE_CREATE_FILE,

@@ -1,6 +1,11 @@
 """Planning: the neutral spec turned into the requests the API will get, the parts of it the
 API cannot honour (each with the reason), and the token-priced estimate. No network.
 
+It also says how the golden set's answers come (``predictions``): on the OpenAI API the
+fine-tuned model answers them, and a spec with an evaluation shows the chat request that
+asks them (:mod:`tunefleet_openai._answering`); on Azure a fine-tuned model answers only
+once deployed, so an evaluation is refused there with the reason.
+
 The plan shows each request with placeholders for what only exists later (the uploaded
 files' ids, the run key, an endpoint's name); :func:`fill` and
 :func:`tunefleet_openai._serving.deploy` put the real values in when sending, so what is
@@ -24,7 +29,7 @@ from tunefleet.provider import (
     fill_placeholders,
 )
 from tunefleet.spec import RunSpec, TargetSpec
-from tunefleet_openai import _limits, pricing
+from tunefleet_openai import _answering, _limits, pricing
 from tunefleet_openai._client import PROVIDER
 from tunefleet_openai._serving import DEPLOY, deploy_request
 from tunefleet_openai._staging import upload_requests
@@ -128,6 +133,11 @@ def plan(request: PlanRequest) -> Plan:
         explain=lambda violation: _explain(violation, options),
     )
     requests.append(job)
+    predictions, asked, evaluation_unmet, evaluation_notes = _answering.plan(
+        spec, options, request.datasets.get("golden_set")
+    )
+    requests += asked
+    unmet += evaluation_unmet
     deployment = deploy_request(spec, options)
     if deployment is not None:
         requests.append(deployment)
@@ -153,6 +163,7 @@ def plan(request: PlanRequest) -> Plan:
             if flavor == "azure"
             else "tags go into the job's metadata; uploaded files carry none"
         )
+    notes += evaluation_notes
     return Plan(
         target=target.key,
         provider=PROVIDER,
@@ -163,6 +174,7 @@ def plan(request: PlanRequest) -> Plan:
         cost=cost,
         unmet=unmet,
         notes=notes,
+        predictions=predictions,
     )
 
 

@@ -97,8 +97,9 @@ class OpenAIOptions(BaseModel):
     request_timeout: float = Field(default=120.0, gt=0, le=3600)
     """Seconds one HTTP request may take."""
     max_retries: int = Field(default=3, ge=0, le=10)
-    """Retries of one throttled or failed request by the SDK (with backoff, honouring
-    Retry-After) before the step fails and the run engine retries it."""
+    """Retries of one throttled or failed request (with backoff, honouring Retry-After)
+    before the step fails and the run engine retries it: by the SDK, except for a job's
+    create and each question an evaluation asks, which tunefleet retries as many times."""
 
     @model_validator(mode="after")
     def _flavor_settings(self) -> OpenAIOptions:

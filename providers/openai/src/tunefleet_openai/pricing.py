@@ -1,4 +1,5 @@
-"""What fine-tuning on the OpenAI API costs, the epochs it picks, and the tokens it trains.
+"""What fine-tuning on the OpenAI API costs, the epochs it picks, the tokens it trains, and
+the tokens its models may generate in an answer.
 
 OpenAI bills supervised and DPO fine-tuning per token trained: the file's billable tokens
 (each example up to the model's training context, :data:`TRAINING_CONTEXT`) times the
@@ -16,10 +17,12 @@ from datetime import date
 from tunefleet.kit.cost import TokenPrices, scaled_epochs
 
 __all__ = [
+    "MAX_OUTPUT_TOKENS",
     "PRICES",
     "PRICE_DATE",
     "TRAINING_CONTEXT",
     "TRAINING_PRICES",
+    "max_output_tokens",
     "model_family",
     "training_context",
 ]
@@ -52,6 +55,21 @@ TRAINING_CONTEXT: dict[str, int] = {
 2026-11). Longer examples are truncated, not rejected, so only this many are billed.
 ``gpt-3.5-turbo-0613`` is a snapshot with a shorter context than its family."""
 
+MODEL_PAGES = "https://platform.openai.com/docs/models"
+MAX_OUTPUT_TOKENS: dict[str, int] = {
+    "gpt-4.1": 32_768,
+    "gpt-4.1-mini": 32_768,
+    "gpt-4.1-nano": 32_768,
+    "gpt-4o": 16_384,
+    "gpt-4o-2024-05-13": 4_096,
+    "gpt-4o-mini": 16_384,
+    "gpt-3.5-turbo": 4_096,
+}
+"""Tokens a chat completion may generate (``max_completion_tokens`` at most), by model
+family, from OpenAI's model pages (``<MODEL_PAGES>/<family>``, "Max output tokens").
+A fine-tuned model generates as many as its base. ``gpt-4o-2024-05-13`` is a snapshot
+that generates fewer than its family. Asking for more is refused with a 400."""
+
 
 def _match(model: str, families: Iterable[str]) -> str | None:
     """The entry of ``families`` that ``model`` (a snapshot id or a fine-tuned model id)
@@ -77,6 +95,16 @@ def training_context(model: str) -> tuple[int, str] | None:
     if family is None:
         return None
     return TRAINING_CONTEXT[family], f"{family} training context"
+
+
+def max_output_tokens(model: str) -> tuple[int, str] | None:
+    """Tokens a chat completion of ``model`` (a snapshot or ``ft:`` id matches its family)
+    may generate, and the page that says so; None for a model the table does not know."""
+    family = _match(model, MAX_OUTPUT_TOKENS)
+    if family is None:
+        return None
+    page = family.removesuffix("-2024-05-13")
+    return MAX_OUTPUT_TOKENS[family], f"{MODEL_PAGES}/{page} (max output tokens)"
 
 
 PRICES = TokenPrices(

@@ -17,22 +17,26 @@ What each contract step does here (and which module does it)::
     deploy    on the API nothing to create: a fine-tuned model is served by the API itself,
               so the endpoint is the model id (checked to exist); invoke is a chat
               completion (_serving)
+    answer    a model by id answers chat requests, one chat completion each, retried
+              when throttled: how a fine-tuned model answers the golden set, and how a
+              judge on the API is asked (_answering)
 
-Besides the required contract it implements Pausable, Serving, Estimating and
-ContextLimits (:mod:`tunefleet.provider`); it splits no traffic, since the API serves each
+Besides the required contract it implements Pausable, Serving, Estimating, ContextLimits
+and Answering (:mod:`tunefleet.provider`); it splits no traffic, since the API serves each
 model id on its own. With ``flavor: azure`` the same steps run against an Azure OpenAI
 resource (:mod:`tunefleet_openai._azure`): stage first checks the resource is in the
 target's region, files are waited on until imported, and deploy creates a deployment
-through Resource Manager. SDK clients and the translation of their errors are in
-:mod:`tunefleet_openai._client`; the SDKs are imported by the first method that talks to
-the service.
+through Resource Manager. There a fine-tuned model answers only once deployed, so an Azure
+target cannot be evaluated (its plan says why); ``answer`` asks a deployment by name. SDK
+clients and the translation of their errors are in :mod:`tunefleet_openai._client`; the
+SDKs are imported by the first method that talks to the service.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -51,7 +55,7 @@ from tunefleet.provider import (
     TrainingEstimate,
     UploadProgress,
 )
-from tunefleet_openai import _events, _jobs, _planning, _serving, _staging, pricing
+from tunefleet_openai import _answering, _events, _jobs, _planning, _serving, _staging, pricing
 from tunefleet_openai._azure import AZURE_FINE_TUNING_REGIONS
 from tunefleet_openai._client import PROVIDER, Clients
 from tunefleet_openai.options import OpenAIOptions
@@ -155,3 +159,19 @@ class OpenAIProvider:
 
     def invoke(self, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
         return _serving.invoke(self._clients.scoped(endpoint.scope), endpoint, request)
+
+    # ------------------------------------------------------------------ answering
+
+    def answer(
+        self,
+        options: Mapping[str, Any],
+        model: str,
+        requests: Sequence[ChatRequest],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[ChatReply]:
+        """``model``'s reply to each of ``requests``, in order: a model id on the API (a
+        fine-tuned model, a base model, a judge), a deployment's name on Azure.
+        ``options`` are a target's or a judge's, validated here as the plan validates a
+        target's; ``progress(answered, total)`` follows each reply."""
+        validated = _answering.options_for_answering(options)
+        return _answering.answer(self._clients.get(validated), validated, model, requests, progress)
