@@ -129,7 +129,13 @@ def test_pause_then_resume_continues_the_job_where_it_stopped(cli: Cli) -> None:
     running = cli.start("run", str(spec))
     deadline = time.monotonic() + 60
     with open_journal(cli.journal_url) as journal:
-        while not journal.runs() or journal.targets(journal.runs()[0].id)[0].state != "running":
+        # Running and past its first step, so "no step while paused" has a step to compare.
+        while (
+            not journal.runs()
+            or journal.targets(journal.runs()[0].id)[0].state != "running"
+            or journal.latest_event(journal.targets(journal.runs()[0].id)[0].id, "metric")
+            is None
+        ):
             assert running.poll() is None and time.monotonic() < deadline, "never ran"
             time.sleep(0.05)
         run_id = journal.runs()[0].id

@@ -129,15 +129,17 @@ def check_deployable(
     ``force`` deploys a model that failed the gate, with ``reason`` (required) recorded in
     the audit log with the actor."""
     section = run.spec.get("evaluation") if isinstance(run.spec, dict) else None
+    evaluation = journal.evaluation(version.evaluation_id) if version.evaluation_id else None
+    if evaluation is not None:  # scored with a newer section (`eval --spec`): its rules hold
+        section = evaluation.settings.get("evaluation") or section
     if not section or not section.get("block_deploy_on_failure", True):
         return []
-    if version.evaluation_id is None:
+    if evaluation is None:
         reasons = [
             "it has no evaluation (the run's evaluation did not finish: `tunefleet resume "
             f"{run.id}` retries it, `tunefleet eval {run.id}` runs it again)"
         ]
     else:
-        evaluation = journal.evaluation(version.evaluation_id)
         if evaluation.passed:
             return []
         reasons = misses(journal, version) or ["its evaluation failed"]

@@ -26,12 +26,20 @@ runs in a thread of it), without touching tunefleet. Each correction cites its s
   tags (moto drops them and has no ListTagsForResource).
 - Service Quotas knows SageMaker's training quotas (moto knows only VPC's) and answers
   ListServiceQuotas (moto does not implement it).
+
+moto runs no container. What the trainer would write is written for it: its lines to
+CloudWatch while a job trains (``Lifecycle._log``), and, for a job created with an
+evaluation, the golden set's answers uploaded as SageMaker uploads ``/opt/ml/output/data``
+when a job ends (:func:`container_output_data`, the one stand-in for the container's
+output files).
 """
 
 from __future__ import annotations
 
 import inspect
+import io
 import json
+import tarfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -43,6 +51,13 @@ from typing import Any
 import pytest
 
 from tunefleet_trainer.metrics import format_checkpoint_line, format_metric_line
+from tunefleet_trainer.predictions import (
+    BASELINE_PREDICTIONS_NAME,
+    PREDICTIONS_NAME,
+    GoldenExample,
+    Prediction,
+    parse_golden_line,
+)
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -88,6 +103,13 @@ class Lifecycle:
     value is listed; a quota in neither is not enforced."""
     quotas_readable: bool = True
     """False: Service Quotas answers AccessDeniedException (the caller may not read it)."""
+    trained_answer: Callable[[GoldenExample], str] = lambda example: example.expected
+    """What the trained model answers a golden example (by default, what it expects)."""
+    baseline_answer: Callable[[GoldenExample], str] = lambda example: "I do not know."
+    """What the base model answers a golden example."""
+    output_data: dict[str, bytes] | None = None
+    """Files the container leaves in /opt/ml/output/data instead of the golden set's answers
+    (None: the answers, for a job created with an evaluation)."""
     _ticks: dict[str, int] = field(default_factory=dict)
 
     STAGES = ("Starting", "Downloading", "Training", "Uploading")
@@ -131,8 +153,51 @@ class Lifecycle:
             self._end(job, "Failed", "Failed", self.fail_with)
             job.failure_reason = self.fail_with
         else:
+            files = (
+                self.output_data if self.output_data is not None else self._answers(backend, job)
+            )
+            if files:
+                container_output_data(backend, job, files)
             self._end(job, "Completed", "Completed", "Training job completed")
             job.billable_time_in_seconds = 1234
+
+    def _answers(self, backend: Any, job: Any) -> dict[str, bytes]:
+        """The predictions files the trainer writes for a job created with an evaluation:
+        its config read from the job's hyperparameter, the golden set from its channel."""
+        from moto.s3.models import s3_backends
+
+        config = json.loads((job.hyper_parameters or {}).get("tunefleet_config", "{}"))
+        evaluation = config.get("evaluation")
+        if not evaluation:
+            return {}
+        channel = evaluation["golden_set"].rsplit("/", 1)[1]
+        (uri,) = [
+            c["DataSource"]["S3DataSource"]["S3Uri"]
+            for c in job.input_data_config
+            if c["ChannelName"] == channel
+        ]
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        s3 = s3_backends[backend.account_id]["global"]
+        lines = [line for line in s3.get_object(bucket, key).value.splitlines() if line.strip()]
+        limit = evaluation.get("max_examples") or len(lines)
+        examples = [
+            parse_golden_line(line, index=index, line=index + 1, source=uri)
+            for index, line in enumerate(lines[:limit])
+        ]
+
+        def answers(answer: Callable[[GoldenExample], str]) -> bytes:
+            return b"".join(
+                Prediction(index=e.index, text=answer(e), finish_reason="stop")
+                .model_dump_json(exclude_none=True)
+                .encode()
+                + b"\n"
+                for e in examples
+            )
+
+        files = {PREDICTIONS_NAME: answers(self.trained_answer)}
+        if evaluation.get("baseline"):
+            files[BASELINE_PREDICTIONS_NAME] = answers(self.baseline_answer)
+        return files
 
     def _end(self, job: Any, primary: str, secondary: str, message: str) -> None:
         now = datetime.now(UTC)
@@ -174,6 +239,41 @@ class Lifecycle:
         group.put_log_events(
             stream, [{"timestamp": base + i, "message": line} for i, line in enumerate(lines)]
         )
+
+
+def output_tar_gz(files: dict[str, bytes]) -> bytes:
+    """A gzip-compressed tar of ``files`` at its root, as SageMaker packs a directory."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mtime = int(time.time())
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def container_output_data(backend: Any, job: Any, files: dict[str, bytes]) -> str:
+    """Stands in for the training container and SageMaker's upload of its output data
+    (moto runs no container): the ``files`` the container left in /opt/ml/output/data,
+    packed as "a single object in compressed tar format" when the job ends (How Amazon
+    SageMaker AI Processes Training Output,
+    https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html)
+    at ``<S3OutputPath>/<job>/output/output.tar.gz`` beside model.tar.gz (the key AWS's
+    sagemaker-core builds, ``build_nova_output_tar_gz_s3_uri``), encrypted with
+    OutputDataConfig.KmsKeyId ("SageMaker uses server-side encryption with KMS-managed keys
+    for OutputDataConfig", API_OutputDataConfig.html). Returns the object's S3 URI."""
+    from moto.s3.models import s3_backends
+
+    output = job.output_data_config
+    uri = f"{output['S3OutputPath'].rstrip('/')}/{job.training_job_name}/output/output.tar.gz"
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    s3 = s3_backends[backend.account_id]["global"]
+    encryption: dict[str, Any] = {}
+    if output.get("KmsKeyId"):
+        encryption = {"encryption": "aws:kms", "kms_key_id": output["KmsKeyId"]}
+    s3.put_object(bucket, key, output_tar_gz(files), **encryption)
+    return uri
 
 
 AWS_MISSING = {
@@ -590,4 +690,22 @@ def sagemaker_spec(
     if not validation:
         del body["dataset"]["validation"]
     body.update(top)
+    return json.dumps(body)
+
+
+GOLDEN = DATA / "validation.jsonl"
+"""The quickstart's validation examples serve as a golden set: chat examples whose last
+turn is the answer expected."""
+EVALUATION: dict[str, Any] = {
+    "golden_set": str(GOLDEN),
+    "metrics": ["exact_match"],
+    "max_examples": 3,
+}
+
+
+def evaluated_spec(aws: Aws) -> str:
+    """:func:`sagemaker_spec` with an evaluation on :data:`GOLDEN` whose threshold the
+    stand-in's answers (the expected ones, by default) meet."""
+    body = json.loads(sagemaker_spec(aws))
+    body["evaluation"] = {**EVALUATION, "thresholds": {"exact_match": 0.9}}
     return json.dumps(body)

@@ -16,6 +16,7 @@ from tests.providers.sagemaker.conftest import (
     REGION,
     Aws,
     Lifecycle,
+    evaluated_spec,
     sagemaker_spec,
 )
 from tests.runcli import Cli
@@ -214,6 +215,8 @@ class TestSageMakerRuns(RunConformance):
     def run_harness(self, tmp_path: Path, aws: Aws) -> RunHarness:
         spec = tmp_path / "sagemaker.yaml"
         spec.write_text(sagemaker_spec(aws))
+        evaluated = tmp_path / "evaluated.yaml"
+        evaluated.write_text(evaluated_spec(aws))
         sagemaker = aws.client("sagemaker")
         # What the deploy scenario's one invoke gets back (TGI's Messages API answer).
         aws.endpoint_results(
@@ -227,6 +230,7 @@ class TestSageMakerRuns(RunConformance):
             run_name="support-bot",
             jobs=lambda: len(sagemaker.list_training_jobs()["TrainingJobSummaries"]),
             endpoints=lambda: len(sagemaker.list_endpoints()["Endpoints"]),
+            evaluated_spec=evaluated,
         )
 
 

@@ -163,6 +163,16 @@ def run(
         return
     if not as_json:
         render.err.print(f"{verb} run {run_row.id} (journal: {journal.display_url})", markup=False)
+    recorded = (run_row.spec or {}).get("evaluation")
+    wanted = loaded.model_dump(mode="json").get("evaluation")
+    if not started.created and wanted != recorded:
+        # The run is the trained model's; its evaluation is scored against what the run
+        # recorded until `eval` scores it with the new section. Say so rather than ignore it.
+        render.err.print(
+            f"the spec's evaluation differs from run {run_row.id}'s, which keeps its own; "
+            f"score it with the new one: tunefleet eval {run_row.id} --spec {spec}",
+            markup=False,
+        )
     handle = engine.drive(run_row.id, [row.id for row in started.targets], retry_errors=True)
     _attach(journal, run_row, handle, as_json=as_json)
 

@@ -112,6 +112,15 @@ def summary(progress: RunProgress, *, as_json: bool) -> None:
             out.print(f"{escape(target.name)}: job {escape(target.job_id)}")
         for artifact in target.artifacts:
             out.print(f"{escape(target.name)}: {artifact['kind']} {escape(artifact['uri'])}")
+        if target.evaluation is not None:
+            scores = ", ".join(
+                f"{name} {value:.4g}" if isinstance(value, float) else f"{name} -"
+                for name, value in target.evaluation["metrics"].items()
+            )
+            verdict = "passed" if target.evaluation["passed"] else "FAILED"
+            out.print(f"{escape(target.name)}: evaluation {verdict}: {escape(scores)}")
+        if target.model is not None:
+            out.print(f"{escape(target.name)}: registered as model {escape(target.model)}")
 
 
 def follow(journal: Journal, run: Run, handle: DriveHandle, *, live: bool) -> None:

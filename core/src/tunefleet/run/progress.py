@@ -48,6 +48,11 @@ class TargetProgress(BaseModel):
     artifacts: list[dict[str, str]]
     cancel_requested: bool
     driven_by: str | None
+    model: str | None = None
+    """The registered version of the target's model (``NAME:VERSION``), once registered."""
+    evaluation: dict[str, Any] | None = None
+    """The evaluation that gates the model: ``passed``, ``failures`` (one line each) and
+    ``metrics`` (name -> value), once evaluated."""
 
     @property
     def finished(self) -> bool:
@@ -119,7 +124,26 @@ def target_progress(journal: Journal, row: RunTarget) -> TargetProgress:
         artifacts=[{"kind": a.kind, "uri": a.uri} for a in journal.artifacts(row.id)],
         cancel_requested=row.cancel_requested,
         driven_by=row.owner,
+        **_registered(journal, row),
     )
+
+
+def _registered(journal: Journal, row: RunTarget) -> dict[str, Any]:
+    """The target's registered model and the evaluation that gates it, as progress shows."""
+    version = journal.model_version(target_id=row.id)
+    evaluations = journal.evaluations(row.id)
+    if version is not None and version.evaluation_id is not None:
+        evaluations = [e for e in evaluations if e.id == version.evaluation_id]
+    found: dict[str, Any] = {"model": f"{version.name}:{version.version}" if version else None}
+    if evaluations:
+        result = evaluations[-1].result
+        found["evaluation"] = {
+            "id": evaluations[-1].id,
+            "passed": evaluations[-1].passed,
+            "failures": [miss.get("metric") for miss in result.get("failures", [])],
+            "metrics": {m["metric"]: m.get("value") for m in result.get("metrics", [])},
+        }
+    return found
 
 
 def run_progress(journal: Journal, run: Run) -> RunProgress:

@@ -20,6 +20,7 @@ from tunefleet.errors import (
 )
 from tunefleet.events import JobState
 from tunefleet.provider import ArtifactRef, DatasetRef, JobRef, JobStatus, Plan
+from tunefleet_sagemaker._artifacts import prediction_artifacts
 from tunefleet_sagemaker._client import PROVIDER, client, translated
 from tunefleet_sagemaker._events import job_state
 from tunefleet_sagemaker._planning import HYPERPARAMETER, fill, job_name
@@ -130,13 +131,26 @@ def cancel(job: JobRef) -> None:
         client("sagemaker", str(job.region)).stop_training_job(TrainingJobName=job.id)
 
 
+def _trainer_config(described: dict[str, Any]) -> dict[str, Any]:
+    """The trainer's config the job was created with (its hyperparameter); {} when it has
+    none that tunefleet wrote."""
+    try:
+        config = json.loads((described.get("HyperParameters") or {})[HYPERPARAMETER])
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def artifacts(job: JobRef) -> list[ArtifactRef]:
-    """The model.tar.gz (the adapter, or the model of a full fine-tune) and the checkpoints."""
-    model = (_described(job).get("ModelArtifacts") or {}).get("S3ModelArtifacts")
+    """The model.tar.gz (the adapter, or the model of a full fine-tune), the checkpoints,
+    and for a job created with an evaluation, the golden set's answers in output.tar.gz
+    (decided by the job's own config, not the plan of the run that found it)."""
+    described = _described(job)
+    model = (described.get("ModelArtifacts") or {}).get("S3ModelArtifacts")
     if not model:
         raise ProviderError(PROVIDER, f"training job {job.id} recorded no model artifact")
     kind = "merged_model" if job.scope.get("adapter") == "full" else "adapter"
     refs = [ArtifactRef(kind=kind, uri=model)]
     if job.scope.get("checkpoints"):
         refs.append(ArtifactRef(kind="checkpoint", uri=job.scope["checkpoints"]))
-    return refs
+    return refs + prediction_artifacts(described, _trainer_config(described))

@@ -25,16 +25,19 @@ from tunefleet.provider import (
     Unmet,
     fill_placeholders,
 )
-from tunefleet.spec import EndpointSpec, RunSpec, TargetSpec
+from tunefleet.spec import EndpointSpec, EvaluationSpec, RunSpec, TargetSpec
 from tunefleet_sagemaker import _limits, _serving
 from tunefleet_sagemaker.options import SageMakerOptions
 from tunefleet_sagemaker.pricing import PRICES, has_instance_storage
 
 __all__ = [
+    "CHANNELS",
     "HYPERPARAMETER",
+    "OUTPUT_DATA_DIR",
     "RUN_KEY",
     "channel_placeholder",
     "dataset_key",
+    "evaluation_config",
     "fill",
     "job_name",
     "limit_unmet",
@@ -54,6 +57,21 @@ job's HyperParameters to :data:`HYPERPARAMETERS_FILE`; Environment values are li
 HYPERPARAMETERS_FILE = "/opt/ml/input/config/hyperparameters.json"
 INPUT_DIR = "/opt/ml/input/data"
 """Where SageMaker mounts each channel (``<INPUT_DIR>/<channel>/``)."""
+CHANNELS = {"train": "train", "validation": "validation", "golden_set": "golden"}
+"""The input channel of each staged dataset's role (a job has 1 to 20 channels whose names
+are letters, digits, ``.``, ``-`` and ``_``, at most 64: botocore's sagemaker model, shapes
+InputDataConfig and ChannelName; :mod:`._limits` checks both at plan)."""
+_ROLE_NAMES = {
+    "train": "train dataset",
+    "validation": "validation dataset",
+    "golden_set": "golden set",
+}
+OUTPUT_DATA_DIR = "/opt/ml/output/data"
+"""What SageMaker uploads, as one gzip-compressed tar archive, when the job ends: "artifacts
+you want to store other than the final model" (How Amazon SageMaker AI Processes Training
+Output, https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-output.html).
+The trainer writes the golden set's answers here, so reading them never downloads the
+model."""
 MODEL_DIR = "/opt/ml/model"
 """What SageMaker packs into model.tar.gz when the job ends."""
 CHECKPOINT_DIR = "/opt/ml/checkpoints"
@@ -102,18 +120,52 @@ def dataset_key(options: SageMakerOptions, sha256: str) -> str:
     return _key(options, "datasets", f"{sha256}.jsonl")
 
 
+def _channel_dir(role: str) -> str:
+    return f"{INPUT_DIR}/{CHANNELS[role]}"
+
+
+def evaluation_config(evaluation: EvaluationSpec) -> dict[str, Any]:
+    """The trainer's ``evaluation`` (tunefleet_trainer.config.EvaluationConfig): answer the
+    golden set from its channel after training, greedily, with the base model's answers
+    too, into :data:`OUTPUT_DATA_DIR` (uploaded as ``output.tar.gz``, apart from the
+    model)."""
+    config: dict[str, Any] = {"golden_set": _channel_dir("golden_set")}
+    if evaluation.max_examples is not None:
+        config["max_examples"] = evaluation.max_examples
+    config.update(
+        generation={"max_new_tokens": evaluation.max_tokens},
+        baseline=True,
+        predictions_dir=OUTPUT_DATA_DIR,
+    )
+    return config
+
+
 def trainer_config(spec: RunSpec, roles: list[str]) -> dict[str, Any]:
     """The trainer's config with the paths SageMaker mounts: each channel under
-    :data:`INPUT_DIR`, the model dir it uploads, the checkpoint dir it syncs."""
+    :data:`INPUT_DIR`, the model dir it uploads, the checkpoint dir it syncs, and with an
+    evaluation, the golden set's channel and where the answers go."""
     adapter = spec.method.adapter or "lora"
     # The serving container (TGI) loads a whole model: write the adapter merged in too.
     config = neutral_trainer_config(spec, adapter=adapter, merge=adapter != "full")
     config.update(
-        {role: f"{INPUT_DIR}/{role}" for role in roles},
+        {role: _channel_dir(role) for role in roles if role != "golden_set"},
         output_dir=MODEL_DIR,
         checkpoint_dir=CHECKPOINT_DIR,
     )
+    if spec.evaluation is not None and "golden_set" in roles:
+        config["evaluation"] = evaluation_config(spec.evaluation)
     return config
+
+
+def roles_of(spec: RunSpec) -> list[str]:
+    """The datasets a job of ``spec`` reads, each through its own channel (:data:`CHANNELS`):
+    the golden set too when the spec has an evaluation, which the job answers."""
+    roles = ["train"]
+    if spec.dataset.validation is not None:
+        roles.append("validation")
+    if spec.evaluation is not None:
+        roles.append("golden_set")
+    return roles
 
 
 def _storage_unmet(
@@ -284,7 +336,7 @@ def training_request(
         "HyperParameters": {HYPERPARAMETER: json.dumps(trainer_config(spec, roles))},
         "InputDataConfig": [
             {
-                "ChannelName": role,
+                "ChannelName": CHANNELS[role],
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
@@ -399,7 +451,7 @@ def plan(provider: str, request: PlanRequest) -> Plan:
     options = request.options
     assert isinstance(options, SageMakerOptions)
     region = target.region or PRICES.fallback_region
-    roles = ["train"] + (["validation"] if spec.dataset.validation is not None else [])
+    roles = roles_of(spec)
     body = training_request(spec, target, options, roles)
     tagging = urlencode(object_tags(spec), quote_via=quote)
     requests = []
@@ -415,7 +467,8 @@ def plan(provider: str, request: PlanRequest) -> Plan:
                 service="s3",
                 operation="PutObject",
                 body=put,
-                purpose=f"upload the {role} dataset (skipped when the object is there)",
+                purpose=f"upload the {_ROLE_NAMES.get(role, role)} (skipped when the object is "
+                "there)",
             )
         )
     requests.append(
@@ -450,6 +503,13 @@ def plan(provider: str, request: PlanRequest) -> Plan:
             "need a route out (a NAT gateway)"
         )
     notes += _storage_unmet(spec, target, options)[1]
+    if spec.evaluation is not None:
+        notes.append(
+            "the job also answers the golden set, with the base model before training and "
+            f"the trained model after it (greedy, up to {spec.evaluation.max_tokens} new "
+            "tokens an answer), within MaxRuntimeInSeconds; the cost estimate leaves that "
+            "time out"
+        )
     found = unmet(spec, target, options, roles) + _serving.unmet(spec, options, region)
     found += limit_unmet(requests, _samples(spec, options, roles), target.region)
     return Plan(
@@ -462,4 +522,7 @@ def plan(provider: str, request: PlanRequest) -> Plan:
         cost=cost,
         unmet=found,
         notes=notes,
+        # The job answers the golden set itself (the GPU is paid for already); the answers
+        # come back as the predictions artifacts of output.tar.gz (see _artifacts).
+        predictions="job" if spec.evaluation is not None else None,
     )

@@ -17,7 +17,9 @@ A thin facade; each step lives in its own module::
     events    _events     the trainer's lines in CloudWatch Logs, the secondary status
                           transitions, and the actual cost
     cancel    _jobs       StopTrainingJob
-    artifacts _jobs       the model.tar.gz S3 URI and the checkpoint prefix
+    artifacts _jobs       the model.tar.gz S3 URI and the checkpoint prefix; with an
+                          evaluation, the golden set's answers in output.tar.gz
+    ArtifactReading       _artifacts: one member of output.tar.gz, read in memory
     Serving   _serving    CreateModel, CreateEndpointConfig, CreateEndpoint (a canary for a
                           new version), autoscaling; invoke through sagemaker-runtime
     TrafficSplitting      UpdateEndpointWeightsAndCapacities
@@ -52,7 +54,15 @@ from tunefleet.provider import (
     TrainingEstimate,
     UploadProgress,
 )
-from tunefleet_sagemaker import _events, _jobs, _planning, _serving, _staging, pricing
+from tunefleet_sagemaker import (
+    _artifacts,
+    _events,
+    _jobs,
+    _planning,
+    _serving,
+    _staging,
+    pricing,
+)
 from tunefleet_sagemaker._client import PROVIDER
 from tunefleet_sagemaker.options import SageMakerOptions
 
@@ -135,6 +145,11 @@ class SageMakerProvider:
 
     def artifacts(self, job: JobRef) -> list[ArtifactRef]:
         return _jobs.artifacts(job)
+
+    # ArtifactReading
+
+    def read_artifact(self, job: JobRef, artifact: ArtifactRef, max_bytes: int) -> bytes:
+        return _artifacts.read_artifact(job, artifact, max_bytes)
 
     # Serving and TrafficSplitting
 
