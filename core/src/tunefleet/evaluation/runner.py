@@ -212,11 +212,11 @@ class _Answers:
         }
         if from_job and "predictions" in artifacts:
             self.route = "job"
-            predictions = self._read(artifacts["predictions"])
+            predictions = self._selected(examples, self._read(artifacts["predictions"]))
             if "baseline_predictions" in artifacts:
                 return (
                     predictions,
-                    self._read(artifacts["baseline_predictions"]),
+                    self._selected(examples, self._read(artifacts["baseline_predictions"])),
                     "the base model, answered in the training job before training",
                 )
             return predictions, None, "the training job wrote no baseline answers"
@@ -256,6 +256,14 @@ class _Answers:
             f"endpoint to ask (`tunefleet deploy {self.row.run_id}` serves it once it passes "
             "the gate; re-run the spec with the new golden set to have the job answer it)"
         )
+
+    @staticmethod
+    def _selected(
+        examples: Sequence[GoldenExample], predictions: list[Prediction]
+    ) -> list[Prediction]:
+        """The answers to ``examples`` (a job may have answered more of the golden set)."""
+        wanted = {example.index for example in examples}
+        return [prediction for prediction in predictions if prediction.index in wanted]
 
     def _read(self, artifact: ArtifactRef) -> list[Prediction]:
         if not isinstance(self.provider, ArtifactReading):

@@ -28,6 +28,13 @@ def identity(spec: RunSpec, dataset_hashes: Mapping[str, str]) -> str:
     content hash of each dataset (by role)."""
     body = spec.model_dump(mode="json", exclude=_NOT_PART_OF_THE_JOB)
     body["dataset"] = dict(sorted(dataset_hashes.items()))
+    if spec.evaluation is not None:
+        # Jobs of trainer-image providers answer the golden set (its hash is among the
+        # datasets): how many questions, and how long an answer, change what they do.
+        body["golden_answers"] = {
+            "max_examples": spec.evaluation.max_examples,
+            "max_tokens": spec.evaluation.max_tokens,
+        }
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
