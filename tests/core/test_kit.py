@@ -280,3 +280,16 @@ def test_planned_requests_are_found_by_operation_and_phase_never_by_their_purpos
     with pytest.raises(ProviderError) as outdated:
         plan.request("Put", phase="deploy")
     assert outdated.value.code == "plan_outdated" and outdated.value.provider == "fake"
+
+
+def test_the_trainers_answering_progress_reads_as_words() -> None:
+    from tunefleet_trainer.predictions import format_progress_line
+
+    line = format_progress_line(task="predict", model="baseline", done=3, total=24)
+    event = line_event(line, event_id="e1", time=datetime.now(UTC))
+    assert isinstance(event, LogEvent)
+    assert event.message == "answering the golden set with the base model: 3 of 24"
+    trained = format_progress_line(task="predict", model="trained", done=24, total=24)
+    assert line_event(trained, event_id="e2", time=datetime.now(UTC)).message == (
+        "answering the golden set with the trained model: 24 of 24"
+    )

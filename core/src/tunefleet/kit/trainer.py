@@ -18,6 +18,7 @@ from tunefleet.provider import Unmet
 from tunefleet.spec import RunSpec
 from tunefleet_trainer.config import DEFAULT_EPOCHS, TrainerConfig
 from tunefleet_trainer.metrics import read_checkpoint_line, read_metric_line
+from tunefleet_trainer.predictions import read_progress_line
 
 __all__ = [
     "DEFAULT_EPOCHS",
@@ -128,7 +129,8 @@ def log_level(line: str) -> Literal["info", "warning", "error"]:
 def line_event(
     line: str, *, event_id: str, time: datetime, checkpoint_uri: str | None = None
 ) -> Event:
-    """One line the trainer printed, as an event: a metric, a checkpoint or a log line.
+    """One line the trainer printed, as an event: a metric, a checkpoint or a log line
+    (a progress line of the golden set's answering reads as one, in words).
 
     ``checkpoint_uri`` replaces the path the trainer saw for a checkpoint, where the
     provider knows where the launcher copies it (an S3 prefix, say). A malformed metric
@@ -140,6 +142,16 @@ def line_event(
             return MetricEvent(id=event_id, time=time, **metric)
         except ValidationError:
             pass
+    answering = read_progress_line(line)
+    if answering is not None and answering["task"] == "predict":
+        model = "base" if answering["model"] == "baseline" else answering["model"]
+        return LogEvent(
+            id=event_id,
+            time=time,
+            level="info",
+            message=f"answering the golden set with the {model} model: "
+            f"{answering['done']} of {answering['total']}",
+        )
     checkpoint = read_checkpoint_line(line)
     if checkpoint is not None:
         try:
