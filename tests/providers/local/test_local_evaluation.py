@@ -13,12 +13,10 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tests.providers.local.conftest import DATA, processes_under
+
 from tunefleet.state import open_journal
 from tunefleet.testing.runs import CliRunner
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 SEEN = 8
 """Training examples the golden set asks again (the model memorises all 48)."""

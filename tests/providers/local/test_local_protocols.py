@@ -23,19 +23,20 @@ from tunefleet_local.provider import LocalProvider
 
 def test_there_are_no_methods_that_only_refuse() -> None:
     provider = LocalProvider()
-    for name in ("pause", "resume", "shift_traffic"):
+    for name in ("pause", "resume"):
         assert not hasattr(provider, name), f"{name} exists only to refuse: delete it"
     assert isinstance(provider, Provider)
     assert isinstance(provider, Serving) and isinstance(provider, Estimating)
-    assert not isinstance(provider, Pausable) and not isinstance(provider, TrafficSplitting)
+    assert isinstance(provider, TrafficSplitting)
+    assert not isinstance(provider, Pausable)
 
 
 def test_capabilities_come_from_the_protocols() -> None:
     provider = LocalProvider()
     assert not DERIVED_CAPABILITIES & provider.capabilities().model_fields_set
     caps = capabilities_of(provider)
-    assert caps.endpoints is True
-    assert caps.pause is False and caps.traffic_split is False
+    assert caps.endpoints is True and caps.traffic_split is True
+    assert caps.pause is False
     assert caps.runs_locally and caps.methods == {"supervised", "dpo"}
 
 

@@ -6,7 +6,7 @@ under the work directory (``options.workdir``; see :func:`tunefleet_local.option
 
     datasets/<sha256>.jsonl       staged data, content-addressed
     jobs/<run_key>/               one job (see tunefleet_local._jobs)
-    endpoints/<name>.json         a served model: pid, port, what it serves
+    endpoints/<name>.json         a served endpoint: pid, port, its versions and weights
 
 What each contract step does here::
 
@@ -24,14 +24,16 @@ What each contract step does here::
 
 Optional protocols: :class:`~tunefleet.provider.Serving` (an OpenAI-compatible server on
 the loopback interface per endpoint, ``python -m tunefleet_local._server``; see _serving
-and _client), :class:`~tunefleet.provider.Estimating` (no charge),
+and _client), :class:`~tunefleet.provider.TrafficSplitting` (that server holds every
+version of the endpoint's model in memory and routes each request by weight, or to the
+version a request names; a plain deploy's version is ``primary``; the endpoint's record is
+the routing table), :class:`~tunefleet.provider.Estimating` (no charge),
 :class:`~tunefleet.provider.ArtifactReading` (the golden set's answers the job wrote:
 plans with an evaluation stage the golden set and the trainer answers it after training)
 and :class:`~tunefleet.provider.Answering` (a trained model answers a batch in one
 trainer process, for `tunefleet eval` on a new golden set). A local job cannot be
-paused and an endpoint serves one model, so it implements neither Pausable nor
-TrafficSplitting. Jobs and endpoints outlive the CLI that started them, and any process
-can watch them.
+paused, so it does not implement Pausable. Jobs and endpoints outlive the CLI that
+started them, and any process can watch them.
 """
 
 from __future__ import annotations
@@ -131,16 +133,53 @@ class LocalProvider:
     # ------------------------------------------------------------------ serving
 
     def deploy(self, plan: Plan, artifact: ArtifactRef, name: str) -> EndpointRef:
-        """A model server on 127.0.0.1, reused for the same model under the same name."""
+        """A model server on 127.0.0.1 serving ``artifact`` as version ``primary``; reused
+        while it serves that model alone, replaced (a new server) otherwise."""
         return _serving.deploy(self.name, plan, artifact, name)
 
     def delete_endpoint(self, endpoint: EndpointRef) -> None:
-        """Stop the endpoint's server and forget it; no-op when it is gone."""
+        """Stop the endpoint's server, every version, and forget it; no-op when it is gone."""
         _serving.delete_endpoint(self.name, endpoint)
 
     def invoke(self, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
-        """A chat completion; errors carry the server's code and HTTP status (_client)."""
+        """A chat completion from the version the weights pick; errors carry the server's
+        code and HTTP status (_client)."""
         return _serving.invoke(self.name, endpoint, request)
+
+    def add_version(
+        self, plan: Plan, endpoint: EndpointRef, artifact: ArtifactRef, version: str
+    ) -> EndpointRef:
+        """The endpoint's server loads ``artifact`` as ``version``, weight 0; returns once
+        loaded. ProviderError ``version_load_failed``, AlreadyExistsError
+        ``version_exists`` (another model under that label)."""
+        return _serving.add_version(self.name, endpoint, artifact, version)
+
+    def versions(self, endpoint: EndpointRef) -> dict[str, int]:
+        """Version label -> percent of the traffic, from the endpoint's record."""
+        return _serving.versions(self.name, endpoint)
+
+    def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
+        """New weights; returns once the server routes by them. ProviderError
+        ``invalid_weights``, ``version_not_loaded``; ProviderNotFoundError
+        ``version_not_found``."""
+        _serving.shift_traffic(self.name, endpoint, weights)
+
+    def invoke_version(
+        self, endpoint: EndpointRef, version: str, request: ChatRequest
+    ) -> ChatReply:
+        """A chat completion from ``version`` (header ``X-Tunefleet-Version``);
+        ProviderNotFoundError ``version_not_found`` (404) for one it does not serve."""
+        return _serving.invoke_version(self.name, endpoint, version, request)
+
+    def remove_version(self, endpoint: EndpointRef, version: str) -> None:
+        """The server drops ``version``; ProviderError ``version_has_traffic`` while it
+        has a weight; no-op when it is not served."""
+        _serving.remove_version(self.name, endpoint, version)
+
+    def alarms(self, endpoint: EndpointRef, version: str) -> list[str]:
+        """``version`` failed to load, or over 5% (and at least 3) of its last 100
+        requests failed; empty when healthy."""
+        return _serving.alarms(self.name, endpoint, version)
 
     # ------------------------------------------------------------------ evaluation
 
