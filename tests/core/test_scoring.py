@@ -294,7 +294,6 @@ def test_slice_thresholds() -> None:
                     "*": {"exact_match": 0.6},
                     "en": {"exact_match": 0.4},  # the named value wins over "*"
                     "fr": {"exact_match": 0.1},  # no French example: a failure, not a pass
-                    "de": {"valid_loss": 1.0},  # not measured per slice: a failure
                 }
             },
         ),
@@ -308,12 +307,21 @@ def test_slice_thresholds() -> None:
     assert by_value["fr"].examples == 0
     assert [miss.describe() for miss in result.failures] == [
         "slice language=de: exact_match = 0.000, below its threshold 0.600",
-        "slice language=de: valid_loss could not be computed (not measured per slice); "
-        "its maximum is 1.00",
         "slice language=fr: exact_match could not be computed (no example in this slice); "
         "its threshold is 0.100",
     ]
-    assert [m.slice for m in result.failures] == ["language=de"] * 2 + ["language=fr"]
+    assert [m.slice for m in result.failures] == ["language=de", "language=fr"]
+
+
+def test_a_slice_threshold_on_valid_loss_is_refused_in_the_spec() -> None:
+    """The validation loss is one number for the run, not per example: a slice threshold
+    on it could never be met, so the spec refuses it rather than fail every evaluation."""
+    with pytest.raises(ValidationError, match="not measured per slice"):
+        spec(
+            ["exact_match", "valid_loss"],
+            slice_by=["language"],
+            slice_thresholds={"language": {"de": {"valid_loss": 1.0}}},
+        )
 
 
 def test_describe_never_shows_a_miss_as_equal() -> None:
