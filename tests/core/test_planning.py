@@ -235,3 +235,14 @@ def test_provider_options_are_as_strict_as_the_spec(
     with pytest.raises(SpecError) as caught:
         plan(workdir, registry, text)
     assert f"targets[0].options.{field}" in str(caught.value)
+
+
+def test_a_canary_without_an_evaluation_says_only_alarms_can_roll_it_back(
+    workdir: Path, registry: Registry
+) -> None:
+    text = spec_text(
+        "  - provider: fake\n    region: fake-eu-1\n",
+        "endpoint: {canary: {traffic_percent: 10}}\n",
+    )
+    (fake_plan,) = plan(workdir, registry, text).plans
+    assert any("only the provider's alarms can roll it back" in n for n in fake_plan.notes)

@@ -211,6 +211,12 @@ def _plan_target(
         found, notes = evaluation_unmet(spec, plan, provider, facts, registry)
         core_unmet += found
         plan = plan.model_copy(update={"notes": [*plan.notes, *notes]})
+    elif spec.endpoint is not None and spec.endpoint.canary is not None:
+        note = (
+            "the canary has no golden set to compare the versions on (the spec has no "
+            "evaluation): only the provider's alarms can roll it back"
+        )
+        plan = plan.model_copy(update={"notes": [*plan.notes, note]})
     objections: list[Unmet] = []
     for found in registry.manager.hook.tunefleet_check_plan(spec=spec, plan=plan):
         objections.extend(found or ())
