@@ -176,25 +176,18 @@ def evaluate_target(
     )
 
 
+@dataclass
 class _Answers:
     """Where a target's answers come from, tried in the order the module docstring gives."""
 
-    def __init__(
-        self,
-        journal: Journal,
-        provider: Provider,
-        plan: Plan,
-        row: RunTarget,
-        caller: Caller,
-        progress: Progress | None,
-    ) -> None:
-        self.journal = journal
-        self.provider = provider
-        self.plan = plan
-        self.row = row
-        self.caller = caller
-        self.progress = progress
-        self.route = "none"
+    journal: Journal
+    provider: Provider
+    plan: Plan
+    row: RunTarget
+    caller: Caller
+    progress: Progress | None
+    route: str = "none"
+    """How the answers came: job, answer or endpoint."""
 
     def collect(
         self,

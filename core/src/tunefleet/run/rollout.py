@@ -101,7 +101,18 @@ def roll_out(
     if not started:
         say(f"resuming the rollout of {model_ref(version)} (phase {rollout.phase})")
     step = _Steps(
-        journal, registry, provider, run, row, version, current, canary, owner, rollout, say
+        journal,
+        registry,
+        provider,
+        run,
+        row,
+        version,
+        current,
+        canary,
+        owner,
+        old=rollout.from_label,
+        new=rollout.to_label,
+        say=say,
     )
     while rollout.phase not in ("completed", "rolled_back"):
         journal.heartbeat(owner)
@@ -115,35 +126,27 @@ def roll_out(
     return step.endpoint
 
 
+@dataclass
 class _Steps:
     """One phase of a rollout per call; each repeatable after a crash."""
 
-    def __init__(
-        self,
-        journal: Journal,
-        registry: Registry,
-        provider: TrafficSplitting,
-        run: Run,
-        row: RunTarget,
-        version: ModelVersion,
-        current: Current,
-        canary: CanarySpec,
-        owner: Owner,
-        rollout: Rollout,
-        say: Notice,
-    ) -> None:
-        self.journal = journal
-        self.registry = registry
-        self.provider = provider
-        self.run = run
-        self.row = row
-        self.version = version
-        self.current = current
-        self.canary = canary
-        self.owner = owner
-        self.endpoint = current.endpoint
-        self.old, self.new = rollout.from_label, rollout.to_label
-        self.say = say
+    journal: Journal
+    registry: Registry
+    provider: TrafficSplitting
+    run: Run
+    row: RunTarget
+    version: ModelVersion
+    current: Current
+    canary: CanarySpec
+    owner: Owner
+    old: str
+    """The label of the version the endpoint served."""
+    new: str
+    """The label of the version rolled out."""
+    say: Notice
+
+    def __post_init__(self) -> None:
+        self.endpoint = self.current.endpoint
 
     def _move(self, rollout: Rollout, phase: str, action: str, **detail: Any) -> Rollout:
         fields = {
