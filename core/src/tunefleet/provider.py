@@ -175,8 +175,9 @@ class PlanRequest(_Frozen):
     datasets: Mapping[str, DatasetFacts] = Field(default_factory=dict)
 
 
-Phase = Literal["stage", "submit", "deploy"]
-"""When a planned request is sent: staging data, creating the job, or serving."""
+Phase = Literal["stage", "submit", "evaluate", "deploy"]
+"""When a planned request is sent: staging data, creating the job, answering the golden set
+after the job succeeded, or serving."""
 
 
 class NativeRequest(_Frozen):

@@ -363,7 +363,7 @@ def test_the_plan_shows_the_chat_request_that_answers_the_golden_set(
         "createFineTuningJob",
         "createChatCompletion",
     ]
-    chat = plan.request("createChatCompletion")
+    chat = plan.request("createChatCompletion", "evaluate")
     assert chat.service == "openai"
     assert chat.body == {
         "model": "${model}",
@@ -383,7 +383,7 @@ def test_the_plan_shows_the_chat_request_that_answers_the_golden_set(
 
 def test_without_a_count_the_plan_says_each_golden_question(fake_openai: FakeOpenAI) -> None:
     plan = plan_of(openai_spec(fake_openai, evaluation=EVALUATION))
-    chat = plan.request("createChatCompletion")
+    chat = plan.request("createChatCompletion", "evaluate")
     assert "answer each golden question with the fine-tuned model" in chat.purpose
 
 

@@ -185,9 +185,7 @@ def _request(spec: RunSpec, evaluation: EvaluationSpec, questions: int | None) -
         what = "each golden question"
         count = "one request per question and model"
     return NativeRequest(
-        # The contract's phases are stage, submit and deploy; these requests are sent after
-        # the job (submit's) succeeded and before any deploy.
-        phase="submit",
+        phase="evaluate",
         service="openai",
         operation=CHAT,
         body=_body(MODEL, GOLDEN_PROMPT, evaluation.max_tokens, GREEDY),
