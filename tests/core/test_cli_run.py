@@ -133,8 +133,7 @@ def test_pause_then_resume_continues_the_job_where_it_stopped(cli: Cli) -> None:
         while (
             not journal.runs()
             or journal.targets(journal.runs()[0].id)[0].state != "running"
-            or journal.latest_event(journal.targets(journal.runs()[0].id)[0].id, "metric")
-            is None
+            or journal.latest_event(journal.targets(journal.runs()[0].id)[0].id, "metric") is None
         ):
             assert running.poll() is None and time.monotonic() < deadline, "never ran"
             time.sleep(0.05)

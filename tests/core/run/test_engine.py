@@ -100,9 +100,9 @@ def test_a_run_applies_every_target_concurrently(setup: Setup) -> None:
         assert [e.event_id for e in stored] == setup.provider_events(row.run_key)
         assert (target.step, target.total_steps, target.train_loss) == (6, 6, round(2.5 / 7, 4))
         # What a trainer-image cloud writes, and what a hosted API names.
-        assert target.artifacts[0]["kind"] == {"cloud": "adapter", "hosted": "hosted_model"}[
-            row.name
-        ]
+        assert (
+            target.artifacts[0]["kind"] == {"cloud": "adapter", "hosted": "hosted_model"}[row.name]
+        )
         kinds = {(r.kind, r.status) for r in setup.journal.resources(row.id)}
         assert kinds == {("dataset", "confirmed"), ("job", "confirmed")}
         spans.append((stored[0].time, stored[-1].time))

@@ -43,9 +43,7 @@ def _spec(folder: Path, workdir: Path, thresholds: dict[str, float], name: str) 
             "seed": 7,
             "max_seq_length": 256,
         },
-        "targets": [
-            {"provider": "local", "options": {"workdir": str(workdir), "device": "cpu"}}
-        ],
+        "targets": [{"provider": "local", "options": {"workdir": str(workdir), "device": "cpu"}}],
         "evaluation": {
             "golden_set": "golden.jsonl",
             "metrics": ["exact_match", "token_f1"],

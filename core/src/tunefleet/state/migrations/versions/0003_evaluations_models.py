@@ -70,7 +70,9 @@ def upgrade() -> None:
         sa.Column(
             "from_version_id", sa.Integer(), sa.ForeignKey("model_versions.id"), nullable=True
         ),
-        sa.Column("to_version_id", sa.Integer(), sa.ForeignKey("model_versions.id"), nullable=False),
+        sa.Column(
+            "to_version_id", sa.Integer(), sa.ForeignKey("model_versions.id"), nullable=False
+        ),
         sa.Column("from_label", sa.String(64), nullable=False),
         sa.Column("to_label", sa.String(64), nullable=False),
         sa.Column("phase", sa.String(16), nullable=False),
