@@ -218,3 +218,30 @@ def test_a_rollout_killed_anywhere_finishes_with_one_deployment_when_deployed_ag
             "production",
         ]
         assert journal.verify_audit().ok
+
+
+def test_a_rollout_killed_after_the_old_endpoint_was_replaced_completes_in_place(
+    tmp_path: Path, fake_site: Path
+) -> None:
+    """The last moment of a rollout: the old version's endpoint record already says it was
+    replaced. Deploying again must finish this rollout, not deploy the model anew."""
+    write_entry_point(fake_site, "tunefleet-fake", {"fake": "tunefleet.testing.fake"})
+    cli = CliRunner(
+        tmp_path, f"sqlite:///{tmp_path / 'journal.db'}", {"PYTHONPATH": str(fake_site)}
+    )
+    root = tmp_path / "provider"
+    for tag in ("v1", "v2"):
+        assert cli("run", str(write_spec(tmp_path, root, tag, {}))).returncode == 0
+    assert cli("deploy", "support:1").returncode == 0
+    cli.kill_at("rollout-superseded", "deploy", "support:2")
+    again = cli("deploy", "support:2")
+    assert again.returncode == 0, again.stderr
+    versions = json.loads((root / "endpoints" / "support.json").read_text())["versions"]
+    assert {name: v["weight"] for name, v in versions.items()} == {"support-v2": 100}
+    with open_journal(cli.journal_url) as journal:
+        (rollout,) = journal.rollouts("support")
+        assert rollout.phase == "completed"
+        deploys = [e for e in journal.audit_entries() if e.action == "resource.intent"]
+        endpoint_intents = [e for e in deploys if json.loads(e.detail).get("kind") == "endpoint"]
+        assert len(endpoint_intents) == 2, "the first deploy and the rollout's: none anew"
+        assert journal.verify_audit().ok

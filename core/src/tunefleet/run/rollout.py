@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from tunefleet import _failpoints
 from tunefleet.errors import DeployBlockedError, StateError
 from tunefleet.evaluation.runner import evaluation_spec, judge_for, run_golden
 from tunefleet.evaluation.scoring import EvaluationResult, score
@@ -219,6 +220,7 @@ class _Steps:
                 detail={"endpoint": self.endpoint.model_dump(mode="json")},
             )
             self.journal.supersede(self.current.resource.id, by=model_ref(self.version))
+            _failpoints.reached("rollout-superseded")
             self.journal.set_model_stage(
                 self.version.id,
                 "production",

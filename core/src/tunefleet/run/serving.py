@@ -126,7 +126,12 @@ def deploy(
             )
         current = _current(journal, provider, endpoint_name, row)
         canary_wanted = canary is not None and isinstance(provider, TrafficSplitting)
-        if current is not None and canary is not None and (under_way or canary_wanted):
+        if under_way is not None or (current is not None and canary_wanted):
+            if current is None or canary is None:
+                raise StateError(
+                    f"the rollout to endpoint {endpoint_name} cannot go on: its spec has no "
+                    "endpoint.canary or its starting point is not on record"
+                )
             return rollout.roll_out(
                 journal,
                 registry,
@@ -180,19 +185,38 @@ def _canary(run: Run) -> CanarySpec | None:
 def _current(
     journal: Journal, provider: Provider, endpoint_name: str, row: RunTarget
 ) -> rollout.Current | None:
-    """What the endpoint called ``endpoint_name`` serves now, if another target's version
-    (or, during a rollout, what the rollout started from)."""
-    open_ = journal.open_rollout(endpoint_name)
+    """What the endpoint called ``endpoint_name`` serves now, if another target's version;
+    during a rollout, what the rollout started from (whatever its record says now: a
+    rollout killed while completing has already marked it replaced)."""
+    under_way = journal.open_rollout(endpoint_name)
+    if under_way is not None:
+        from_row = journal.target(under_way.from_target_id)
+        found = [
+            resource
+            for resource in journal.resources(from_row.id, "endpoint")
+            if resource.key == endpoint_name and "endpoint" in resource.detail
+        ]
+        if not found:
+            raise StateError(
+                f"rollout {under_way.id} to endpoint {endpoint_name} started from an endpoint "
+                "the journal does not hold"
+            )
+        return rollout.Current(
+            resource=found[-1],
+            row=from_row,
+            endpoint=EndpointRef.model_validate(found[-1].detail["endpoint"]),
+            version=journal.model_version(target_id=from_row.id),
+            label=under_way.from_label,
+        )
     for resource, owner_row in journal.endpoints_named(endpoint_name):
-        if resource.provider != provider.name:
-            continue
-        if open_ is not None:
-            if owner_row.id != open_.from_target_id:
-                continue
-        elif owner_row.id == row.id or resource.status != "confirmed":
+        if (
+            resource.provider != provider.name
+            or owner_row.id == row.id
+            or resource.status != "confirmed"
+        ):
             continue
         endpoint = EndpointRef.model_validate(resource.detail["endpoint"])
-        label = resource.detail.get("label") or (open_.from_label if open_ else None)
+        label = resource.detail.get("label")
         if label is None and isinstance(provider, TrafficSplitting):
             served = list(provider.versions(endpoint))
             label = served[0] if len(served) == 1 else None
