@@ -234,3 +234,17 @@ def test_a_golden_example_without_an_expected_answer_is_refused_at_plan(setup: S
     spec = setup.spec("fake", {"metrics": ["exact_match"]})
     with pytest.raises(SpecError, match=r"golden\.jsonl:2: the last message must be"):
         plan_run(spec, registry=setup.registry)
+
+
+def test_an_evaluation_that_cannot_run_stops_the_target_with_the_reason(setup: Setup) -> None:
+    spec = setup.spec(
+        "fake",
+        {"metrics": ["exact_match", "llm_judge"], "judge": {"endpoint": "no-such-run"}},
+    )
+    run_id = setup.apply(spec)
+    (row,) = setup.journal.targets(run_id)
+    assert (row.phase, row.state) == ("error", "succeeded"), "the job did succeed"
+    assert "evaluation could not run" in (row.message or "")
+    assert "no-such-run" in (row.message or "")
+    assert not setup.journal.evaluations(row.id)
+    assert setup.journal.model_version(target_id=row.id) is None, "registered once evaluated"

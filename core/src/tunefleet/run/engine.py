@@ -36,6 +36,7 @@ from tunefleet.errors import (
     LeaseLostError,
     ProviderBusyError,
     ProviderError,
+    StateError,
     UsageError,
 )
 from tunefleet.evaluation.planning import load_json_schema
@@ -693,15 +694,23 @@ class _TargetDriver:
         else:
             self._update(phase="evaluating")
             self.engine.notice(self.name, "evaluating on the golden set")
-            evaluation = evaluate_target(
-                self.journal,
-                self.engine.registry,
-                self.run,
-                row,
-                trigger="run",
-                caller=self._evaluation_call,
-                progress=_EvaluationNotices(self.engine, self.name),
-            )
+            try:
+                evaluation = evaluate_target(
+                    self.journal,
+                    self.engine.registry,
+                    self.run,
+                    row,
+                    trigger="run",
+                    caller=self._evaluation_call,
+                    progress=_EvaluationNotices(self.engine, self.name),
+                )
+            except LeaseLostError:
+                raise
+            except (StateError, UsageError, ValueError) as exc:
+                # Stops the target in phase error with the reason; `resume` evaluates again.
+                raise ProviderError(
+                    self.provider.name, f"evaluation could not run: {exc}", code="evaluation_error"
+                ) from None
         failures = [
             ThresholdMiss.model_validate(m).describe()
             for m in evaluation.result.get("failures", [])
