@@ -17,16 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Mapping
+from typing import Any
 
 from tunefleet.errors import DeployBlockedError, RunNotFoundError, UsageError
 from tunefleet.evaluation.scoring import ThresholdMiss
 from tunefleet.state.audit import canonical_json
 from tunefleet.state.journal import Journal
-from tunefleet.state.models import ModelVersion, Run, RunTarget
+from tunefleet.state.models import Evaluation, ModelVersion, Run, RunTarget
 
 __all__ = [
     "SERVABLE",
     "check_deployable",
+    "gate_reasons",
     "model_ref",
     "parse_model_ref",
     "register",
@@ -108,11 +111,53 @@ def misses(journal: Journal, version: ModelVersion) -> list[str]:
     """One line per threshold the version's newest evaluation missed."""
     if version.evaluation_id is None:
         return []
-    evaluation = journal.evaluation(version.evaluation_id)
+    return _misses(journal.evaluation(version.evaluation_id))
+
+
+def _misses(evaluation: Evaluation) -> list[str]:
     return [
         ThresholdMiss.model_validate(miss).describe()
         for miss in evaluation.result.get("failures", [])
     ]
+
+
+def _blocks(section: Mapping[str, Any] | None) -> bool:
+    return bool(section) and bool((section or {}).get("block_deploy_on_failure", True))
+
+
+def gate_reasons(journal: Journal, run: Run, version: ModelVersion) -> list[str]:
+    """Why the gate refuses ``version``; empty when it may be deployed.
+
+    Two evaluations decide: the newest (a stricter re-scoring with `tunefleet eval` blocks
+    from then on), and the newest under the run's own rules on the run's own golden set (so
+    re-scoring with looser thresholds, another golden set or the block turned off never
+    clears a miss: that takes `--force` with a reason)."""
+    own = run.spec.get("evaluation") if isinstance(run.spec, dict) else None
+    newest = journal.evaluation(version.evaluation_id) if version.evaluation_id else None
+    if newest is None:
+        if not _blocks(own):
+            return []
+        return [
+            "it has no evaluation (the run's evaluation did not finish: `tunefleet resume "
+            f"{run.id}` retries it, `tunefleet eval {run.id}` runs it again)"
+        ]
+    reasons: list[str] = []
+    if not newest.passed and (_blocks(newest.settings.get("evaluation")) or _blocks(own)):
+        reasons += _misses(newest) or ["its newest evaluation failed"]
+    if _blocks(own):
+        golden = (run.datasets.get("golden_set") or {}).get("sha256")
+        under_own_rules = [
+            e
+            for e in journal.evaluations(version.run_target_id)
+            if e.settings.get("evaluation") == own and e.golden_sha256 == golden
+        ]
+        if not under_own_rules:
+            reasons.append("it was never evaluated under its run's own evaluation section")
+        elif under_own_rules[-1].id != newest.id and not under_own_rules[-1].passed:
+            reasons += [
+                f"under its run's own rules: {line}" for line in _misses(under_own_rules[-1])
+            ] or ["its evaluation under its run's own rules failed"]
+    return reasons
 
 
 def check_deployable(
@@ -122,27 +167,17 @@ def check_deployable(
     *,
     force: bool = False,
     reason: str | None = None,
+    action: str = "deploy.forced",
 ) -> list[str]:
-    """Raise DeployBlockedError when the gate refuses ``version``; return the lines it
-    would have refused it for (empty when it passes) so a forced deploy can record them.
+    """Raise DeployBlockedError when the gate refuses ``version`` (:func:`gate_reasons`);
+    return the lines it would have refused it for (empty when it passes) so a forced deploy
+    can record them.
 
-    ``force`` deploys a model that failed the gate, with ``reason`` (required) recorded in
-    the audit log with the actor."""
-    section = run.spec.get("evaluation") if isinstance(run.spec, dict) else None
-    evaluation = journal.evaluation(version.evaluation_id) if version.evaluation_id else None
-    if evaluation is not None:  # scored with a newer section (`eval --spec`): its rules hold
-        section = evaluation.settings.get("evaluation") or section
-    if not section or not section.get("block_deploy_on_failure", True):
+    ``force`` lets a model that failed the gate through, with ``reason`` (required)
+    recorded in the audit log as ``action`` with the actor."""
+    reasons = gate_reasons(journal, run, version)
+    if not reasons:
         return []
-    if evaluation is None:
-        reasons = [
-            "it has no evaluation (the run's evaluation did not finish: `tunefleet resume "
-            f"{run.id}` retries it, `tunefleet eval {run.id}` runs it again)"
-        ]
-    else:
-        if evaluation.passed:
-            return []
-        reasons = misses(journal, version) or ["its evaluation failed"]
     if not force:
         raise DeployBlockedError(
             f"model {model_ref(version)}",
@@ -152,7 +187,7 @@ def check_deployable(
     if not reason or not reason.strip():
         raise UsageError("--force needs --reason TEXT: why this model is deployed anyway")
     journal.record(
-        "deploy.forced",
+        action,
         run.id,
         version.target,
         model=version.name,

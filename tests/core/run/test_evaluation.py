@@ -22,6 +22,7 @@ from tunefleet.planning import plan_run
 from tunefleet.plugins import Registry
 from tunefleet.registry import check_deployable, register, resolve
 from tunefleet.run import Engine, serving
+from tunefleet.spec import EvaluationSpec
 from tunefleet.state import Journal, open_journal
 from tunefleet.testing.fake import UNSURE
 
@@ -248,3 +249,30 @@ def test_an_evaluation_that_cannot_run_stops_the_target_with_the_reason(setup: S
     assert "no-such-run" in (row.message or "")
     assert not setup.journal.evaluations(row.id)
     assert setup.journal.model_version(target_id=row.id) is None, "registered once evaluated"
+
+
+def test_rescoring_under_looser_rules_does_not_clear_the_gate(setup: Setup) -> None:
+    """A miss under the run's own thresholds stays a miss: a re-scoring without the
+    threshold, or with the block turned off, passes but does not open the gate."""
+    spec = setup.spec(
+        "fake", {"metrics": ["exact_match"], "thresholds": {"exact_match": 0.75}}, {"skill": 0.5}
+    )
+    run = setup.journal.run(setup.apply(spec))
+    (row,) = setup.journal.targets(run.id)
+    for looser in (
+        EvaluationSpec(golden_set="golden.jsonl", metrics=["exact_match"]),
+        EvaluationSpec(
+            golden_set="golden.jsonl",
+            metrics=["exact_match"],
+            thresholds={"exact_match": 0.75},
+            block_deploy_on_failure=False,
+        ),
+    ):
+        evaluation = evaluate_target(
+            setup.journal, setup.registry, run, row, evaluation=looser, trigger="eval"
+        )
+        assert evaluation.passed or not looser.block_deploy_on_failure
+        version = register(setup.journal, run, row)
+        assert version.evaluation_id == evaluation.id
+        with pytest.raises(DeployBlockedError, match="under its run's own rules: exact_match"):
+            check_deployable(setup.journal, run, version)

@@ -313,7 +313,12 @@ def promote(
         version = resolve(journal, model)
         if stage == "production":
             check_deployable(
-                journal, journal.run(version.run_id), version, force=force, reason=reason
+                journal,
+                journal.run(version.run_id),
+                version,
+                force=force,
+                reason=reason,
+                action="promote.forced",
             )
         changed = journal.set_model_stage(version.id, stage, reason=reason)
     for row in changed:
