@@ -245,3 +245,26 @@ def test_a_rollout_killed_after_the_old_endpoint_was_replaced_completes_in_place
         endpoint_intents = [e for e in deploys if json.loads(e.detail).get("kind") == "endpoint"]
         assert len(endpoint_intents) == 2, "the first deploy and the rollout's: none anew"
         assert journal.verify_audit().ok
+
+
+def test_a_canary_that_cannot_be_served_rolls_back_and_frees_the_endpoint(
+    setup: Setup,
+) -> None:
+    setup.deploy(setup.trained("one", skill=1.0))
+    with pytest.raises(DeployBlockedError, match=r"error: .*cannot be loaded"):
+        setup.deploy(setup.trained("two", skill=1.0, unloadable=True))
+    assert {name: v["weight"] for name, v in setup.served().items()} == {"primary": 100}
+    assert [r.phase for r in setup.journal.rollouts("support")] == ["rolled_back"]
+    setup.deploy(setup.trained("three", skill=1.0))  # the endpoint is not stuck
+    assert {name: v["weight"] for name, v in setup.served().items()} == {"support-v3": 100}
+
+
+def test_labels_keep_the_version_whatever_the_name_length() -> None:
+    from tunefleet.run.rollout import version_label
+    from tunefleet.state.models import ModelVersion
+
+    name = "customer-support-multilingual-llama-3b"  # 38 characters
+    labels = {version_label(ModelVersion(name=name, version=v)) for v in (1, 10, 11)}
+    assert len(labels) == 3
+    assert all(len(label) <= 40 and not label.endswith("-") for label in labels)
+    assert version_label(ModelVersion(name=name, version=11)).endswith("-v11")

@@ -29,7 +29,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from tunefleet import _failpoints
-from tunefleet.errors import DeployBlockedError, StateError
+from tunefleet.errors import (
+    DeployBlockedError,
+    LeaseLostError,
+    ProviderError,
+    ProviderNotFoundError,
+    StateError,
+    TransientProviderError,
+    UsageError,
+)
 from tunefleet.evaluation.runner import evaluation_spec, judge_for, run_golden
 from tunefleet.evaluation.scoring import EvaluationResult, score
 from tunefleet.plugins import Registry
@@ -43,11 +51,20 @@ from tunefleet_trainer.predictions import Prediction, golden_examples
 __all__ = ["Current", "roll_out", "version_label"]
 
 Notice = Callable[[str], None]
+ROLL_BACK_FROM = ("adding", "canary", "baking")
+"""Phases from which an error rolls the canary back (after them, the new version serves
+all the traffic and deploying again completes the rollout)."""
+
+
+MAX_LABEL = 40
+"""Longest version label (``TrafficSplitting``'s contract)."""
 
 
 def version_label(version: ModelVersion) -> str:
-    """How an endpoint names a registered version: ``support-v3``."""
-    return f"{version.name}-v{version.version}"[:40]
+    """How an endpoint names a registered version: ``support-v3``; a long name is cut,
+    never the version, so two versions never share a label."""
+    suffix = f"-v{version.version}"
+    return version.name[: MAX_LABEL - len(suffix)].rstrip("-") + suffix
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,13 @@ def roll_out(
         raise StateError(f"provider {row.provider} cannot split an endpoint's traffic")
     say = notice or (lambda message: None)
     wait = stop or threading.Event()
+    new_label = version_label(version)
+    if not current.label or current.label == new_label:
+        raise StateError(
+            f"endpoint {current.endpoint.name} serves a version whose label is "
+            f"{current.label or 'unknown'}; a canary of {model_ref(version)} needs another "
+            "(deploy without endpoint.canary to replace it)"
+        )
     rollout, started = journal.start_rollout(
         endpoint=current.endpoint.name,
         provider=row.provider,
@@ -96,7 +120,7 @@ def roll_out(
         from_version_id=current.version.id if current.version else None,
         to_version_id=version.id,
         from_label=current.label,
-        to_label=version_label(version),
+        to_label=new_label,
         traffic_percent=canary.traffic_percent,
     )
     if not started:
@@ -117,7 +141,17 @@ def roll_out(
     )
     while rollout.phase not in ("completed", "rolled_back"):
         journal.heartbeat(owner)
-        rollout = step.take(rollout, wait, poll)
+        try:
+            rollout = step.take(rollout, wait, poll)
+        except (TransientProviderError, LeaseLostError):
+            raise  # deploying again carries on from this phase
+        except (ProviderError, StateError, UsageError) as exc:
+            if rollout.phase not in ROLL_BACK_FROM:
+                raise  # rolling back or completing failed: deploying again retries it
+            # The new version cannot go on (it does not load, its answers cannot be had):
+            # the old one takes all the traffic back rather than leave the endpoint split.
+            say(f"the canary cannot go on: {exc}")
+            rollout = step.abandon(rollout, f"error: {exc}")
     if rollout.phase == "rolled_back":
         raise DeployBlockedError(
             f"model {model_ref(version)}",
@@ -180,6 +214,10 @@ class _Steps:
             },
         )
 
+    def abandon(self, rollout: Rollout, reason: str) -> Rollout:
+        """Roll back from any phase before completion, saying why."""
+        return self._move(rollout, "rolling_back", "rollout.rolling_back", reason=reason)
+
     def take(self, rollout: Rollout, wait: threading.Event, poll: float) -> Rollout:
         phase = rollout.phase
         if phase == "adding":
@@ -229,10 +267,14 @@ class _Steps:
             self.say(f"rollout complete: {self.new} serves all of {self.endpoint.name}")
             return self._move(rollout, "completed", "rollout.completed", version=self.new)
         if phase == "rolling_back":
-            self.provider.shift_traffic(self.endpoint, {self.old: 100})
-            self.provider.remove_version(self.endpoint, self.new)
-            resource = self._resource()
-            self.journal.mark_deleted(resource.id, self.owner)
+            try:
+                self.provider.shift_traffic(self.endpoint, {self.old: 100})
+                self.provider.remove_version(self.endpoint, self.new)
+            except ProviderNotFoundError:
+                pass  # the endpoint itself is gone: nothing serves the new version
+            for resource in self.journal.resources(self.row.id, "endpoint"):
+                if resource.key == self.endpoint.name and resource.status != "deleted":
+                    self.journal.mark_deleted(resource.id, self.owner)
             self.say(f"rolled back: {self.old} serves all of {self.endpoint.name} again")
             return self._move(
                 rollout,

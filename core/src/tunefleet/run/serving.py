@@ -268,9 +268,16 @@ def invoke(
 def undeploy(
     journal: Journal, registry: Registry, run: Run, *, target: str | None = None
 ) -> EndpointRef:
-    """Delete the endpoint serving ``run`` and record that it is gone."""
+    """Delete the endpoint serving ``run`` and record that it is gone. Refused while a
+    rollout to it is under way (deploying its model again finishes or rolls it back)."""
     row, resource = _endpoint_resource(journal, run, target)
     endpoint = EndpointRef.model_validate(resource.detail["endpoint"])
+    under_way = journal.open_rollout(endpoint.name)
+    if under_way is not None:
+        raise StateError(
+            f"a rollout to endpoint {endpoint.name} is under way (rollout {under_way.id}, "
+            f"phase {under_way.phase}); deploy its model again to finish it, then undeploy"
+        )
     with _lease(journal, row) as owner:
         optional(registry.provider(row.provider), Serving).delete_endpoint(endpoint)
         journal.mark_deleted(resource.id, owner)

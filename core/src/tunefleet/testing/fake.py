@@ -115,6 +115,8 @@ class FakeOptions(BaseModel):
     """Share of the golden questions ``fake``'s trained model answers right (the first)."""
     alarm: bool = False
     """Served as a canary, this job's model sets off the endpoint's server-error alarm."""
+    unloadable: bool = False
+    """This job's model cannot be served beside another (add_version fails for good)."""
 
 
 HOSTED_CONTEXT = 8192
@@ -627,6 +629,11 @@ class FakeProvider(_FakeJobs):
             if found is not None and found["artifact"] != artifact.uri:
                 raise AlreadyExistsError(
                     self.name, f"version {version} serves another model", code="conflict"
+                )
+            job = self._job_of(data["root"], artifact.uri)
+            if job is not None and FakeOptions.model_validate(job["options"]).unloadable:
+                raise ProviderError(
+                    self.name, f"version {version} cannot be loaded", code="version_load_failed"
                 )
             if found is None:
                 data["versions"][version] = {"artifact": artifact.uri, "weight": 0}
