@@ -394,3 +394,32 @@ def test_a_remote_reference_is_not_fetched() -> None:
     checker = JsonSchemaChecker({"$ref": "https://example.com/schema.json"})
     with pytest.raises(ValueError, match="cannot be resolved"):
         checker("{}")
+
+
+def test_a_remote_ref_is_never_fetched() -> None:
+    """A schema pointing at a URL is refused when scored, without a request being sent."""
+    import http.server
+    import threading
+
+    asked: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # pragma: no cover - must not be reached
+            asked.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"type": "object"}')
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/schema.json"
+        checker = JsonSchemaChecker({"$ref": url})
+        with pytest.raises(ValueError, match="remote schemas are not fetched"):
+            checker('{"a": 1}')
+    finally:
+        server.shutdown()
+    assert asked == []

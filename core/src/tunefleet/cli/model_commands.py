@@ -114,6 +114,7 @@ def eval_command(
     from tunefleet.cli.inputs import spec_input
     from tunefleet.cli.render import err
     from tunefleet.errors import StateError, UsageError
+    from tunefleet.evaluation.planning import load_json_schema
     from tunefleet.evaluation.runner import Golden, evaluate_target
     from tunefleet.evaluation.scoring import ThresholdMiss
     from tunefleet.names import open_input
@@ -121,11 +122,14 @@ def eval_command(
 
     evaluation_spec = None
     golden_set = None
+    schema = None
     if spec is not None:
         loaded = spec_input(spec)
         if loaded.evaluation is None:
             raise UsageError(f"{spec}: the spec has no evaluation section")
         evaluation_spec = loaded.evaluation
+        if loaded.evaluation.json_schema is not None:
+            schema = load_json_schema(loaded)
         golden_set = Golden.of(Path(loaded.resolve_location(loaded.evaluation.golden_set)))
     if golden is not None:
         with open_input(golden):  # one clear line for a missing file, a FIFO, a directory
@@ -156,6 +160,7 @@ def eval_command(
                 row,
                 evaluation=evaluation_spec,
                 golden=golden_set,
+                json_schema=schema,
                 trigger="eval",
                 progress=shown(row.name),
             )

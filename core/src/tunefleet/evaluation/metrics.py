@@ -283,7 +283,11 @@ class JsonSchemaChecker:
             raise ValueError(
                 f"json_schema: not a valid JSON Schema ({_draft(cls)}) at {where}: {exc.message}"
             ) from None
-        self._validator = cls(schema)
+        # An empty registry: jsonschema's default one fetches a remote $ref over HTTP, which
+        # would make scores depend on the network (and reach whatever host a schema names).
+        from referencing import Registry
+
+        self._validator = cls(schema, registry=Registry())
 
     def __call__(self, predicted: str) -> float:
         """1.0 when the answer is JSON (:func:`parse_json`) that validates against the

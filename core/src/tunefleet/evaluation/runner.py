@@ -51,7 +51,15 @@ from tunefleet_trainer.predictions import (
     read_predictions,
 )
 
-__all__ = ["Golden", "Progress", "evaluate_target", "evaluation_spec", "judge_for", "run_golden"]
+__all__ = [
+    "Golden",
+    "Progress",
+    "checked_golden",
+    "evaluate_target",
+    "evaluation_spec",
+    "judge_for",
+    "run_golden",
+]
 
 Progress = Callable[[str, int, int], None]
 """Called with (task, done, total): ``answer``, ``baseline`` and ``judge``."""
@@ -94,6 +102,20 @@ def evaluation_spec(run: Run) -> EvaluationSpec:
     return EvaluationSpec.model_validate(section)
 
 
+def checked_golden(run: Run) -> Golden | None:
+    """The golden set the run started with, checked to hold the same bytes still;
+    UsageError when it changed or is gone."""
+    recorded = run_golden(run)
+    if recorded is None:
+        return None
+    if Golden.of(recorded.path).sha256 != recorded.sha256:
+        raise UsageError(
+            f"the golden set {recorded.path} changed since run {run.id} started; score the "
+            "new one with `tunefleet eval --golden FILE`, or put the old one back"
+        )
+    return recorded
+
+
 def run_golden(run: Run) -> Golden | None:
     """The golden set the run started with, as recorded then."""
     info = run.datasets.get("golden_set")
@@ -110,19 +132,22 @@ def evaluate_target(
     *,
     evaluation: EvaluationSpec | None = None,
     golden: Golden | None = None,
+    json_schema: Mapping[str, Any] | None = None,
     trigger: Literal["run", "eval"] = "run",
     caller: Caller = _direct,
     progress: Progress | None = None,
 ) -> Evaluation:
     """Score ``row``'s model on the golden set and record the evaluation.
 
-    ``evaluation`` defaults to the run's own; ``golden`` to the golden set the run started
-    with. Raises ProviderError when answers cannot be had (the engine retries and then
+    ``evaluation`` defaults to the run's own, ``golden`` to the golden set the run started
+    with (which must not have changed since), ``json_schema`` to the schema the run
+    recorded. Raises ProviderError when answers cannot be had (the engine retries and then
     stops the target in phase ``error``), StateError when nothing can answer a new golden
-    set, UsageError for a golden set that cannot be read.
+    set, UsageError for a golden set or schema that cannot be used.
     """
+    own = evaluation is None
     evaluation = evaluation or evaluation_spec(run)
-    golden = golden or run_golden(run)
+    golden = golden or checked_golden(run)
     if golden is None:
         raise UsageError(f"run {run.id} recorded no golden set; give one with --golden FILE")
     try:
@@ -134,7 +159,15 @@ def evaluate_target(
     generation = GenerationSettings(max_new_tokens=evaluation.max_tokens)
     answers = _Answers(journal, provider, plan, row, caller, progress)
     recorded = run_golden(run)
-    from_job = recorded is not None and recorded.sha256 == golden.sha256
+    # The job's answers serve only the questions and settings the job was given.
+    ran_with = evaluation_spec(run) if run.spec.get("evaluation") else None
+    from_job = (
+        recorded is not None
+        and recorded.sha256 == golden.sha256
+        and ran_with is not None
+        and (ran_with.max_examples, ran_with.max_tokens)
+        == (evaluation.max_examples, evaluation.max_tokens)
+    )
     predictions, baseline, baseline_note = answers.collect(
         examples, generation, run, from_job=from_job, want_baseline=True
     )
@@ -146,22 +179,27 @@ def evaluate_target(
     judge = (
         judge_for(journal, registry, run, evaluation.judge, caller) if evaluation.judge else None
     )
-    schema = (run.datasets.get("json_schema") or {}).get("schema")
-    result: EvaluationResult = score(
-        evaluation,
-        examples,
-        predictions,
-        baseline=baseline,
-        valid_loss=_valid_loss(journal, row) if "valid_loss" in evaluation.metrics else None,
-        judge=judge,
-        json_schema=schema,
-        progress=progress,
-    )
+    schema = json_schema
+    if schema is None and own:
+        schema = (run.datasets.get("json_schema") or {}).get("schema")
+    try:
+        result: EvaluationResult = score(
+            evaluation,
+            examples,
+            predictions,
+            baseline=baseline,
+            valid_loss=_valid_loss(journal, row) if "valid_loss" in evaluation.metrics else None,
+            judge=judge,
+            json_schema=schema,
+            progress=progress,
+        )
+    except ValueError as exc:  # a schema that is not one, answers that do not line up
+        raise UsageError(f"cannot score the answers: {exc}") from None
     settings = {
         "evaluation": evaluation.model_dump(mode="json"),
         "generation": generation.model_dump(mode="json"),
         "examples": len(examples),
-        "answers_from": "job" if from_job and plan.predictions == "job" else answers.route,
+        "answers_from": answers.route,
         "baseline": baseline_note,
     }
     return journal.add_evaluation(

@@ -38,7 +38,7 @@ from tunefleet.errors import (
     TransientProviderError,
     UsageError,
 )
-from tunefleet.evaluation.runner import evaluation_spec, judge_for, run_golden
+from tunefleet.evaluation.runner import checked_golden, evaluation_spec, judge_for
 from tunefleet.evaluation.scoring import EvaluationResult, score
 from tunefleet.plugins import Registry
 from tunefleet.provider import ArtifactRef, ChatRequest, EndpointRef, Plan, TrafficSplitting
@@ -46,6 +46,7 @@ from tunefleet.registry import model_ref
 from tunefleet.spec import LOWER_IS_BETTER, METRIC_RANGES, CanarySpec
 from tunefleet.state.journal import Journal, Owner
 from tunefleet.state.models import ModelVersion, Resource, Rollout, Run, RunTarget
+from tunefleet_trainer.errors import TrainerError
 from tunefleet_trainer.predictions import Prediction, golden_examples
 
 __all__ = ["Current", "roll_out", "version_label"]
@@ -318,7 +319,7 @@ class _Steps:
 
     def _compare(self) -> tuple[dict[str, Any], list[str]]:
         """Both versions' answers to the golden sample, scored; the regressions found."""
-        golden = run_golden(self.run)
+        golden = checked_golden(self.run)
         if (
             self.canary.shadow_examples == 0
             or golden is None
@@ -334,7 +335,10 @@ class _Steps:
         limit = min(
             self.canary.shadow_examples, evaluation.max_examples or self.canary.shadow_examples
         )
-        examples = golden_examples(golden.path, limit)
+        try:
+            examples = golden_examples(golden.path, limit)
+        except TrainerError as exc:
+            raise StateError(f"the golden set cannot be read: {exc}") from None
         requests = [
             ChatRequest(messages=e.prompt, max_tokens=evaluation.max_tokens, temperature=0)
             for e in examples
@@ -362,14 +366,17 @@ class _Steps:
             if "llm_judge" in metrics and evaluation.judge is not None
             else None
         )
-        result = score(
-            compared,
-            examples,
-            answers[self.new],
-            baseline=answers[self.old],
-            judge=judge,
-            json_schema=(self.run.datasets.get("json_schema") or {}).get("schema"),
-        )
+        try:
+            result = score(
+                compared,
+                examples,
+                answers[self.new],
+                baseline=answers[self.old],
+                judge=judge,
+                json_schema=(self.run.datasets.get("json_schema") or {}).get("schema"),
+            )
+        except ValueError as exc:
+            raise StateError(f"the versions' answers cannot be scored: {exc}") from None
         regressions = _regressions(result, self.canary, len(examples))
         summary = ", ".join(
             f"{m.metric} {_fmt(m.value)} vs {_fmt(m.baseline)}" for m in result.metrics

@@ -8,7 +8,9 @@ log shows who served what, when.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -53,16 +55,34 @@ def _target(journal: Journal, run: Run, name: str | None) -> RunTarget:
     return succeeded[0]
 
 
+HEARTBEAT = 10.0
+"""Seconds between renewals of a deploy's lease (it lapses after 60 s without one)."""
+
+
 @contextmanager
 def _lease(journal: Journal, row: RunTarget) -> Iterator[Owner]:
+    """The target's lease for as long as the block runs, renewed from a thread: a deploy
+    or a rollout's comparison may take many minutes, and another process must not take the
+    target over meanwhile."""
     owner = Owner.here()
     if not journal.acquire(row.id, owner):
         raise StateError(
             f"target {row.name} of run {row.run_id} is busy in another process; try again later"
         )
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(HEARTBEAT):
+            with contextlib.suppress(Exception):  # the next renewal may succeed
+                journal.heartbeat(owner)
+
+    renewing = threading.Thread(target=renew, name=f"lease-{row.name}", daemon=True)
+    renewing.start()
     try:
         yield owner
     finally:
+        done.set()
+        renewing.join()
         journal.release(row.id, owner)
 
 
