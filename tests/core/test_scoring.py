@@ -190,6 +190,26 @@ def test_llm_judge_overall_per_example_and_per_slice() -> None:
     assert progress[0] == ("judge", 0, 4) and progress[-1] == ("judge", 4, 4)
 
 
+def test_a_judge_that_does_not_give_verdicts_measures_nothing() -> None:
+    """All ties would score 0.5 and pass a threshold at 0.5: replies that are mostly not a
+    verdict make the win rate not computed, which fails its threshold."""
+
+    def chatty(requests: Sequence[ChatRequest]) -> list[ChatReply]:
+        return [ChatReply(text="Both answers have merit.") for _ in requests]
+
+    result = score(
+        spec(["llm_judge"], thresholds={"llm_judge": 0.5}),
+        GOLDEN,
+        answers("refund", "password reset", "Erstattung", "shipping"),
+        baseline=answers("no", "password reset", "Rückerstattung", "no"),
+        judge=chatty,
+    )
+    judged = result.metrics[0]
+    assert judged.value is None and judged.detail["invalid"] == 8
+    assert "8 of the judge's 8 replies were not a verdict" in str(judged.detail["reason"])
+    assert not result.passed and result.failures[0].metric == "llm_judge"
+
+
 # --- Slices -------------------------------------------------------------------------------
 
 

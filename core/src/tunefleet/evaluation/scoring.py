@@ -70,6 +70,9 @@ corpus-level and valid_loss comes from training, so those have none."""
 
 # A computed value this close to its threshold passes: float rounding must not fail a gate.
 _TOLERANCE = 1e-9
+MAX_INVALID_VERDICTS = 0.1
+"""Share of the judge's replies that may be something other than a verdict before its win
+rate counts as not computed."""
 
 Detail = dict[str, float | int | str | None]
 
@@ -386,6 +389,19 @@ class _Measure:
         if name == "llm_judge":
             assert self.pairs is not None
             record = win_rate([self.pairs[i] for i in members])
+            verdicts = 2 * record.n
+            if record.invalid > MAX_INVALID_VERDICTS * verdicts:
+                # A judge that mostly does not answer the question would score 0.5 (all
+                # ties) and pass a threshold at 0.5: its win rate is no measurement.
+                return MetricResult(
+                    metric=name,
+                    value=None,
+                    detail={
+                        **record.detail(),
+                        "reason": f"{record.invalid} of the judge's {verdicts} replies were "
+                        "not a verdict (A, B or TIE)",
+                    },
+                )
             return MetricResult(metric=name, value=record.win_rate, detail=dict(record.detail()))
         if name in PER_EXAMPLE_METRICS:
             value = m.mean(self.scores[name][i] for i in members)

@@ -398,12 +398,19 @@ def _regressions(result: EvaluationResult, canary: CanarySpec, examples: int) ->
     found = []
     for metric in result.metrics:
         if metric.value is None:
+            if metric.metric == "llm_judge":  # the comparison the spec relies on failed
+                why = metric.detail.get("reason", "no verdicts")
+                found.append(f"the judge's comparison could not be made: {why}")
             continue
         if metric.metric == "llm_judge":
-            if metric.value < canary.min_win_rate:
+            # Worse only when the whole 95% interval is under the bar: on 50 examples a
+            # version as good as the old one scores 0.4 to 0.6 by chance alone.
+            high = float(metric.detail.get("ci_high", metric.value))
+            if high < canary.min_win_rate:
                 found.append(
-                    f"the judge prefers {metric.value:.0%} of the new version's answers, under "
-                    f"canary.min_win_rate {canary.min_win_rate:.0%} ({examples} examples)"
+                    f"the judge prefers the new version's answers {metric.value:.0%} of the "
+                    f"time (95% interval up to {high:.0%}), under canary.min_win_rate "
+                    f"{canary.min_win_rate:.0%} ({examples} examples)"
                 )
             continue
         if metric.baseline is None:
