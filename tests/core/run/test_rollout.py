@@ -268,3 +268,24 @@ def test_labels_keep_the_version_whatever_the_name_length() -> None:
     assert len(labels) == 3
     assert all(len(label) <= 40 and not label.endswith("-") for label in labels)
     assert version_label(ModelVersion(name=name, version=11)).endswith("-v11")
+
+
+def test_an_endpoint_of_the_same_name_elsewhere_is_not_taken_for_replaced(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """Two runs serve `support` from two places (here two fake roots, as two regions or
+    accounts would be): deploying the second leaves the first on record, undeployable."""
+    first = setup.trained("one")
+    setup.deploy(first)
+    setup.root = tmp_path / "elsewhere"
+    spec = write_spec(tmp_path, setup.root, "two", {})
+    body = json.loads(spec.read_text())
+    del body["endpoint"]["canary"]
+    spec.write_text(json.dumps(body))
+    engine = Engine(setup.journal, registry=setup.registry, settings=FAST)
+    started = engine.start(spec)
+    assert engine.drive(started.run.id).join(60)
+    setup.deploy(started.run.id)
+    endpoint = serving.undeploy(setup.journal, setup.registry, setup.journal.run(first))
+    assert endpoint.url and not Path(endpoint.url.removeprefix("fake://")).exists()
+    assert (tmp_path / "elsewhere" / "endpoints" / "support.json").exists()

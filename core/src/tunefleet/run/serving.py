@@ -188,12 +188,26 @@ def deploy(
                 "label": label,
             },
         )
-        if current is not None and current.resource.id != resource.id:
+        # Only what the provider replaced is superseded: an endpoint of the same name in
+        # another region (or account, or work directory) is another endpoint, still there.
+        if (
+            current is not None
+            and current.resource.id != resource.id
+            and _same_endpoint(current.endpoint, endpoint)
+        ):
             journal.supersede(current.resource.id, by=model_ref(version))
     journal.set_model_stage(
         version.id, "production", reason=f"deployed to endpoint {endpoint_name}"
     )
     return endpoint
+
+
+def _same_endpoint(one: EndpointRef, other: EndpointRef) -> bool:
+    """Whether two refs name one endpoint: by the provider's id where it gives one (a URL
+    may change when an endpoint is replaced in place), else by URL."""
+    if one.id is not None or other.id is not None:
+        return one.id == other.id
+    return one.url == other.url
 
 
 def _canary(run: Run) -> CanarySpec | None:
@@ -233,6 +247,7 @@ def _current(
             resource.provider != provider.name
             or owner_row.id == row.id
             or resource.status != "confirmed"
+            or owner_row.region != row.region  # same name, another region: another endpoint
         ):
             continue
         endpoint = EndpointRef.model_validate(resource.detail["endpoint"])
