@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from tests.core.run.test_engine import FAST
 
-from tunefleet.errors import DeployBlockedError
+from tunefleet.errors import DeployBlockedError, StateError
 from tunefleet.plugins import Registry
-from tunefleet.registry import resolve
+from tunefleet.registry import register, resolve
 from tunefleet.run import Engine, serving
 from tunefleet.state import Journal, open_journal
 from tunefleet.testing import crash, write_entry_point
@@ -289,3 +289,31 @@ def test_an_endpoint_of_the_same_name_elsewhere_is_not_taken_for_replaced(
     endpoint = serving.undeploy(setup.journal, setup.registry, setup.journal.run(first))
     assert endpoint.url and not Path(endpoint.url.removeprefix("fake://")).exists()
     assert (tmp_path / "elsewhere" / "endpoints" / "support.json").exists()
+
+
+def test_one_rollout_at_a_time_per_endpoint(setup: Setup) -> None:
+    """Two deploys racing to roll out two versions: the journal lets one start."""
+    runs = [setup.trained(tag) for tag in ("one", "two", "three")]
+    rows = [setup.journal.targets(run)[0] for run in runs]
+    versions = [
+        register(setup.journal, setup.journal.run(r), row)
+        for r, row in zip(runs, rows, strict=True)
+    ]
+
+    def start(to: int) -> Any:
+        return setup.journal.start_rollout(
+            endpoint="support",
+            provider="fake",
+            from_target_id=rows[0].id,
+            to_target_id=rows[to].id,
+            from_version_id=versions[0].id,
+            to_version_id=versions[to].id,
+            from_label="primary",
+            to_label=f"support-v{to + 1}",
+            traffic_percent=10,
+        )
+
+    first, started = start(1)
+    assert (started and start(1) == (first, False)) or start(1)[1] is False
+    with pytest.raises(StateError, match="another rollout to endpoint support is under way"):
+        start(2)

@@ -26,7 +26,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tunefleet.errors import LeaseLostError, RunNotFoundError, UsageError
+from tunefleet.errors import LeaseLostError, RunNotFoundError, StateError, UsageError
 from tunefleet.events import Event as EventModel
 from tunefleet.kit.processes import is_alive
 from tunefleet.state import audit
@@ -847,7 +847,18 @@ class Journal:
 
     def start_rollout(self, **fields: Any) -> tuple[Rollout, bool]:
         """The open rollout of ``fields['to_version_id']`` to ``fields['endpoint']``, or a
-        new one in phase ``adding``; True when this call started it (audited)."""
+        new one in phase ``adding``; True when this call started it (audited). StateError
+        when another version's rollout to the endpoint is under way (one at a time, by a
+        unique index, so two racing deploys cannot both start one)."""
+        try:
+            return self._start_rollout(fields)
+        except IntegrityError:
+            raise StateError(
+                f"another rollout to endpoint {fields['endpoint']} is under way; deploy its "
+                "model again to finish it first"
+            ) from None
+
+    def _start_rollout(self, fields: Mapping[str, Any]) -> tuple[Rollout, bool]:
         with self._tx() as session:
             found = session.execute(
                 select(Rollout).where(

@@ -36,6 +36,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -241,6 +242,17 @@ class Rollout(Base):
     """A canary rollout of a registered version to an endpoint serving another one."""
 
     __tablename__ = "rollouts"
+    __table_args__ = (
+        # One rollout under way per endpoint: two deploys racing to roll out two versions
+        # cannot both start one (the loser's insert fails, in the same transaction).
+        Index(
+            "uq_rollouts_one_open_per_endpoint",
+            "endpoint",
+            unique=True,
+            sqlite_where=text("phase NOT IN ('completed', 'rolled_back')"),
+            postgresql_where=text("phase NOT IN ('completed', 'rolled_back')"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     endpoint: Mapped[str] = mapped_column(String(80), index=True)

@@ -85,6 +85,14 @@ def upgrade() -> None:
         sa.Column("created_by", sa.String(256), nullable=False),
     )
     op.create_index("ix_rollouts_endpoint", "rollouts", ["endpoint"])
+    op.create_index(
+        "uq_rollouts_one_open_per_endpoint",
+        "rollouts",
+        ["endpoint"],
+        unique=True,
+        sqlite_where=sa.text("phase NOT IN ('completed', 'rolled_back')"),
+        postgresql_where=sa.text("phase NOT IN ('completed', 'rolled_back')"),
+    )
     op.create_index("ix_rollouts_to_target_id", "rollouts", ["to_target_id"])
 
 
