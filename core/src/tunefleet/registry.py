@@ -179,6 +179,14 @@ def check_deployable(
     if not reasons:
         return []
     if not force:
+        journal.record(
+            action.replace(".forced", ".refused"),
+            run.id,
+            version.target,
+            model=version.name,
+            version=version.version,
+            failures=reasons,
+        )
         raise DeployBlockedError(
             f"model {model_ref(version)}",
             reasons,

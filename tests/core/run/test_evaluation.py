@@ -132,6 +132,8 @@ def test_answers_written_by_the_job_are_scored_registered_and_gate_the_deploy(
         setup.journal, setup.registry, run, force=True, reason="hotfix for ticket 42"
     )
     assert endpoint.name == "support"
+    refused = [e for e in setup.journal.audit_entries(run_id) if e.action == "deploy.refused"]
+    assert len(refused) == 1, "the refused deploy is on record"
     forced = [e for e in setup.journal.audit_entries(run_id) if e.action == "deploy.forced"]
     assert len(forced) == 1
     detail = json.loads(forced[0].detail)
