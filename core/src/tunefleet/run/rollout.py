@@ -405,11 +405,12 @@ def _regressions(result: EvaluationResult, canary: CanarySpec, examples: int) ->
         if metric.metric == "llm_judge":
             # Worse only when the whole 95% interval is under the bar: on 50 examples a
             # version as good as the old one scores 0.4 to 0.6 by chance alone.
-            high = float(metric.detail.get("ci_high", metric.value))
-            if high < canary.min_win_rate:
+            ci_high = metric.detail.get("ci_high")
+            upper = float(ci_high) if isinstance(ci_high, (int, float)) else metric.value
+            if upper < canary.min_win_rate:
                 found.append(
                     f"the judge prefers the new version's answers {metric.value:.0%} of the "
-                    f"time (95% interval up to {high:.0%}), under canary.min_win_rate "
+                    f"time (95% interval up to {upper:.0%}), under canary.min_win_rate "
                     f"{canary.min_win_rate:.0%} ({examples} examples)"
                 )
             continue
