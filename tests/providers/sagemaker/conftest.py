@@ -1,17 +1,25 @@
 """Fixtures of the SageMaker provider's tests: moto in server mode, and a job lifecycle.
 
-moto is a real local AWS endpoint for S3, KMS, SageMaker, CloudWatch Logs, Application Auto
-Scaling and Service Quotas; boto3 reaches it through ``AWS_ENDPOINT_URL``. botocore still
-validates every request against the service model. Where moto 5.2.5 does less than AWS, or
+moto is a real local AWS endpoint for S3, KMS, SageMaker and its runtime, CloudWatch Logs
+and alarms, Application Auto Scaling and Service Quotas; boto3 reaches it through
+``AWS_ENDPOINT_URL``. botocore still validates every request against the service model.
+Where moto 5.2.5 does less than AWS, or
 answers otherwise, it is corrected in ONE place, :func:`behave_like_aws` (installed by the
 ``lifecycle`` fixture, so by every test that talks to AWS), in this process (the server
 runs in a thread of it), without touching tunefleet. Each correction cites its source:
 
 - Training jobs take time (moto's are ``Completed`` at once) and write the trainer's lines
-  to CloudWatch as they train; ``StopTrainingJob`` and ``UpdateEndpoint`` exist (moto
-  answers 500 to both).
+  to CloudWatch as they train; ``StopTrainingJob`` exists (moto answers 500).
 - A missing training job, model, endpoint config or endpoint is answered in AWS's words
-  (moto words them its own way).
+  (moto words them its own way); a model, endpoint config or endpoint created under a name
+  that is taken is refused (moto overwrites it).
+- Endpoints (:func:`_endpoints_like_aws`): ``UpdateEndpoint`` exists (moto answers 500) and
+  honours RetainAllVariantProperties; it and ``UpdateEndpointWeightsAndCapacities`` leave the
+  endpoint Updating for a while, during which SageMaker refuses to change it; weights are
+  kept as SageMaker keeps them (0, and 1.0 when unset); an update may not remove a variant
+  registered for autoscaling or change its instance type; ``InvokeEndpoint`` refuses an
+  endpoint or a TargetVariant that does not exist, routes to the target, and names the
+  variant that answered.
 - CreateTrainingJob keeps ``Environment``, ``RetryStrategy`` and ``MetricDefinitions`` as
   sent (moto drops the first two and replaces the third), refuses ``VolumeKmsKeyId`` on an
   instance type with local NVMe storage as SageMaker does, and answers
@@ -31,7 +39,9 @@ moto runs no container. What the trainer would write is written for it: its line
 CloudWatch while a job trains (``Lifecycle._log``), and, for a job created with an
 evaluation, the golden set's answers uploaded as SageMaker uploads ``/opt/ml/output/data``
 when a job ends (:func:`container_output_data`, the one stand-in for the container's
-output files).
+output files). Behind an endpoint, a model answers the golden questions of the job that
+trained it as that job did (:meth:`Lifecycle.served_answer`); anything else is answered from
+moto's queued results (:meth:`Aws.endpoint_results`).
 """
 
 from __future__ import annotations
@@ -39,8 +49,10 @@ from __future__ import annotations
 import inspect
 import io
 import json
+import random
 import tarfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -95,6 +107,14 @@ class Lifecycle:
     """CreateTrainingJob calls, by job name, in order (moto itself overwrites a duplicate)."""
     updates: list[dict[str, Any]] = field(default_factory=list)
     """UpdateEndpoint requests, as sent."""
+    weight_updates: list[dict[str, Any]] = field(default_factory=list)
+    """UpdateEndpointWeightsAndCapacities requests, as sent."""
+    creates: list[tuple[str, str]] = field(default_factory=list)
+    """(kind, name) of each model, endpoint config and endpoint created, in order."""
+    changing_for: int = 1
+    """DescribeEndpoint answers during which an updated endpoint is still ``Updating``."""
+    failing_update: str | None = None
+    """A FailureReason each UpdateEndpoint ends with, rolled back, instead of being made."""
     quotas: dict[str, float] = field(default_factory=dict)
     """Applied SageMaker quotas by name ("ml.g5.2xlarge for training job usage"), as the
     account's Service Quotas lists them; a quota not here is not enforced."""
@@ -111,12 +131,14 @@ class Lifecycle:
     """Files the container leaves in /opt/ml/output/data instead of the golden set's answers
     (None: the answers, for a job created with an evaluation)."""
     _ticks: dict[str, int] = field(default_factory=dict)
+    _trained: dict[str, Callable[[GoldenExample], str]] = field(default_factory=dict)
 
     STAGES = ("Starting", "Downloading", "Training", "Uploading")
 
     def on_create(self, job: Any) -> None:
         self.created.append(job.training_job_name)
         self._ticks[job.training_job_name] = 0
+        self._trained[job.training_job_name] = self.trained_answer
         now = datetime.now(UTC)
         job.training_job_status = "InProgress"
         job.secondary_status = "Starting"
@@ -161,15 +183,16 @@ class Lifecycle:
             self._end(job, "Completed", "Completed", "Training job completed")
             job.billable_time_in_seconds = 1234
 
-    def _answers(self, backend: Any, job: Any) -> dict[str, bytes]:
-        """The predictions files the trainer writes for a job created with an evaluation:
-        its config read from the job's hyperparameter, the golden set from its channel."""
+    def _golden(self, backend: Any, job: Any, limited: bool = True) -> list[GoldenExample]:
+        """The golden examples a job created with an evaluation answers: its config read from
+        the job's hyperparameter, the golden set from its channel (the first
+        ``max_examples`` of them unless not ``limited``)."""
         from moto.s3.models import s3_backends
 
         config = json.loads((job.hyper_parameters or {}).get("tunefleet_config", "{}"))
         evaluation = config.get("evaluation")
         if not evaluation:
-            return {}
+            return []
         channel = evaluation["golden_set"].rsplit("/", 1)[1]
         (uri,) = [
             c["DataSource"]["S3DataSource"]["S3Uri"]
@@ -179,11 +202,34 @@ class Lifecycle:
         bucket, key = uri.removeprefix("s3://").split("/", 1)
         s3 = s3_backends[backend.account_id]["global"]
         lines = [line for line in s3.get_object(bucket, key).value.splitlines() if line.strip()]
-        limit = evaluation.get("max_examples") or len(lines)
-        examples = [
+        limit = (limited and evaluation.get("max_examples")) or len(lines)
+        return [
             parse_golden_line(line, index=index, line=index + 1, source=uri)
             for index, line in enumerate(lines[:limit])
         ]
+
+    def served_answer(self, backend: Any, model_data: str, request: Any) -> str | None:
+        """What the model in ``model_data`` answers a chat request behind an endpoint (moto
+        runs no container): for a golden question of the job that trained it, what that job's
+        trained model answered (:attr:`trained_answer` when the job was created); None for
+        anything else (moto's queued results answer then)."""
+        messages = request.get("messages") if isinstance(request, dict) else None
+        for job in backend.training_jobs.values():
+            if job.model_artifacts.get("S3ModelArtifacts") != model_data:
+                continue
+            answer = self._trained.get(job.training_job_name, self.trained_answer)
+            for example in self._golden(backend, job, limited=False):
+                if example.prompt == messages:
+                    return answer(example)
+        return None
+
+    def _answers(self, backend: Any, job: Any) -> dict[str, bytes]:
+        """The predictions files the trainer writes for a job created with an evaluation."""
+        config = json.loads((job.hyper_parameters or {}).get("tunefleet_config", "{}"))
+        evaluation = config.get("evaluation")
+        if not evaluation:
+            return {}
+        examples = self._golden(backend, job)
 
         def answers(answer: Callable[[GoldenExample], str]) -> bytes:
             return b"".join(
@@ -366,7 +412,6 @@ def behave_like_aws(monkeypatch: pytest.MonkeyPatch, life: Lifecycle) -> None:
     from moto.sagemaker import responses
     from moto.sagemaker.exceptions import ValidationError
     from moto.sagemaker.models import SageMakerModelBackend
-    from moto.sagemaker.utils import arn_formatter
     from moto.servicequotas.models import ServiceQuotasBackend
     from moto.servicequotas.responses import ServiceQuotasResponse
 
@@ -447,40 +492,6 @@ def behave_like_aws(monkeypatch: pytest.MonkeyPatch, life: Lifecycle) -> None:
             job.training_job_status = "Stopping"
             job.secondary_status = "Stopping"
         return ActionResult({})
-
-    # -- SageMaker endpoints -----------------------------------------------------------------
-    create_config_response = responses.SageMakerResponse.create_endpoint_config
-
-    def create_endpoint_config_response(response: Any) -> Any:
-        request = json.loads(response.body)
-        if request.get("KmsKeyId"):
-            for variant in request.get("ProductionVariants", []):
-                if local_storage(variant.get("InstanceType", "ml.none.none")):
-                    # CreateEndpointConfig.KmsKeyId: "If you specify a value for KmsKeyId
-                    # when using any nitro-based instances with local storage, the call to
-                    # CreateEndpointConfig fails." (API_CreateEndpointConfig.html)
-                    raise ValidationError(
-                        message=f"KmsKeyId is not supported for {variant['InstanceType']}, "
-                        "which has local NVMe instance storage."
-                    )
-        return create_config_response(response)
-
-    def update_endpoint(response: Any) -> Any:
-        # Not in moto 5.2.5 (it answers 500): record the request, switch the config.
-        request = json.loads(response.body)
-        life.updates.append(request)
-        endpoint = response.sagemaker_backend.endpoints[request["EndpointName"]]
-        endpoint.endpoint_config_name = request["EndpointConfigName"]
-        return ActionResult({"EndpointArn": endpoint.arn})
-
-    def in_aws_words(kind: str, found: Callable[[Any, str], bool], original: Any) -> Any:
-        def lookup(backend: Any, name: str) -> Any:
-            if not found(backend, name):
-                arn = arn_formatter(kind, name, backend.account_id, backend.region_name)
-                raise ValidationError(message=AWS_MISSING[kind].format(arn=arn))
-            return original(backend, name)
-
-        return lookup
 
     # -- S3 with SSE-KMS ----------------------------------------------------------------------
     put_object = S3Backend.put_object
@@ -575,19 +586,7 @@ def behave_like_aws(monkeypatch: pytest.MonkeyPatch, life: Lifecycle) -> None:
     monkeypatch.setattr(
         responses.SageMakerResponse, "stop_training_job", stop_training_job, raising=False
     )
-    monkeypatch.setattr(
-        responses.SageMakerResponse, "create_endpoint_config", create_endpoint_config_response
-    )
-    monkeypatch.setattr(
-        responses.SageMakerResponse, "update_endpoint", update_endpoint, raising=False
-    )
-    for kind, method, found in (
-        ("model", "describe_model", lambda b, n: n in b._models),
-        ("endpoint-config", "describe_endpoint_config", lambda b, n: n in b.endpoint_configs),
-        ("endpoint", "describe_endpoint", lambda b, n: n in b.endpoints),
-    ):
-        original = getattr(SageMakerModelBackend, method)
-        monkeypatch.setattr(SageMakerModelBackend, method, in_aws_words(kind, found, original))
+    _endpoints_like_aws(monkeypatch, life, local_storage)
     monkeypatch.setattr(S3Backend, "put_object", s3_put_object)
     monkeypatch.setattr(
         ApplicationAutoScalingResponse, "register_scalable_target", register_scalable_target
@@ -604,6 +603,385 @@ def behave_like_aws(monkeypatch: pytest.MonkeyPatch, life: Lifecycle) -> None:
     monkeypatch.setattr(
         ServiceQuotasResponse, "list_service_quotas", list_service_quotas, raising=False
     )
+
+
+SCALABLE_DIMENSION = "sagemaker:variant:DesiredInstanceCount"
+
+
+def _variant_summaries(
+    variants: list[dict[str, Any]],
+    before: list[dict[str, Any]] | None = None,
+    excluded: frozenset[str] = frozenset(),
+) -> list[dict[str, Any]]:
+    """DescribeEndpoint's ProductionVariants for a config's ``variants``: each weight its
+    InitialVariantWeight, 1.0 when unset ("If unspecified, it defaults to 1.0",
+    ProductionVariant), 0 when 0 (moto drops a weight of 0 and an unset one); with
+    ``before`` (UpdateEndpoint's RetainAllVariantProperties), a variant of the same name
+    keeps its current weight and instance count, but what ``excluded``
+    (ExcludeRetainedVariantProperties) names."""
+    kept = {v["VariantName"]: v for v in before or []}
+    summaries = []
+    for variant in variants:
+        weight = float(variant.get("InitialVariantWeight", 1.0))
+        count = variant.get("InitialInstanceCount")
+        old = kept.get(variant["VariantName"])
+        if old is not None:
+            if "DesiredWeight" not in excluded:
+                weight = old.get("CurrentWeight", weight)
+            if "DesiredInstanceCount" not in excluded:
+                count = old.get("CurrentInstanceCount", count)
+        summary: dict[str, Any] = {
+            "VariantName": variant["VariantName"],
+            "CurrentWeight": weight,
+            "DesiredWeight": weight,
+        }
+        if count is not None:
+            summary.update(CurrentInstanceCount=count, DesiredInstanceCount=count)
+        summaries.append(summary)
+    return summaries
+
+
+def _endpoints_like_aws(
+    monkeypatch: pytest.MonkeyPatch, life: Lifecycle, local_storage: Callable[[str], bool]
+) -> None:
+    """:func:`behave_like_aws` for SageMaker endpoints and their runtime, each correction
+    with its source."""
+    from moto.applicationautoscaling.models import applicationautoscaling_backends
+    from moto.core.responses import ActionResult
+    from moto.sagemaker import responses
+    from moto.sagemaker.exceptions import ValidationError
+    from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend, sagemaker_backends
+    from moto.sagemaker.utils import arn_formatter
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+    AwsError = _aws_error()  # noqa: N806 (a class)
+    changing: dict[tuple[str, str, str], list[Any]] = {}
+    """Endpoints being updated: DescribeEndpoint answers left while Updating, and what the
+    update does when it is done."""
+
+    def arn(backend: Any, kind: str, name: str) -> str:
+        return arn_formatter(kind, name, backend.account_id, backend.region_name)
+
+    def missing(backend: Any, kind: str, name: str) -> Exception:
+        return ValidationError(message=AWS_MISSING[kind].format(arn=arn(backend, kind, name)))
+
+    def in_progress(endpoint: Any) -> Exception:
+        # SageMaker refuses UpdateEndpoint, UpdateEndpointWeightsAndCapacities and
+        # DeleteEndpoint while an endpoint changes, in these words (AWS's SageMaker Operator
+        # for Kubernetes, aws/amazon-sagemaker-operator-for-k8s,
+        # controllers/sdkutil/clientwrapper/sagemaker_client.go:
+        # DeleteEndpointInProgressMessagePrefix "Cannot update in-progress endpoint", code
+        # ValidationException; users quote the same for UpdateEndpointWeightsAndCapacities).
+        return ValidationError(message=f'Cannot update in-progress endpoint "{endpoint.arn}".')
+
+    def key(backend: Any, name: str) -> tuple[str, str, str]:
+        return (backend.account_id, backend.region_name, name)
+
+    def changes(backend: Any, endpoint: Any, done: Callable[[], None]) -> None:
+        """Updating for :attr:`Lifecycle.changing_for` DescribeEndpoint answers, then
+        InService with ``done`` done ("When SageMaker receives the request, it sets the
+        endpoint status to Updating. After updating the endpoint, it sets the status to
+        InService", UpdateEndpoint and UpdateEndpointWeightsAndCapacities)."""
+        endpoint.endpoint_status = "Updating"
+
+        def finish() -> None:
+            done()
+            endpoint.endpoint_status = "InService"
+
+        if life.changing_for <= 0:
+            finish()
+        else:
+            changing[key(backend, endpoint.endpoint_name)] = [life.changing_for, finish]
+
+    # -- Creates: a name that is taken is refused -------------------------------------------
+    def refusing_duplicates(kind: str, label: str, argument: str, table: str, original: Any) -> Any:
+        def create(response: Any) -> Any:
+            backend = response.sagemaker_backend
+            name = json.loads(response.body)[argument]
+            if name in getattr(backend, table):
+                # moto overwrites a resource created again; SageMaker refuses: "Cannot create
+                # already existing model" (AWS's SDK, sagemaker.session.Session.create_model,
+                # which reuses the model on ValidationException with these words; the same for
+                # endpoint configurations and endpoints).
+                raise ValidationError(
+                    message=f'Cannot create already existing {label} "{arn(backend, kind, name)}".'
+                )
+            result = original(response)
+            life.creates.append((kind, name))
+            return result
+
+        return create
+
+    create_config = responses.SageMakerResponse.create_endpoint_config
+
+    def create_endpoint_config(response: Any) -> Any:
+        request = json.loads(response.body)
+        if request.get("KmsKeyId"):
+            for variant in request.get("ProductionVariants", []):
+                if local_storage(variant.get("InstanceType", "ml.none.none")):
+                    # CreateEndpointConfig.KmsKeyId: "If you specify a value for KmsKeyId
+                    # when using any nitro-based instances with local storage, the call to
+                    # CreateEndpointConfig fails." (API_CreateEndpointConfig.html)
+                    raise ValidationError(
+                        message=f"KmsKeyId is not supported for {variant['InstanceType']}, "
+                        "which has local NVMe instance storage."
+                    )
+        return create_config(response)
+
+    # -- Describes in AWS's words; endpoints that take time ----------------------------------
+    def in_aws_words(kind: str, table: str, original: Any) -> Any:
+        def lookup(backend: Any, name: str) -> Any:
+            if name not in getattr(backend, table):
+                raise missing(backend, kind, name)
+            if kind == "endpoint":
+                pending = changing.get(key(backend, name))
+                if pending is not None:
+                    if pending[0] <= 0:
+                        del changing[key(backend, name)]
+                        pending[1]()
+                    else:
+                        pending[0] -= 1
+            return original(backend, name)
+
+        return lookup
+
+    def describe_endpoint_config(response: Any) -> Any:
+        described = dict(
+            response.sagemaker_backend.describe_endpoint_config(
+                response._get_param("EndpointConfigName")
+            )
+        )
+        if not described.get("DataCaptureConfig"):
+            # moto answers an empty DataCaptureConfig for a config without one; SageMaker
+            # leaves it out (DescribeEndpointConfig: an optional member, set when capturing).
+            described.pop("DataCaptureConfig", None)
+        return ActionResult(described)
+
+    # -- UpdateEndpoint ----------------------------------------------------------------------
+    def update_endpoint(response: Any) -> Any:
+        # Not in moto 5.2.5 (it answers 500). As SageMaker does it (UpdateEndpoint): the
+        # endpoint is Updating, then serves the config's variants; with
+        # RetainAllVariantProperties, a variant of the same name keeps its instance count and
+        # weight "regardless of the values of the InitialInstanceCount field in the new
+        # EndpointConfig" (Update endpoints that use automatic scaling).
+        request = json.loads(response.body)
+        life.updates.append(request)
+        backend = response.sagemaker_backend
+        name, config_name = request["EndpointName"], request["EndpointConfigName"]
+        endpoint = backend.endpoints.get(name)
+        if endpoint is None:
+            raise missing(backend, "endpoint", name)
+        if endpoint.endpoint_status != "InService":
+            raise in_progress(endpoint)
+        config = backend.endpoint_configs.get(config_name)
+        if config is None:
+            raise missing(backend, "endpoint-config", config_name)
+        old = backend.endpoint_configs.get(endpoint.endpoint_config_name)
+        types = {v["VariantName"]: v.get("InstanceType") for v in config.production_variants}
+        scaled = applicationautoscaling_backends[backend.account_id][backend.region_name]
+        targets = scaled.targets.get(SCALABLE_DIMENSION, {})
+        blocked = sorted(
+            v["VariantName"]
+            for v in (old.production_variants if old else [])
+            if f"endpoint/{name}/variant/{v['VariantName']}" in targets
+            and types.get(v["VariantName"], "(removed)") != v.get("InstanceType")
+        )
+        if blocked:
+            # "If the update would change the instance type for any model that is a target
+            # for automatic scaling, the update fails", and so does removing such a variant
+            # (Update endpoints that use automatic scaling; AWS does not quote its words).
+            raise ValidationError(
+                message=f"The variant(s) {', '.join(blocked)} of endpoint {name} are targets of "
+                "automatic scaling; deregister them before an update removes them or changes "
+                "their instance type."
+            )
+        retain = bool(request.get("RetainAllVariantProperties"))
+        excluded = frozenset(
+            p["VariantPropertyType"] for p in request.get("ExcludeRetainedVariantProperties", [])
+        )
+
+        def done() -> None:
+            if life.failing_update is not None:
+                # A failed update is rolled back: "If an update fails, the endpoint goes back
+                # to InService state with a FailureReason about the error" (AWS's SageMaker
+                # controller for Kubernetes, aws-controllers-k8s/sagemaker-controller#7), with
+                # its previous config (hashicorp/terraform-provider-aws#48997).
+                endpoint.failure_reason = life.failing_update
+                return
+            endpoint.failure_reason = None
+            endpoint.endpoint_config_name = config_name
+            endpoint.production_variants = _variant_summaries(
+                config.production_variants,
+                endpoint.production_variants if retain else None,
+                excluded,
+            )
+
+        changes(backend, endpoint, done)
+        return ActionResult({"EndpointArn": endpoint.arn})
+
+    # -- UpdateEndpointWeightsAndCapacities -------------------------------------------------
+    def update_weights(
+        backend: Any, endpoint_name: str, desired_weights_and_capacities: list[dict[str, Any]]
+    ) -> str:
+        # moto changes the weights at once, keeps no Updating status, and sets the instance
+        # count of a variant it was not given to None. SageMaker: Updating, then InService
+        # with the weights (UpdateEndpointWeightsAndCapacities); DescribeEndpoint shows the
+        # DesiredWeight asked for and the CurrentWeight until then ("If you sent a request to
+        # the UpdateEndpointWeightsAndCapacities API and the endpoint status is Updating, you
+        # get different desired and current values", ProductionVariantSummary); a count not
+        # asked for is kept.
+        life.weight_updates.append(
+            {
+                "EndpointName": endpoint_name,
+                "DesiredWeightsAndCapacities": desired_weights_and_capacities,
+            }
+        )
+        endpoint = backend.endpoints.get(endpoint_name)
+        if endpoint is None:
+            raise missing(backend, "endpoint", endpoint_name)
+        if endpoint.endpoint_status != "InService":
+            raise in_progress(endpoint)
+        variants = {v["VariantName"]: v for v in endpoint.production_variants}
+        names = [entry["VariantName"] for entry in desired_weights_and_capacities]
+        for name in names:
+            # moto's words for these two (the reference quotes none).
+            if names.count(name) > 1:
+                raise ValidationError(
+                    message=f'The variant name "{name}" was non-unique within the request.'
+                )
+            if name not in variants:
+                raise ValidationError(
+                    message=f'The variant name(s) "{name}" is/are not present within endpoint '
+                    f'configuration "{endpoint.endpoint_config_name}".'
+                )
+        for entry in desired_weights_and_capacities:
+            variant = variants[entry["VariantName"]]
+            if "DesiredWeight" in entry:
+                variant["DesiredWeight"] = float(entry["DesiredWeight"])
+            if "DesiredInstanceCount" in entry:
+                variant["DesiredInstanceCount"] = entry["DesiredInstanceCount"]
+
+        def done() -> None:
+            for variant in endpoint.production_variants:
+                variant["CurrentWeight"] = variant.get("DesiredWeight", 1.0)
+                if "DesiredInstanceCount" in variant:
+                    variant["CurrentInstanceCount"] = variant["DesiredInstanceCount"]
+
+        changes(backend, endpoint, done)
+        return str(endpoint.arn)
+
+    delete_original = SageMakerModelBackend.delete_endpoint
+
+    def delete_endpoint(backend: Any, endpoint_name: str) -> None:
+        endpoint = backend.endpoints.get(endpoint_name)
+        if endpoint is not None and endpoint.endpoint_status != "InService":
+            raise in_progress(endpoint)
+        changing.pop(key(backend, endpoint_name), None)
+        delete_original(backend, endpoint_name)
+
+    # -- InvokeEndpoint ----------------------------------------------------------------------
+    invoke_original = SageMakerRuntimeResponse.invoke_endpoint
+
+    def invoke_endpoint(response: Any) -> Any:
+        # moto answers any endpoint name, ignores TargetVariant and names no variant.
+        # SageMaker: an endpoint that does not exist is "ValidationError ... Endpoint <name>
+        # of account <account> not found." (https://github.com/aws/amazon-sagemaker-examples/
+        # issues/293); TargetVariant routes to that variant, "the targeted routing overrides
+        # the random traffic distribution" (Testing models with production variants); the
+        # answer names the variant that answered (x-Amzn-Invoked-Production-Variant,
+        # InvokeEndpoint). A variant that does not exist is a ValidationError too (the
+        # reference lists ValidationError, 400; its words are not published).
+        # The name is in the path, /endpoints/<name>/invocations (moto's own handler reads
+        # no name: its results are queued for any endpoint).
+        name = urllib.parse.unquote(response.path.split("/")[2])
+        backend = sagemaker_backends[response.current_account][response.region]
+        endpoint = backend.endpoints.get(name)
+        if endpoint is None:
+            raise AwsError(
+                "ValidationError",
+                f"Endpoint {name} of account {response.current_account} not found.",
+            )
+        variants = {v["VariantName"]: v for v in endpoint.production_variants}
+        target = response.headers.get("X-Amzn-SageMaker-Target-Variant")
+        if target is not None and target not in variants:
+            raise AwsError(
+                "ValidationError",
+                f"The variant {target} is not a production variant of endpoint {name}.",
+            )
+        chosen = (
+            target
+            or random.choices(
+                list(variants),
+                weights=[float(v.get("CurrentWeight", 1.0)) for v in variants.values()],
+            )[0]
+        )
+        config = backend.endpoint_configs[endpoint.endpoint_config_name]
+        (variant,) = [v for v in config.production_variants if v["VariantName"] == chosen]
+        model = backend._models[variant["ModelName"]]
+        try:
+            request = json.loads(response.body)
+        except ValueError:
+            request = None
+        text = life.served_answer(backend, model.primary_container.get("ModelDataUrl", ""), request)
+        if text is None:
+            status, headers, body = invoke_original(response)
+        else:
+            status, headers = 200, {"Content-Type": "application/json"}
+            body = json.dumps(
+                {
+                    "choices": [
+                        {"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                    ],
+                    "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+                }
+            )
+        headers["x-Amzn-Invoked-Production-Variant"] = chosen
+        return status, headers, body
+
+    for kind, label, method, argument, table in (
+        ("model", "model", "create_model", "ModelName", "_models"),
+        (
+            "endpoint-config",
+            "endpoint configuration",
+            "create_endpoint_config",
+            "EndpointConfigName",
+            "endpoint_configs",
+        ),
+        ("endpoint", "endpoint", "create_endpoint", "EndpointName", "endpoints"),
+    ):
+        original = (
+            create_endpoint_config
+            if method == "create_endpoint_config"
+            else getattr(responses.SageMakerResponse, method)
+        )
+        monkeypatch.setattr(
+            responses.SageMakerResponse,
+            method,
+            refusing_duplicates(kind, label, argument, table, original),
+        )
+    for kind, method, table in (
+        ("model", "describe_model", "_models"),
+        ("endpoint-config", "describe_endpoint_config", "endpoint_configs"),
+        ("endpoint", "describe_endpoint", "endpoints"),
+    ):
+        original = getattr(SageMakerModelBackend, method)
+        monkeypatch.setattr(SageMakerModelBackend, method, in_aws_words(kind, table, original))
+    monkeypatch.setattr(
+        FakeEndpoint,
+        "_process_production_variants",
+        lambda self, variants: _variant_summaries(variants),
+    )
+    monkeypatch.setattr(
+        responses.SageMakerResponse, "describe_endpoint_config", describe_endpoint_config
+    )
+    monkeypatch.setattr(
+        responses.SageMakerResponse, "update_endpoint", update_endpoint, raising=False
+    )
+    monkeypatch.setattr(
+        SageMakerModelBackend, "update_endpoint_weights_and_capacities", update_weights
+    )
+    monkeypatch.setattr(SageMakerModelBackend, "delete_endpoint", delete_endpoint)
+    monkeypatch.setattr(SageMakerRuntimeResponse, "invoke_endpoint", invoke_endpoint)
 
 
 @dataclass

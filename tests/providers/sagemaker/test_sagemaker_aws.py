@@ -274,3 +274,76 @@ def test_the_stand_in_lists_applied_and_default_quotas(aws: Aws, lifecycle: Life
     assert ("ml.g4dn.xlarge for training job usage", "L-3F53BF0F") in {
         (q["QuotaName"], q["QuotaCode"]) for q in defaults
     }
+
+
+def _endpoint_with_variants(aws: Aws, **weights: float | None) -> Any:
+    """An endpoint ``e`` whose config ``c`` has a variant per keyword (its weight, or none)."""
+    sagemaker = aws.client("sagemaker")
+    sagemaker.create_model(ModelName="m", ExecutionRoleArn=ROLE, PrimaryContainer={"Image": IMAGE})
+    variants = []
+    for name, weight in weights.items():
+        variant: dict[str, Any] = {
+            "VariantName": name,
+            "ModelName": "m",
+            "InstanceType": "ml.m5.xlarge",
+            "InitialInstanceCount": 1,
+        }
+        if weight is not None:
+            variant["InitialVariantWeight"] = weight
+        variants.append(variant)
+    sagemaker.create_endpoint_config(EndpointConfigName="c", ProductionVariants=variants)
+    sagemaker.create_endpoint(EndpointName="e", EndpointConfigName="c")
+    return sagemaker
+
+
+def test_the_stand_in_refuses_a_name_that_is_taken(aws: Aws) -> None:
+    sagemaker = _endpoint_with_variants(aws, primary=None)
+    for call, arguments, words in (
+        ("create_model", {"ModelName": "m", "ExecutionRoleArn": ROLE}, "model"),
+        (
+            "create_endpoint_config",
+            {
+                "EndpointConfigName": "c",
+                "ProductionVariants": [
+                    {"VariantName": "a", "ModelName": "m", "InstanceType": "ml.m5.xlarge"}
+                ],
+            },
+            "endpoint configuration",
+        ),
+        ("create_endpoint", {"EndpointName": "e", "EndpointConfigName": "c"}, "endpoint"),
+    ):
+        with pytest.raises(ClientError) as raised:
+            getattr(sagemaker, call)(**arguments)
+        error = raised.value.response["Error"]
+        assert error["Code"] == "ValidationException"
+        assert error["Message"].startswith(f'Cannot create already existing {words} "arn:')
+
+
+def test_the_stand_in_keeps_weights_as_sagemaker_does(aws: Aws) -> None:
+    """A weight of 0 is 0 and none is 1.0 (moto drops both)."""
+    sagemaker = _endpoint_with_variants(aws, a=None, b=0.0)
+    variants = sagemaker.describe_endpoint(EndpointName="e")["ProductionVariants"]
+    assert [
+        (v["VariantName"], v["CurrentWeight"], v["CurrentInstanceCount"]) for v in variants
+    ] == [
+        ("a", 1.0, 1),
+        ("b", 0.0, 1),
+    ]
+    assert "DataCaptureConfig" not in sagemaker.describe_endpoint_config(EndpointConfigName="c")
+
+
+def test_the_stand_in_invokes_the_target_variant_of_an_endpoint_that_exists(aws: Aws) -> None:
+    _endpoint_with_variants(aws, a=1.0, b=0.0)
+    runtime = aws.client("sagemaker-runtime")
+    aws.endpoint_results({"answer": 1}, {"answer": 2})
+    assert runtime.invoke_endpoint(EndpointName="e", Body=b"{}")["InvokedProductionVariant"] == "a"
+    targeted = runtime.invoke_endpoint(EndpointName="e", Body=b"{}", TargetVariant="b")
+    assert targeted["InvokedProductionVariant"] == "b", "the target overrides the weights"
+    for arguments, words in (
+        ({"EndpointName": "missing"}, "Endpoint missing of account 123456789012 not found."),
+        ({"EndpointName": "e", "TargetVariant": "c"}, "The variant c is not"),
+    ):
+        with pytest.raises(ClientError) as raised:
+            runtime.invoke_endpoint(Body=b"{}", **arguments)
+        error = raised.value.response["Error"]
+        assert error["Code"] == "ValidationError" and error["Message"].startswith(words)

@@ -18,6 +18,7 @@ PLANNED = {
         "CreateEndpointConfig",
         "CreateEndpoint",
         "UpdateEndpoint",
+        "UpdateEndpointWeightsAndCapacities",
     ],
     "s3": ["PutObject"],
     "application-autoscaling": ["RegisterScalableTarget", "PutScalingPolicy"],
@@ -257,26 +258,43 @@ def test_a_containers_environment() -> None:
     )
 
 
-def test_a_canary() -> None:
-    update: dict[str, Any] = {
+def test_production_variants_and_their_weights() -> None:
+    """Weights are relative, with no cap (a canary may take any share: the 50% cap was
+    blue/green's CanarySize); one request changes the capacity of one variant; an endpoint
+    config holds at most 10 variants, each named by the VariantName pattern."""
+    shift = {
         "EndpointName": "e",
-        "EndpointConfigName": "c",
-        "DeploymentConfig": {
-            "BlueGreenUpdatePolicy": {
-                "TrafficRoutingConfiguration": {
-                    "Type": "CANARY",
-                    "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 51},
-                    "WaitIntervalInSeconds": 600,
-                },
-                "TerminationWaitInSeconds": 300,
-                "MaximumExecutionTimeoutInSeconds": 900,
-            }
-        },
+        "DesiredWeightsAndCapacities": [
+            {"VariantName": "primary", "DesiredWeight": 1.0},
+            {"VariantName": "support-v2", "DesiredWeight": 99.0},
+        ],
     }
-    found = problems("sagemaker", "UpdateEndpoint", update)
-    policy = "DeploymentConfig.BlueGreenUpdatePolicy"
-    assert "a canary is at most 50%" in found[f"{policy}.TrafficRoutingConfiguration.CanarySize"]
-    assert (
-        "not longer than the waits it covers (900 s)"
-        in (found[f"{policy}.MaximumExecutionTimeoutInSeconds"])
+    assert problems("sagemaker", "UpdateEndpointWeightsAndCapacities", shift) == {}
+    both = [dict(entry, DesiredInstanceCount=2) for entry in shift["DesiredWeightsAndCapacities"]]
+    found = problems(
+        "sagemaker",
+        "UpdateEndpointWeightsAndCapacities",
+        {"EndpointName": "e", "DesiredWeightsAndCapacities": both},
     )
+    assert "changes the capacity of 2 variants" in found["DesiredWeightsAndCapacities"]
+    assert "API_UpdateEndpointWeightsAndCapacities" in found["DesiredWeightsAndCapacities"]
+    negative = {
+        "EndpointName": "e",
+        "DesiredWeightsAndCapacities": [{"VariantName": "a", "DesiredWeight": -1.0}],
+    }
+    assert (
+        "the minimum is 0"
+        in problems("sagemaker", "UpdateEndpointWeightsAndCapacities", negative)[
+            "DesiredWeightsAndCapacities[0].DesiredWeight"
+        ]
+    )
+    variant = {"ModelName": "m", "InstanceType": "ml.m5.xlarge", "InitialInstanceCount": 1}
+    config = {
+        "EndpointConfigName": "c",
+        "ProductionVariants": [dict(variant, VariantName=f"v{i}") for i in range(11)],
+    }
+    found = problems("sagemaker", "CreateEndpointConfig", config)
+    assert "has 11 item(s); at most 10 are allowed" in found["ProductionVariants"]
+    config["ProductionVariants"] = [dict(variant, VariantName="support-")]
+    found = problems("sagemaker", "CreateEndpointConfig", config)
+    assert "does not match the pattern" in found["ProductionVariants[0].VariantName"]

@@ -15,7 +15,7 @@ from tunefleet.planning import plan_run
 from tunefleet.plugins import discover
 from tunefleet.provider import Plan
 from tunefleet.spec import parse_spec
-from tunefleet_sagemaker import pricing
+from tunefleet_sagemaker import _serving, pricing
 
 REGION = "eu-west-1"
 KEY = "arn:aws:kms:eu-west-1:123456789012:key/0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
@@ -274,7 +274,6 @@ def test_limits_written_in_prose_are_refused_at_plan() -> None:
     plan = planned(
         options={"spot_max_wait_hours": 1},
         compute={"spot": True, "max_runtime_hours": 700},
-        endpoint={"canary": {"traffic_percent": 60, "bake_minutes": 90}},
     )
     found = unmet(plan)
     assert (
@@ -285,10 +284,95 @@ def test_limits_written_in_prose_are_refused_at_plan() -> None:
         "3600 s is shorter than MaxRuntimeInSeconds"
         in (found["CreateTrainingJob.StoppingCondition.MaxWaitTimeInSeconds"])
     )
-    canary = "UpdateEndpoint.DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration"
-    assert "a canary is at most 50%" in found[f"{canary}.CanarySize"]
-    assert "is 5400; the maximum is 3600" in found[f"{canary}.WaitIntervalInSeconds"]
-    assert "shape WaitIntervalInSeconds" in found[f"{canary}.WaitIntervalInSeconds"]
+
+
+# 7. A canary: a new version's rollout with production variants -------------------------
+
+CANARY = {"traffic_percent": 60, "bake_minutes": 90}
+
+
+def test_a_canary_plans_a_new_versions_rollout_with_production_variants() -> None:
+    """What a new version's rollout sends is in the plan, checked like the rest. 60% and 90
+    minutes were beyond SageMaker's blue/green canary (CanarySize at most 50% of capacity,
+    WaitIntervalInSeconds at most 3600); production-variant weights are relative, with no
+    cap, and the bake is tunefleet's own."""
+    plan = planned(
+        options={"rollback_alarms": ["support-bot-latency"]},
+        endpoint={"canary": CANARY, "autoscaling": {"min_instances": 1, "max_instances": 2}},
+    )
+    assert plan.ok, plan.unmet
+    assert [(r.service, r.operation) for r in plan.requests_for("deploy")] == [
+        ("sagemaker", "CreateModel"),
+        ("sagemaker", "CreateEndpointConfig"),
+        ("sagemaker", "CreateEndpoint"),
+        ("application-autoscaling", "RegisterScalableTarget"),
+        ("application-autoscaling", "PutScalingPolicy"),
+        ("sagemaker", "CreateModel"),
+        ("cloudwatch", "PutMetricAlarm"),
+        ("sagemaker", "CreateEndpointConfig"),
+        ("sagemaker", "UpdateEndpoint"),
+        ("application-autoscaling", "RegisterScalableTarget"),
+        ("application-autoscaling", "PutScalingPolicy"),
+        ("sagemaker", "UpdateEndpointWeightsAndCapacities"),
+    ]
+    deploy = _serving.planned(plan, {})
+    rollout = _serving.planned(plan, {}, rollout=True)
+    assert rollout["CreateModel"] == deploy["CreateModel"], "a version's model is a deploy's"
+    config = rollout["CreateEndpointConfig"]
+    assert config["EndpointConfigName"] == "${config}"
+    assert [
+        (v["VariantName"], v["ModelName"], v["InitialVariantWeight"])
+        for v in config["ProductionVariants"]
+    ] == [("${serving_version}", "${serving_model}", 1.0), ("${version}", "${model}", 0.0)]
+    assert rollout["UpdateEndpoint"] == {
+        "EndpointName": "${endpoint}",
+        "EndpointConfigName": "${config}",
+        "RetainAllVariantProperties": True,
+    }
+    assert "DeploymentConfig" not in rollout["UpdateEndpoint"], "no blue/green canary"
+    assert rollout["UpdateEndpointWeightsAndCapacities"]["DesiredWeightsAndCapacities"] == [
+        {"VariantName": "${serving_version}", "DesiredWeight": 40.0},
+        {"VariantName": "${version}", "DesiredWeight": 60.0},
+    ]
+    alarm = rollout["PutMetricAlarm"]
+    assert alarm["AlarmName"] == "${endpoint}-${version}-5xx"
+    assert alarm["Dimensions"] == [
+        {"Name": "EndpointName", "Value": "${endpoint}"},
+        {"Name": "VariantName", "Value": "${version}"},
+    ]
+    assert {"Key": "tunefleet:rollback-alarm:1", "Value": "support-bot-latency"} in alarm["Tags"]
+    assert (
+        rollout["RegisterScalableTarget"]["ResourceId"] == "endpoint/${endpoint}/variant/${version}"
+    )
+    assert deploy["RegisterScalableTarget"]["ResourceId"] == "endpoint/${endpoint}/variant/primary"
+
+
+def test_without_a_canary_there_is_no_rollout_to_send() -> None:
+    from tunefleet.errors import ProviderError
+
+    plan = planned()
+    assert "UpdateEndpointWeightsAndCapacities" not in {r.operation for r in plan.requests}
+    with pytest.raises(ProviderError) as refused:
+        _serving.planned(plan, {}, rollout=True)
+    assert refused.value.code == "plan_outdated"
+
+
+def test_a_rollouts_requests_are_checked_against_their_limits() -> None:
+    """The rollback alarms are named in the version alarm's tags: a name a tag value cannot
+    hold, or more tags than an alarm takes, is refused at plan."""
+    plan = planned(
+        options={"rollback_alarms": ["latency,p99"]},
+        endpoint={"canary": CANARY},
+    )
+    assert "outside letters" in unmet(plan)["PutMetricAlarm.Tags 'tunefleet:rollback-alarm:1'"]
+    crowded = planned(
+        options={"rollback_alarms": [f"alarm-{i}" for i in range(9)]},
+        placement={"tags": {f"team-{i}": "x" for i in range(41)}},
+        endpoint={"canary": CANARY},
+    )
+    reasons = unmet(crowded)
+    assert "51 tags; at most 50 are allowed" in reasons["PutMetricAlarm.Tags"]
+    assert "PutMetricAlarm.Tags" in reasons and "CreateModel.Tags" not in reasons
 
 
 def test_a_spot_wait_is_sent_as_given_never_lengthened() -> None:

@@ -13,6 +13,7 @@ from tests.providers.sagemaker.conftest import (
     AWS_MISSING_JOB,
     BUCKET,
     DATA,
+    EVALUATION,
     REGION,
     Aws,
     Lifecycle,
@@ -24,7 +25,7 @@ from tests.runcli import Cli
 from tunefleet.events import CheckpointEvent, CostEvent, Event, MetricEvent, StatusEvent
 from tunefleet.planning import plan_run
 from tunefleet.plugins import discover
-from tunefleet.provider import ArtifactRef
+from tunefleet.registry import resolve
 from tunefleet.spec import parse_spec
 from tunefleet.state import open_journal
 from tunefleet.testing.runs import RunConformance, RunHarness
@@ -298,40 +299,145 @@ def test_qlora_on_a_machine_without_a_gpu_is_refused(aws: Aws) -> None:
     assert plan.region == REGION
 
 
-def test_a_new_model_version_rolls_out_as_a_canary(aws: Aws, lifecycle: Lifecycle) -> None:
-    body = json.loads(compliant_spec(aws, rollback_alarms=["support-bot-latency"]))
-    body["endpoint"]["canary"] = {"traffic_percent": 10, "bake_minutes": 5}
-    (plan,) = plan_run(parse_spec(json.dumps(body)), registry=discover()).plans
-    assert plan.ok, plan.unmet
-    provider = SageMakerProvider()
-    first = ArtifactRef(kind="adapter", uri=f"s3://{BUCKET}/v1/model.tar.gz")
-    provider.deploy(plan, first, "support-bot")
-    assert not lifecycle.updates, "a new endpoint is created, not updated"
-    second = ArtifactRef(kind="adapter", uri=f"s3://{BUCKET}/v2/model.tar.gz")
-    endpoint = provider.deploy(plan, second, "support-bot")
-
-    (update,) = lifecycle.updates
-    assert update["EndpointConfigName"] == endpoint.scope["config"] != "support-bot"
-    policy = update["DeploymentConfig"]["BlueGreenUpdatePolicy"]
-    assert policy["TrafficRoutingConfiguration"] == {
-        "Type": "CANARY",
-        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
-        "WaitIntervalInSeconds": 300,
+def canary_spec(cli: Cli, aws: Aws, tag: str, **options: Any) -> Path:
+    """A spec serving on endpoint ``support-bot`` with a canary, evaluated on the golden set
+    (its first 3 examples, exact match at least 0.3); ``tag`` makes it a run of its own (its
+    training data ends with one more line), registered as the next version of support-bot."""
+    body = json.loads(sagemaker_spec(aws, options=options))
+    lines = (DATA / "train.jsonl").read_text().splitlines(keepends=True)
+    train = cli.tmp_path / f"train-{tag}.jsonl"
+    train.write_text("".join(lines) + lines[int(tag.removeprefix("v")) % len(lines)])
+    body["dataset"]["train"] = str(train)
+    body["evaluation"] = {**EVALUATION, "thresholds": {"exact_match": 0.3}}
+    body["endpoint"] = {
+        "instance_type": "ml.m5.xlarge",
+        "canary": {"traffic_percent": 10, "bake_minutes": 0, "shadow_examples": 3},
     }
-    assert update["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"] == [
-        {"AlarmName": "support-bot-5xx"},
-        {"AlarmName": "support-bot-latency"},
+    spec = cli.tmp_path / f"spec-{tag}.yaml"
+    spec.write_text(json.dumps(body))
+    return spec
+
+
+def served(aws: Aws) -> dict[str, float]:
+    described = aws.client("sagemaker").describe_endpoint(EndpointName="support-bot")
+    return {v["VariantName"]: v["CurrentWeight"] for v in described["ProductionVariants"]}
+
+
+def owned(aws: Aws) -> tuple[list[str], list[str], list[str]]:
+    """The models, endpoint configs and alarms the account holds."""
+    sagemaker, cloudwatch = aws.client("sagemaker"), aws.client("cloudwatch")
+    return (
+        sorted(m["ModelName"] for m in sagemaker.list_models()["Models"]),
+        sorted(
+            c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]
+        ),
+        sorted(a["AlarmName"] for a in cloudwatch.describe_alarms()["MetricAlarms"]),
+    )
+
+
+def test_a_new_model_version_rolls_out_as_a_canary(
+    cli: Cli, aws: Aws, lifecycle: Lifecycle
+) -> None:
+    """`tunefleet deploy` of a new version with endpoint.canary: served as a production
+    variant beside the old one, 10% of the traffic, both asked the golden questions
+    (InvokeEndpoint with TargetVariant; the stand-in model answers as its training job's
+    did), then all of it or none. A worse version is rolled back by itself; a version as good
+    completes, and the old variant goes with what only it used."""
+    right = lifecycle.trained_answer
+
+    def train(tag: str) -> None:
+        trained = cli("run", str(canary_spec(cli, aws, tag)))
+        assert trained.returncode == 0, trained.stderr
+
+    train("v1")
+    first = cli("deploy", "support-bot:1")
+    assert first.returncode == 0, first.stderr
+    assert served(aws) == {"primary": 1.0}
+
+    # Passes its own gate (1 of 3 right, at least 0.3) but answers worse than the one serving.
+    lifecycle.trained_answer = lambda e: e.expected if e.index == 0 else "I do not know."
+    train("v2")
+    worse = cli("deploy", "support-bot:2")
+    assert worse.returncode == 1, worse.stderr
+    assert "rolled back" in worse.stderr and "exact_match fell from 1 to 0.3333" in worse.stderr
+    assert served(aws) == {"primary": 100.0}
+    models, configs, alarms = owned(aws)
+    assert len(models) == 1 and len(configs) == 1 and alarms == [], "v2 left nothing behind"
+    canary = [u["DesiredWeightsAndCapacities"] for u in lifecycle.weight_updates]
+    assert canary[0] == [
+        {"VariantName": "primary", "DesiredWeight": 90.0},
+        {"VariantName": "support-bot-v2", "DesiredWeight": 10.0},
     ]
-    (alarm,) = aws.client("cloudwatch").describe_alarms(AlarmNames=["support-bot-5xx"])[
-        "MetricAlarms"
-    ]
-    assert (alarm["MetricName"], alarm["Threshold"]) == ("Invocation5XXErrors", 0.0)
-    targets = aws.client("application-autoscaling").describe_scalable_targets(
-        ServiceNamespace="sagemaker"
-    )["ScalableTargets"]
-    assert [t["ResourceId"] for t in targets] == ["endpoint/support-bot/variant/primary"]
-    provider.delete_endpoint(endpoint)
-    provider.delete_endpoint(endpoint)
+
+    lifecycle.trained_answer = right
+    train("v3")
+    better = cli("deploy", "support-bot:3")
+    assert better.returncode == 0, better.stderr
+    assert served(aws) == {"support-bot-v3": 100.0}
+    models, configs, alarms = owned(aws)
+    (update,) = [u for u in lifecycle.updates if u["EndpointConfigName"] == configs[0]]
+    assert update["RetainAllVariantProperties"] is True
+    assert len(models) == 1 and alarms == ["support-bot-support-bot-v3-5xx"]
+    model = aws.client("sagemaker").describe_model(ModelName=models[0])
+    with open_journal(cli.journal_url) as journal:
+        rollouts = sorted(journal.rollouts("support-bot"), key=lambda r: r.id)
+        assert [(r.to_label, r.phase) for r in rollouts] == [
+            ("support-bot-v2", "rolled_back"),
+            ("support-bot-v3", "completed"),
+        ]
+        assert rollouts[1].comparison["examples"] == 3
+        third = resolve(journal, "support-bot:3")
+        assert [resolve(journal, f"support-bot:{v}").stage for v in (1, 2, 3)] == [
+            "archived",
+            "candidate",
+            "production",
+        ]
+        artifact = third.artifact["uri"]
+        assert journal.verify_audit().ok
+    assert model["PrimaryContainer"]["ModelDataUrl"] == artifact
+    assert len(lifecycle.creates) == len(set(lifecycle.creates)), "nothing created twice"
+
+    aws.endpoint_results(
+        {"choices": [{"message": {"role": "assistant", "content": "Open Orders."}}]}
+    )
+    answer = cli("invoke", third.run_id, "Where do I see my orders?")
+    assert answer.returncode == 0, answer.stderr
+    assert answer.stdout.strip() == "Open Orders."
+    assert cli("undeploy", third.run_id).returncode == 0
+    assert not aws.client("sagemaker").list_endpoints()["Endpoints"]
+    assert owned(aws) == ([], [], [])
+
+
+def test_an_alarm_during_the_bake_rolls_a_canary_back(
+    cli: Cli, aws: Aws, lifecycle: Lifecycle
+) -> None:
+    """A rollback alarm of the user's (options.rollback_alarms) in ALARM while the canary
+    bakes: the new version is removed and the old one serves all of it again."""
+    cloudwatch = aws.client("cloudwatch")
+    cloudwatch.put_metric_alarm(
+        AlarmName="support-bot-latency",
+        Namespace="AWS/SageMaker",
+        MetricName="ModelLatency",
+        Statistic="Average",
+        Period=60,
+        EvaluationPeriods=1,
+        Threshold=2_000_000.0,
+        ComparisonOperator="GreaterThanThreshold",
+    )
+    for tag in ("v1", "v2"):
+        spec = canary_spec(cli, aws, tag, rollback_alarms=["support-bot-latency"])
+        trained = cli("run", str(spec))
+        assert trained.returncode == 0, trained.stderr
+    assert cli("deploy", "support-bot:1").returncode == 0
+    cloudwatch.set_alarm_state(
+        AlarmName="support-bot-latency", StateValue="ALARM", StateReason="p99 above 2 s"
+    )
+    rolled = cli("deploy", "support-bot:2")
+    assert rolled.returncode == 1, rolled.stderr
+    assert "alarm: support-bot-latency: p99 above 2 s" in rolled.stderr
+    assert served(aws) == {"primary": 100.0}
+    models, configs, alarms = owned(aws)
+    assert len(models) == 1 and len(configs) == 1 and alarms == ["support-bot-latency"]
 
 
 def test_large_datasets_go_up_in_parts_with_progress(aws: Aws, tmp_path: Path) -> None:

@@ -253,11 +253,9 @@ CREATE_ENDPOINT_CONFIG = (
 CONTAINER_DEFINITION = (
     "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ContainerDefinition.html"
 )
-TRAFFIC_ROUTING = (
-    "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_TrafficRoutingConfig.html"
-)
-BLUE_GREEN = (
-    "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_BlueGreenUpdatePolicy.html"
+UPDATE_WEIGHTS = (
+    "https://docs.aws.amazon.com/sagemaker/latest/APIReference/"
+    "API_UpdateEndpointWeightsAndCapacities.html"
 )
 SAGEMAKER_TAG = "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_Tag.html"
 S3_OBJECT_TAGS = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-tagging.html"
@@ -274,7 +272,6 @@ MAX_RUNTIME_SECONDS = 28 * 24 * 3600
 the model declares only the minimum)."""
 MAX_ENVIRONMENT_ENTRY_BYTES = 1024
 MAX_ENVIRONMENT_BYTES = 32 * 1024
-MAX_CANARY_PERCENT = 50
 MAX_S3_OBJECT_TAGS = 10
 MAX_S3_TAG_KEY = 128
 MAX_S3_TAG_VALUE = 256
@@ -532,35 +529,27 @@ def _endpoint_config(body: Mapping[str, Any], region: str | None) -> list[Violat
     return found
 
 
-def _update_endpoint(body: Mapping[str, Any]) -> list[Violation]:
-    found: list[Violation] = []
-    policy = (body.get("DeploymentConfig") or {}).get("BlueGreenUpdatePolicy") or {}
-    routing = policy.get("TrafficRoutingConfiguration") or {}
-    canary = routing.get("CanarySize") or {}
-    # TrafficRoutingConfig.CanarySize: "Value must be less than or equal to 50% of the
-    # variant's total instance count."
-    if canary.get("Type") == "CAPACITY_PERCENT" and canary.get("Value", 0) > MAX_CANARY_PERCENT:
-        found.append(
+def _update_weights(body: Mapping[str, Any]) -> list[Violation]:
+    # UpdateEndpointWeightsAndCapacities "Updates variant weight of one or more variants
+    # associated with an existing endpoint, or capacity of one variant". Weights themselves
+    # have no cap: they are relative ("the ratio of the VariantWeight to the sum of all
+    # VariantWeight values", ProductionVariant.InitialVariantWeight; the model bounds
+    # VariantWeight below by 0 only), so a canary may take any share of the traffic.
+    sized = [
+        str(entry.get("VariantName"))
+        for entry in body.get("DesiredWeightsAndCapacities", [])
+        if "DesiredInstanceCount" in entry
+    ]
+    if len(sized) > 1:
+        return [
             Violation(
-                "DeploymentConfig.BlueGreenUpdatePolicy.TrafficRoutingConfiguration.CanarySize",
-                f"{canary['Value']}% of capacity; a canary is at most {MAX_CANARY_PERCENT}%",
-                TRAFFIC_ROUTING,
+                "DesiredWeightsAndCapacities",
+                f"changes the capacity of {len(sized)} variants ({', '.join(sized)}); one "
+                "request changes the capacity of one",
+                UPDATE_WEIGHTS,
             )
-        )
-    # BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds: "the timeout value should be
-    # larger than the total waiting time specified in TerminationWaitInSeconds and
-    # WaitIntervalInSeconds."
-    timeout = policy.get("MaximumExecutionTimeoutInSeconds")
-    waits = policy.get("TerminationWaitInSeconds", 0) + routing.get("WaitIntervalInSeconds", 0)
-    if timeout is not None and timeout <= waits:
-        found.append(
-            Violation(
-                "DeploymentConfig.BlueGreenUpdatePolicy.MaximumExecutionTimeoutInSeconds",
-                f"{timeout} s is not longer than the waits it covers ({waits} s)",
-                BLUE_GREEN,
-            )
-        )
-    return found
+        ]
+    return []
 
 
 def _put_object(body: Mapping[str, Any], region: str | None) -> list[Violation]:
@@ -641,8 +630,8 @@ def prose_violations(
         return _endpoint_config(body, region)
     if operation == "CreateEndpoint":
         return _sagemaker_tags(body)
-    if operation == "UpdateEndpoint":
-        return _update_endpoint(body)
+    if operation == "UpdateEndpointWeightsAndCapacities":
+        return _update_weights(body)
     if operation == "PutObject":
         return _put_object(body, region)
     if operation == "RegisterScalableTarget":

@@ -382,8 +382,9 @@ def object_tags(spec: RunSpec) -> dict[str, str]:
 def _samples(spec: RunSpec, options: SageMakerOptions, roles: list[str]) -> dict[str, str]:
     """The longest value each placeholder of a plan can take, so a limit checked on them
     holds for every run: a run key (32 hex digits), a dataset's sha256 (64), the longest
-    endpoint name tunefleet accepts (40 characters: tunefleet.names.NAME_PATTERN) and the
-    model version deploy names after it (8 hex digits more)."""
+    endpoint name tunefleet accepts (40 characters: tunefleet.names.NAME_PATTERN), the
+    models and endpoint configs deploy names after it (8 hex digits more) and the longest
+    version label (40 characters: tunefleet.provider.TrafficSplitting)."""
     run_key = "f" * 32
     endpoint = "e" * 40
     job = job_name(_name_template(spec), run_key)
@@ -393,6 +394,10 @@ def _samples(spec: RunSpec, options: SageMakerOptions, roles: list[str]) -> dict
         _serving.ENDPOINT: endpoint,
         _serving.MODEL: f"{endpoint}-{'f' * 8}",
         _serving.MODEL_DATA: f"{_s3(options, 'models', job)}/output/model.tar.gz",
+        _serving.VERSION: "v" * 40,
+        _serving.CONFIG: f"{endpoint}-{'f' * 8}",
+        _serving.SERVING: "s" * 40,
+        _serving.SERVING_MODEL: f"{endpoint}-{'0' * 8}",
     }
     for role in roles:
         values[channel_placeholder(role)] = _s3(options, "datasets", f"{'f' * 64}.jsonl")

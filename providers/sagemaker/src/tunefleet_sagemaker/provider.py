@@ -20,9 +20,13 @@ A thin facade; each step lives in its own module::
     artifacts _jobs       the model.tar.gz S3 URI and the checkpoint prefix; with an
                           evaluation, the golden set's answers in output.tar.gz
     ArtifactReading       _artifacts: one member of output.tar.gz, read in memory
-    Serving   _serving    CreateModel, CreateEndpointConfig, CreateEndpoint (a canary for a
-                          new version), autoscaling; invoke through sagemaker-runtime
-    TrafficSplitting      UpdateEndpointWeightsAndCapacities
+    Serving   _serving    CreateModel, CreateEndpointConfig, CreateEndpoint (UpdateEndpoint
+                          for a new version without a canary), autoscaling; invoke through
+                          sagemaker-runtime
+    TrafficSplitting      _versions: versions are production variants of one endpoint
+                          (a config with both, UpdateEndpoint; the weights with
+                          UpdateEndpointWeightsAndCapacities; InvokeEndpoint's TargetVariant;
+                          a CloudWatch alarm per variant)
 
 boto3 is imported by the first method that talks to AWS (:mod:`._client`, which is also the
 one place botocore's errors become tunefleet's).
@@ -61,6 +65,7 @@ from tunefleet_sagemaker import (
     _planning,
     _serving,
     _staging,
+    _versions,
     pricing,
 )
 from tunefleet_sagemaker._client import PROVIDER
@@ -162,5 +167,24 @@ class SageMakerProvider:
     def invoke(self, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
         return _serving.invoke(endpoint, request)
 
+    def add_version(
+        self, plan: Plan, endpoint: EndpointRef, artifact: ArtifactRef, version: str
+    ) -> EndpointRef:
+        return _versions.add_version(plan, self._region(plan), endpoint, artifact, version)
+
+    def versions(self, endpoint: EndpointRef) -> dict[str, int]:
+        return _versions.versions(endpoint)
+
     def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
-        _serving.shift_traffic(endpoint, weights)
+        _versions.shift_traffic(endpoint, weights)
+
+    def invoke_version(
+        self, endpoint: EndpointRef, version: str, request: ChatRequest
+    ) -> ChatReply:
+        return _versions.invoke_version(endpoint, version, request)
+
+    def remove_version(self, endpoint: EndpointRef, version: str) -> None:
+        _versions.remove_version(endpoint, version)
+
+    def alarms(self, endpoint: EndpointRef, version: str) -> list[str]:
+        return _versions.alarms(endpoint, version)
