@@ -424,6 +424,22 @@ def ensure(
         raise
 
 
+def ensure_model(sagemaker: Any, body: dict[str, Any]) -> None:
+    """CreateModel ``body`` unless its model is there (:func:`ensure`)."""
+    ensure(sagemaker.create_model, sagemaker.describe_model, "model", "ModelName", body)
+
+
+def ensure_config(sagemaker: Any, body: dict[str, Any]) -> None:
+    """CreateEndpointConfig ``body`` unless its config is there (:func:`ensure`)."""
+    ensure(
+        sagemaker.create_endpoint_config,
+        sagemaker.describe_endpoint_config,
+        "endpoint config",
+        "EndpointConfigName",
+        body,
+    )
+
+
 def delete(operation: Callable[..., Any], what: str, **arguments: Any) -> None:
     """Delete a resource; one that is gone already is skipped."""
     try:
@@ -633,20 +649,8 @@ def deploy(plan: Plan, region: str, artifact: ArtifactRef, name: str) -> Endpoin
     version = derived_name(name, artifact.uri)
     requests = planned(plan, {ENDPOINT: name, MODEL: version, MODEL_DATA: artifact.uri})
     scaling = client("application-autoscaling", region)
-    ensure(
-        sagemaker.create_model,
-        sagemaker.describe_model,
-        "model",
-        "ModelName",
-        requests["CreateModel"],
-    )
-    ensure(
-        sagemaker.create_endpoint_config,
-        sagemaker.describe_endpoint_config,
-        "endpoint config",
-        "EndpointConfigName",
-        requests["CreateEndpointConfig"],
-    )
+    ensure_model(sagemaker, requests["CreateModel"])
+    ensure_config(sagemaker, requests["CreateEndpointConfig"])
     try:
         current: dict[str, Any] | None = settled(sagemaker, name)
     except ProviderNotFoundError:

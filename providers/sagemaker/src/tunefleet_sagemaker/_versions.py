@@ -67,7 +67,8 @@ from tunefleet_sagemaker._serving import (
     derived_name,
     describe_config,
     endpoint_ref,
-    ensure,
+    ensure_config,
+    ensure_model,
     invoke,
     planned,
     rollback_alarms,
@@ -248,20 +249,8 @@ def add_version(
     with translated(f"put alarm {alarm['AlarmName']}"):
         cloudwatch.put_metric_alarm(**alarm)
     if found is None:
-        ensure(
-            sagemaker.create_model,
-            sagemaker.describe_model,
-            "model",
-            "ModelName",
-            requests["CreateModel"],
-        )
-        ensure(
-            sagemaker.create_endpoint_config,
-            sagemaker.describe_endpoint_config,
-            "endpoint config",
-            "EndpointConfigName",
-            config,
-        )
+        ensure_model(sagemaker, requests["CreateModel"])
+        ensure_config(sagemaker, config)
         described = update(
             sagemaker,
             fill_placeholders(requests["UpdateEndpoint"], {CONFIG: config["EndpointConfigName"]}),
@@ -416,13 +405,7 @@ def remove_version(endpoint: EndpointRef, version: str) -> None:
             **_config_fields(sagemaker, current),
         }
         _check_limits("CreateEndpointConfig", config, region)
-        ensure(
-            sagemaker.create_endpoint_config,
-            sagemaker.describe_endpoint_config,
-            "endpoint config",
-            "EndpointConfigName",
-            config,
-        )
+        ensure_config(sagemaker, config)
         described = update(
             sagemaker,
             {
