@@ -131,9 +131,12 @@ def deploy(
     else:
         row = _target(journal, run, target)
         version = register(journal, run, row)
-    check_deployable(journal, run, version, force=force, reason=reason)
-    artifact = ArtifactRef.model_validate(version.artifact)
     endpoint_name = _endpoint_name(run, name)
+    resuming = journal.open_rollout(endpoint_name)
+    if resuming is None or resuming.to_version_id != version.id:
+        # A rollout of this version passed the gate (or was forced) when it started.
+        check_deployable(journal, run, version, force=force, reason=reason)
+    artifact = ArtifactRef.model_validate(version.artifact)
     provider = registry.provider(row.provider)
     server = optional(provider, Serving)
     canary = _canary(run)
