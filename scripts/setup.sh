@@ -34,3 +34,12 @@ if [ "${1:-}" = "--dev" ] || [ "${1:-}" = "--train" ]; then
     "${pip[@]}" "$torch_spec"
 fi
 "${pip[@]}" "${packages[@]}"
+# The Azure provider's tests run against Azurite, the real Azure Blob server (an npm
+# package), kept outside the clone so a fresh clone reuses it.
+if [ "${1:-}" = "--dev" ]; then
+    azurite_home="${TUNEFLEET_AZURITE_HOME:-$HOME/.cache/tunefleet-azurite}"
+    if [ ! -f "$azurite_home/node_modules/azurite/dist/src/blob/main.js" ] && command -v npm >/dev/null; then
+        mkdir -p "$azurite_home"
+        npm install --silent --no-audit --no-fund --prefix "$azurite_home" azurite@3.35.0 >/dev/null
+    fi
+fi

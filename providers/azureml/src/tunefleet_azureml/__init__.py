@@ -1,0 +1,1 @@
+"""tunefleet-azureml: the Azure Machine Learning provider."""
