@@ -63,3 +63,26 @@ def test_a_broken_config_names_itself(tmp_path: Path) -> None:
         resolve_config(str(hyperparameters), {}, {}, config_key="tunefleet_config")
     with pytest.raises(TrainerError, match=r"\(other\): no such key"):
         resolve_config(str(hyperparameters), {}, {}, config_key="other")
+
+
+def test_the_launcher_gives_the_golden_sets_path_and_where_answers_go() -> None:
+    """Azure ML knows an input's path only on the command line (``${{inputs.golden}}``):
+    the flags complete the evaluation the config asks for, and are refused without one."""
+    evaluation = {"max_examples": 3, "baseline": True}
+    environ = {CONFIG_ENV: json.dumps({**CONFIG, **PATHS, "evaluation": evaluation})}
+    config = resolve_config(
+        None,
+        {},
+        environ,
+        evaluation={"golden_set": "/mnt/golden.jsonl", "predictions_dir": "/mnt/answers"},
+    )
+    assert config.evaluation is not None
+    assert (config.evaluation.golden_set, config.evaluation.predictions_dir) == (
+        "/mnt/golden.jsonl",
+        "/mnt/answers",
+    )
+    assert config.evaluation.max_examples == 3
+    plain = {CONFIG_ENV: json.dumps({**CONFIG, **PATHS})}
+    with pytest.raises(TrainerError, match="asks for no evaluation"):
+        resolve_config(None, {}, plain, evaluation={"golden_set": "/mnt/golden.jsonl"})
+    assert resolve_config(None, {}, plain, evaluation={"golden_set": None}).evaluation is None

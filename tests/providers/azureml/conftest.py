@@ -143,3 +143,12 @@ def azureml_spec(
         del body["dataset"]["validation"]
     body.update(top)
     return json.dumps(body)
+
+
+EVALUATION: dict[str, Any] = {
+    "golden_set": str(DATA / "validation.jsonl"),
+    "metrics": ["exact_match", "token_f1"],
+    "max_examples": 3,
+}
+"""The quickstart's validation examples serve as a golden set: chat examples whose last
+turn is the answer expected."""

@@ -53,6 +53,7 @@ import trustme
 from tests.providers.azureml.arm_contract import violations as contract_violations
 
 from tunefleet_trainer.metrics import format_checkpoint_line, format_metric_line
+from tunefleet_trainer.predictions import GoldenExample, Prediction, parse_golden_line
 
 SUBSCRIPTION = "00000000-0000-4000-8000-0000000000a1"
 RESOURCE_GROUP = "rg-tunefleet"
@@ -392,6 +393,10 @@ class FakeAzureML:
         """The files a completed job writes to its model output (path -> bytes)."""
         self.answer: Callable[[str, dict[str, Any]], str] = default_answer
         """A deployment's reply to a chat request: (deployment, request) -> content."""
+        self.trained_answer: Callable[[GoldenExample], str] = lambda example: example.expected
+        """The trained model's answer to a golden example, in a job's predictions."""
+        self.baseline_answer: Callable[[GoldenExample], str] = lambda example: "I do not know."
+        """The base model's answer to a golden example, in a job's predictions."""
         self.workspace_id = str(uuid.uuid4())  # and so a datastore container of its own
         self.workspace_properties: dict[str, Any] = {}
         self._injected: list[_Injected] = []
@@ -1369,14 +1374,65 @@ class FakeAzureML:
             spec = next((o for o in outputs.values() if isinstance(o, dict) and o.get("uri")), None)
         if spec and spec.get("uri"):
             self._write_outputs(job, str(spec["uri"]))
+        answers = outputs.get("predictions")
+        if isinstance(answers, dict) and answers.get("uri"):
+            self._write_files(str(answers["uri"]), self._predictions(job))
+
+    def _golden(self, job: FakeJob) -> list[GoldenExample]:
+        """The golden examples a command job with an evaluation answers: its ``golden``
+        input's data asset, read from the datastore, the first ``max_examples`` of them (the
+        trainer's config in the job's environment)."""
+        config = json.loads(
+            (job.properties.get("environmentVariables") or {}).get("TUNEFLEET_TRAINER_CONFIG", "{}")
+        )
+        evaluation = config.get("evaluation") or {}
+        uri = str(((job.properties.get("inputs") or {}).get("golden") or {}).get("uri", ""))
+        asset = re.search(r"/data/([^/]+)/versions/([^/]+)$", uri)
+        if not evaluation or asset is None:
+            return []
+        data_uri = self.assets["data"][asset.group(1)][asset.group(2)]["properties"]["dataUri"]
+        found = re.fullmatch(r"azureml://datastores/([^/]+)/paths/(.*)", data_uri)
+        assert found is not None, data_uri
+        container = self.datastores[found.group(1)]["container"]
+        lines = [
+            line for line in self.blob_text(container, found.group(2)).splitlines() if line.strip()
+        ]
+        limit = evaluation.get("max_examples") or len(lines)
+        return [
+            parse_golden_line(line, index=index, line=index + 1, source=uri)
+            for index, line in enumerate(lines[:limit])
+        ]
+
+    def _predictions(self, job: FakeJob) -> dict[str, bytes]:
+        """What the trainer writes to the predictions output: the trained model's answers
+        (:attr:`trained_answer`) and, with a baseline, the base model's."""
+        examples = self._golden(job)
+
+        def answers(answer: Callable[[GoldenExample], str]) -> bytes:
+            return b"".join(
+                Prediction(index=e.index, text=answer(e), finish_reason="stop")
+                .model_dump_json(exclude_none=True)
+                .encode()
+                + b"\n"
+                for e in examples
+            )
+
+        return {
+            "predictions.jsonl": answers(self.trained_answer),
+            "baseline_predictions.jsonl": answers(self.baseline_answer),
+        }
 
     def _write_outputs(self, job: FakeJob, uri: str) -> None:
+        self._write_files(uri, self.outputs_for(job))
+
+    def _write_files(self, uri: str, files: dict[str, bytes]) -> None:
+        """Upload ``files`` under a datastore URI, as Azure ML uploads an output folder."""
         found = re.fullmatch(r"azureml://datastores/([^/]+)/paths/(.*)", uri)
         if not found or found.group(1) not in self.datastores:
             return
         container = self.datastores[found.group(1)]["container"]
         prefix = found.group(2).rstrip("/")
-        for name, data in self.outputs_for(job).items():
+        for name, data in files.items():
             self._blobs().get_blob_client(container, f"{prefix}/{name}").upload_blob(
                 data, overwrite=True
             )

@@ -257,10 +257,22 @@ def test_what_the_target_cannot_honour_is_refused_with_the_setting(
     assert words in unmet(plan)[requirement]
 
 
-def test_a_spec_with_an_evaluation_is_refused_at_plan_saying_why() -> None:
+def test_with_an_evaluation_the_job_answers_the_golden_set_into_its_own_output() -> None:
     body = {"golden_set": str(DATA / "validation.jsonl"), "metrics": ["exact_match"]}
-    refused = unmet(planned(evaluation=body))
-    assert "golden set" in refused["evaluation"]
+    plan = planned(evaluation=body)
+    assert plan.ok, plan.unmet
+    assert plan.predictions == "job"
+    properties = job(plan)
+    assert properties["command"].endswith(
+        "--golden-set ${{inputs.golden}} --output-dir ${{outputs.model}} "
+        "--checkpoint-dir ${{outputs.checkpoints}} --predictions-dir ${{outputs.predictions}}"
+    )
+    assert properties["inputs"]["golden"]["uri"] == "${golden_set_uri}"
+    assert properties["outputs"]["predictions"]["mode"] == "Upload"
+    config = json.loads(properties["environmentVariables"][_planning.CONFIG_ENV])
+    assert config["evaluation"]["baseline"] is True and "golden_set" not in config["evaluation"]
+    staged = [r.body["role"] for r in plan.requests if r.operation == "PutBlockList"]
+    assert staged == ["train", "validation", "golden_set"]
 
 
 def test_the_estimate_is_vm_hours_and_a_cluster_needs_its_price() -> None:

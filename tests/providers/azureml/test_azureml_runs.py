@@ -13,7 +13,7 @@ import pytest
 from pydantic import TypeAdapter
 from tests.providers.azureml.arm_contract import violations
 from tests.providers.azureml.azurite import Azurite
-from tests.providers.azureml.conftest import DATA, azureml_spec
+from tests.providers.azureml.conftest import DATA, EVALUATION, azureml_spec
 from tests.providers.azureml.fake_arm import FakeAzureML
 
 from tunefleet.events import Event, MetricEvent
@@ -212,8 +212,12 @@ class TestAzureMLRuns(RunConformance):
         signed_in: dict[str, str],
     ) -> RunHarness:
         spec = write_spec(tmp_path, azureml_spec(fake_azureml, azurite))
+        evaluated = write_spec(
+            tmp_path, azureml_spec(fake_azureml, azurite, evaluation=EVALUATION), "evaluated.yaml"
+        )
         return RunHarness(
             spec=spec,
+            evaluated_spec=evaluated,
             run_name="support-bot",
             jobs=lambda: len(fake_azureml.jobs),
             endpoints=lambda: len(fake_azureml.endpoints),

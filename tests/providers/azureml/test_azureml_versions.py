@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from tests.providers.azureml.azurite import Azurite
-from tests.providers.azureml.conftest import azureml_spec
+from tests.providers.azureml.conftest import EVALUATION, azureml_spec
 from tests.providers.azureml.fake_arm import FakeAzureML
 
 from tunefleet.errors import AlreadyExistsError, ProviderError
@@ -26,8 +26,10 @@ PROVIDER = AzureMLProvider()
 ASK = ChatRequest(messages=[{"role": "user", "content": "Where are my orders?"}], max_tokens=8)
 
 
-def canary_plan(fake: FakeAzureML, azurite: Azurite, **endpoint: Any) -> Plan:
-    body = json.loads(azureml_spec(fake, azurite))
+def canary_plan(
+    fake: FakeAzureML, azurite: Azurite, options: dict[str, Any] | None = None, **endpoint: Any
+) -> Plan:
+    body = json.loads(azureml_spec(fake, azurite, options=options))
     body["endpoint"] = {"canary": {"traffic_percent": 10, "bake_minutes": 0}, **endpoint}
     (plan,) = plan_run(parse_spec(json.dumps(body)), registry=discover()).plans
     assert plan.ok, plan.unmet
@@ -55,6 +57,7 @@ def test_the_provider_splits_traffic() -> None:
 
 def test_labels_become_deployment_names_azure_accepts() -> None:
     assert _versions.deployment_name("support-bot-v2") == "support-bot-v2"
+    assert _versions.deployment_name("Support-V2") == "support-v2", "Azure stores lower case"
     for label in ("v2", "2nd", "a" * 40, "support-bot-with-a-long-name-v12"):
         name = _versions.deployment_name(label)
         assert 3 <= len(name) <= 32 and name[0].isalpha(), name
@@ -97,6 +100,26 @@ def test_a_version_is_added_beside_the_one_serving_and_traffic_shifts(
     assert not fake_azureml.endpoints
 
 
+def test_a_new_version_first_gets_a_mirror_of_the_live_traffic(
+    fake_azureml: FakeAzureML, azurite: Azurite
+) -> None:
+    """Azure ML's mirrored traffic: copies of live requests reach the new deployment (its
+    answers dropped) until it takes live traffic of its own, when the mirror stops."""
+    plan = canary_plan(fake_azureml, azurite, options={"mirror_percent": 50})
+    endpoint = PROVIDER.deploy(plan, model(fake_azureml, "m-one"), "support-bot")
+    PROVIDER.add_version(plan, endpoint, model(fake_azureml, "m-two"), "support-bot-v2")
+    properties = fake_azureml.endpoints["support-bot"]["properties"]
+    assert properties["mirrorTraffic"] == {"support-bot-v2": 50}
+    assert traffic(fake_azureml) == {"primary": 100}
+    for _ in range(20):
+        PROVIDER.invoke(endpoint, ASK)
+    mirrored = [s for s in fake_azureml.scored if s.mirrored]
+    assert mirrored and {s.deployment for s in mirrored} == {"support-bot-v2"}
+    assert {s.deployment for s in fake_azureml.scored if not s.mirrored} == {"primary"}
+    PROVIDER.shift_traffic(endpoint, {"primary": 90, "support-bot-v2": 10})
+    assert not fake_azureml.endpoints["support-bot"]["properties"].get("mirrorTraffic")
+
+
 def test_a_label_serving_another_model_is_refused(
     fake_azureml: FakeAzureML, azurite: Azurite
 ) -> None:
@@ -128,6 +151,24 @@ def test_each_version_scales_on_its_own(fake_azureml: FakeAzureML, azurite: Azur
     assert set(fake_azureml.autoscale) == {"support-bot-support-bot-v2"}
 
 
+def test_deploying_again_never_takes_the_traffic_off_the_serving_version(
+    fake_azureml: FakeAzureML, azurite: Azurite
+) -> None:
+    """An endpoint's traffic is what its PUT says: a redeploy must not PUT the endpoint
+    without its traffic while the new deployment is being made."""
+    plan = canary_plan(fake_azureml, azurite)
+    endpoint = PROVIDER.deploy(plan, model(fake_azureml, "m-one"), "support-bot")
+    seen = len(fake_azureml.requests)
+    PROVIDER.deploy(plan, model(fake_azureml, "m-two"), "support-bot")
+    puts = [
+        r.body["properties"].get("traffic")
+        for r in fake_azureml.requests[seen:]
+        if r.method == "PUT" and r.path.endswith("/onlineEndpoints/support-bot")
+    ]
+    assert puts == [{"primary": 100}], puts
+    assert PROVIDER.versions(endpoint) == {"primary": 100}
+
+
 def test_a_plain_deploy_replaces_every_version(fake_azureml: FakeAzureML, azurite: Azurite) -> None:
     plan = canary_plan(fake_azureml, azurite)
     endpoint = PROVIDER.deploy(plan, model(fake_azureml, "m-one"), "support-bot")
@@ -143,15 +184,16 @@ def test_a_canary_rollout_through_the_cli_moves_the_traffic_to_the_new_deploymen
     fake_azureml: FakeAzureML, azurite: Azurite, tmp_path: Path, signed_in: dict[str, str]
 ) -> None:
     """Two runs of the spec (the second trains longer), each deployed: the second goes out
-    as a canary (10% of the traffic), bakes, then takes it all; the first is removed."""
+    as a canary (10% of the traffic), both versions answer the golden sample (the shadow
+    comparison), then it takes all the traffic; the first is removed."""
     cli = CliRunner(
         tmp_path,
         f"sqlite:///{tmp_path / 'journal.db'}",
         {"TUNEFLEET_RETRY_BACKOFF": "0.01", **signed_in},
         timeout=180,
     )
-    body = json.loads(azureml_spec(fake_azureml, azurite))
-    body["endpoint"] = {"canary": {"traffic_percent": 10, "bake_minutes": 0}}
+    body = json.loads(azureml_spec(fake_azureml, azurite, evaluation=EVALUATION))
+    body["endpoint"] = {"canary": {"traffic_percent": 10, "bake_minutes": 0, "shadow_examples": 3}}
     first = tmp_path / "first.yaml"
     first.write_text(json.dumps(body))
     body["hyperparameters"]["epochs"] = 3
@@ -170,6 +212,9 @@ def test_a_canary_rollout_through_the_cli_moves_the_traffic_to_the_new_deploymen
     assert len(deployments) == 1
     canary = cli("deploy", models[1])
     assert canary.returncode == 0, canary.stderr
+    assert "shadow comparison" in canary.stderr, canary.stderr
+    shadowed = {s.deployment for s in fake_azureml.scored if not s.mirrored}
+    assert len(shadowed) == 2, "the golden sample went to both versions, each by its header"
     puts = [
         r.body["properties"].get("traffic")
         for r in fake_azureml.requests

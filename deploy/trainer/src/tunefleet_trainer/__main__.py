@@ -35,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--base-model", help="hub id, local directory or scratch:<preset>")
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument("--merge", action="store_true", default=None, help="also write merged/")
+    parser.add_argument("--golden-set", help="the evaluation's golden set (a JSONL file or a dir)")
+    parser.add_argument("--predictions-dir", help="where the evaluation's answers go")
     return parser
 
 
@@ -61,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "merge": args.merge,
             },
             config_key=args.config_key,
+            evaluation={"golden_set": args.golden_set, "predictions_dir": args.predictions_dir},
         )
         from tunefleet_trainer.train import train
 

@@ -163,12 +163,16 @@ def resolve_config(
     environ: Mapping[str, str] | None = None,
     *,
     config_key: str | None = None,
+    evaluation: Mapping[str, object] | None = None,
 ) -> TrainerConfig:
     """The config from ``config_file`` (else ``$TUNEFLEET_TRAINER_CONFIG``) with ``overrides``.
 
     ``config_key`` reads the config from that key of the file's JSON object (its value the
     config or the config's JSON text). ``overrides`` are flags; None values are ignored and
-    the rest win over the config. Raises TrainerError naming the source of a bad value.
+    the rest win over the config. ``evaluation`` overrides keys of the config's evaluation
+    (the golden set's path and where answers go, which only the launcher knows); given
+    without an evaluation in the config, it is an error. Raises TrainerError naming the
+    source of a bad value.
     """
     env = os.environ if environ is None else environ
     merged: dict[str, object] = {}
@@ -198,6 +202,13 @@ def resolve_config(
             loaded = value
         merged.update(loaded)
     merged.update({key: value for key, value in overrides.items() if value is not None})
+    paths = {key: value for key, value in (evaluation or {}).items() if value is not None}
+    if paths:
+        if not isinstance(merged.get("evaluation"), dict):
+            raise TrainerError(
+                f"{', '.join(sorted(paths))} given, but {source} asks for no evaluation"
+            )
+        merged["evaluation"] = {**merged["evaluation"], **paths}  # type: ignore[dict-item]
     try:
         return TrainerConfig.model_validate(merged)
     except ValidationError as exc:

@@ -69,11 +69,15 @@ def poll_seconds() -> float:
         return 5.0
 
 
-_QUOTA = frozenset({"QuotaExceeded", "InsufficientQuota", "QuotaLimitReached"})
+_QUOTA = frozenset({"QuotaExceeded", "InsufficientQuota", "QuotaLimitReached", "OutOfQuota"})
 """Codes Azure ML answers for a request over a subscription's or a workspace's quota (VM
 family cores, endpoint instances): "Quotas and limits in Azure Machine Learning",
-https://learn.microsoft.com/azure/machine-learning/how-to-manage-quotas."""
+https://learn.microsoft.com/azure/machine-learning/how-to-manage-quotas; ``OutOfQuota``
+for an online deployment ("Troubleshoot online endpoint deployment and scoring",
+https://learn.microsoft.com/azure/machine-learning/how-to-troubleshoot-online-endpoints)."""
 _BUSY = frozenset({"TooManyRequests", "Throttled"})
+_TRANSIENT = frozenset({"OutOfCapacity"})
+"""The region has no capacity of the VM size right now (the same page): it may later."""
 _EXISTS = frozenset({"Conflict", "ResourceExists", "AlreadyExists", "ContainerAlreadyExists"})
 _NOT_FOUND = frozenset(
     {
@@ -261,7 +265,7 @@ def translated(operation: str) -> Iterator[None]:
             kind = AlreadyExistsError
         elif status == 429 or code in _BUSY:
             kind = ProviderBusyError
-        elif status >= 500:
+        elif status >= 500 or code in _TRANSIENT:
             kind = TransientProviderError
         elif isinstance(exc, ClientAuthenticationError) or status in (401, 403):
             text += (

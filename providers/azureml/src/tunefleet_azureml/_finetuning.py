@@ -8,7 +8,9 @@ using serverless APIs",
 https://learn.microsoft.com/azure/ai-foundry/how-to/fine-tune-serverless). The service
 chooses the adapter and trains with its own hyperparameters, passed as strings: the spec's
 epochs, learning rate and batch size map onto them, anything else is refused with the
-reason, never dropped. The result is registered as an MLflow model asset.
+reason, never dropped. The result is registered as an MLflow model asset. Models of other
+publishers than Microsoft (Llama, Mistral) need the workspace's project subscribed to the
+model's Azure Marketplace offer first; the job fails with Azure's reason otherwise.
 """
 
 from __future__ import annotations
@@ -88,6 +90,31 @@ def unmet(spec: RunSpec, target: TargetSpec, options: AzureMLOptions) -> list[Un
                     "batch_size only; it sets the rest itself",
                 )
             )
+    if spec.evaluation is not None:
+        found.append(
+            Unmet(
+                requirement="evaluation",
+                reason="a serverless fine-tuning job does not answer the golden set, and its "
+                "model is served by Azure's serverless endpoints, which tunefleet does not "
+                "deploy yet; evaluate a command-job target instead",
+            )
+        )
+    if spec.placement.require_customer_managed_key:
+        found.append(
+            Unmet(
+                requirement="placement.require_customer_managed_key",
+                reason="serverless fine-tuning does not support customer-managed keys "
+                "(Fine-tune models using serverless APIs, Prerequisites); use mode: command",
+            )
+        )
+    if target.compute.instance_type is not None:
+        found.append(
+            Unmet(
+                requirement="compute.instance_type",
+                reason="serverless fine-tuning chooses its machines; name a cluster in "
+                "options.compute to choose them",
+            )
+        )
     if spec.placement.require_private_network:
         found.append(
             Unmet(
@@ -103,13 +130,6 @@ def unmet(spec: RunSpec, target: TargetSpec, options: AzureMLOptions) -> list[Un
                 requirement="endpoint",
                 reason="the fine-tuned catalog model is an MLflow model served by Azure's "
                 "serverless endpoints, which tunefleet does not deploy yet; remove endpoint",
-            )
-        )
-    if options.compute is not None and target.compute.instance_type is not None:
-        found.append(
-            Unmet(
-                requirement="compute.instance_type",
-                reason=f"cluster {options.compute!r} has its own VM size",
             )
         )
     return found
@@ -149,11 +169,10 @@ def job_request(
     if spec.description:
         properties["description"] = spec.description
     if options.compute is not None:
+        # Managed compute: the job runs on the workspace's cluster.
         properties["computeId"] = f"{options.workspace_id}/computes/{options.compute}"
-    else:
-        properties["resources"] = {
-            "instanceTypes": [target.compute.instance_type or options.instance_type]
-        }
-        if target.compute.spot:
-            properties["queueSettings"] = {"jobTier": "Spot"}
+    elif target.compute.spot:
+        # Serverless: the service picks the machines (the serverless samples send neither
+        # compute nor instance types); spot is a tier.
+        properties["queueSettings"] = {"jobTier": "Spot"}
     return {"path": f"jobs/{name}", "body": {"properties": properties}}

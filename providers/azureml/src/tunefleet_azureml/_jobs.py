@@ -20,8 +20,10 @@ from tunefleet.errors import (
     QuotaExceededError,
 )
 from tunefleet.events import EventPage, JobState
+from tunefleet.kit.labels import RUN_KEY as RUN_KEY_LABEL
 from tunefleet.provider import ArtifactRef, DatasetRef, JobRef, JobStatus, Plan
 from tunefleet_azureml import _events
+from tunefleet_azureml._artifacts import prediction_artifacts
 from tunefleet_azureml._client import PROVIDER, Where, arm, translated
 from tunefleet_azureml._planning import CONFIG_ENV, fill, job_name, model_request
 from tunefleet_azureml.options import AzureMLOptions
@@ -67,6 +69,8 @@ def job_ref(plan: Plan, name: str, run_key: str) -> JobRef:
             checkpoints=job_name(planned["outputs"]["checkpoints"]["uri"], run_key),
             model=job_name(planned["outputs"]["model"]["uri"], run_key),
         )
+        if options.storage_account_url:
+            scope["storage_account_url"] = options.storage_account_url
         if "instanceType" in resources:
             scope["instance_type"] = resources["instanceType"]
     else:
@@ -153,10 +157,17 @@ def submit(plan: Plan, datasets: Mapping[str, DatasetRef], run_key: str) -> JobR
             arm(options).jobs.create_or_update(
                 options.resource_group, options.workspace, name, request["body"]
             )
-    except AlreadyExistsError:
-        pass  # the name is the run key's: a job of that name is this run's job
     except QuotaExceededError as exc:
         raise _quota_advice(exc, plan) from None
+    except ProviderError:
+        # The name is the run key's: a job of that name carrying this run key is this
+        # run's, made by an attempt whose answer was lost. Azure ML refuses a PUT of an
+        # existing job with UserError/JobPropertyImmutable, not a 409 (azure-sdk-for-python
+        # #47389), and azure-core itself sends the PUT again after a dropped answer.
+        found = get(Where.of(options), name)
+        tags = _properties(found or {}).get("tags") or {}
+        if found is None or tags.get(RUN_KEY_LABEL) != run_key:
+            raise
     return job_ref(plan, name, run_key)
 
 
@@ -248,4 +259,14 @@ def artifacts(job: JobRef) -> list[ArtifactRef]:
     refs = [ArtifactRef(kind=kind, uri=_model_uri(where, name, version))]
     if job.scope.get("checkpoints"):
         refs.append(ArtifactRef(kind="checkpoint", uri=job.scope["checkpoints"]))
-    return refs
+    predictions = ((properties.get("outputs") or {}).get("predictions") or {}).get("uri")
+    return refs + prediction_artifacts(_trainer_config(properties), predictions)
+
+
+def _trainer_config(properties: dict[str, Any]) -> dict[str, Any]:
+    """The trainer's config the job was created with; {} when it has none tunefleet wrote."""
+    try:
+        config = json.loads((properties.get("environmentVariables") or {})[CONFIG_ENV])
+    except (KeyError, TypeError, ValueError):
+        return {}
+    return config if isinstance(config, dict) else {}

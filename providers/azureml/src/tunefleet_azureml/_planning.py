@@ -53,6 +53,7 @@ __all__ = [
     "job_request",
     "model_request",
     "plan",
+    "roles_of",
     "uri_placeholder",
 ]
 
@@ -64,8 +65,10 @@ CONFIG_ENV = "TUNEFLEET_TRAINER_CONFIG"
 Azure ML knows: they are on the command line as ``${{inputs.*}}`` and ``${{outputs.*}}``)."""
 ENVIRONMENT = "tunefleet-trainer"
 """The environment (the trainer image) jobs run in; one version per image."""
-INPUTS = {"train": "train", "validation": "validation"}
+INPUTS = {"train": "train", "validation": "validation", "golden_set": "golden"}
 """The job input of each staged dataset's role."""
+_FLAGS = {"train": "--train", "validation": "--validation", "golden_set": "--golden-set"}
+"""The trainer's flag for each input's path."""
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_-]{0,254}$")
 """A job's name: letters, digits, hyphens and underscores, at most 255 characters,
 case-sensitive (Jobs - Create Or Update, the ``id`` path parameter,
@@ -115,10 +118,14 @@ def environment_version(image: str) -> str:
     return hashlib.sha256(image.encode()).hexdigest()[:16]
 
 
-def _roles(spec: RunSpec) -> list[str]:
+def roles_of(spec: RunSpec, options: AzureMLOptions) -> list[str]:
+    """The datasets a job of ``spec`` reads: the golden set too when a command job answers
+    it (the spec has an evaluation)."""
     roles = ["train"]
     if spec.dataset.validation is not None:
         roles.append("validation")
+    if spec.evaluation is not None and options.mode == "command":
+        roles.append("golden_set")
     return roles
 
 
@@ -132,13 +139,14 @@ def _instance_type(target: TargetSpec, options: AzureMLOptions) -> str:
 
 
 def trainer_config(spec: RunSpec) -> dict[str, Any]:
-    """The trainer's config, less the paths Azure ML decides; the serving container loads
-    a whole model, so an adapter is merged in too."""
+    """The trainer's config, less the paths Azure ML decides (the golden set's and where
+    its answers go come as flags); the serving container loads a whole model, so an
+    adapter is merged in too."""
     adapter = spec.method.adapter or "lora"
     config = neutral_trainer_config(spec, adapter=adapter, merge=adapter != "full")
-    config.pop("evaluation", None)
     # Checked now with stand-in paths, so a config the trainer would refuse fails at plan.
-    with_paths(config, train="/mnt/train.jsonl", output_dir="/mnt/model")
+    golden = "/mnt/golden.jsonl" if "evaluation" in config else None
+    with_paths(config, train="/mnt/train.jsonl", output_dir="/mnt/model", golden_set=golden)
     return config
 
 
@@ -146,8 +154,10 @@ def command(roles: list[str]) -> str:
     """The job's command line: the trainer, with the paths Azure ML mounts."""
     parts = ["python -m tunefleet_trainer"]
     for role in roles:
-        parts.append(f"--{role} ${{{{inputs.{INPUTS[role]}}}}}")
+        parts.append(f"{_FLAGS[role]} ${{{{inputs.{INPUTS[role]}}}}}")
     parts.append("--output-dir ${{outputs.model}} --checkpoint-dir ${{outputs.checkpoints}}")
+    if "golden_set" in roles:
+        parts.append("--predictions-dir ${{outputs.predictions}}")
     return " ".join(parts)
 
 
@@ -195,6 +205,13 @@ def job_request(
         "resources": resources,
         "tags": run_labels(spec, target=target.key),
     }
+    if "golden_set" in roles:
+        # The golden set's answers, apart from the model: reading them downloads no model.
+        properties["outputs"]["predictions"] = {
+            "jobOutputType": "uri_folder",
+            "uri": _datastore_uri(options, "predictions", name),
+            "mode": "Upload",
+        }
     if spec.description:
         properties["description"] = spec.description
     if options.compute is not None:
@@ -322,14 +339,6 @@ def unmet(spec: RunSpec, target: TargetSpec, options: AzureMLOptions) -> list[Un
                 "options.compute, or train on a low-priority cluster without compute.spot)",
             )
         )
-    if spec.evaluation is not None:
-        found.append(
-            Unmet(
-                requirement="evaluation",
-                reason="Azure ML jobs do not answer the golden set yet, so the model could "
-                "not be scored; evaluate on another target or remove the evaluation",
-            )
-        )
     instance_type = _instance_type(target, options)
     if spec.method.adapter == "qlora" and gpus(instance_type) == 0:
         found.append(
@@ -366,7 +375,7 @@ def limit_unmet(spec: RunSpec) -> list[Unmet]:
                 "- and _, at most 255 characters)",
             )
         )
-    for role in ("train", "validation"):
+    for role in ("train", "validation", "golden_set"):
         name = data_asset(spec, role)
         if not _ASSET_NAME.match(name):
             found.append(
@@ -444,7 +453,7 @@ def _stage_requests(request: PlanRequest, options: AzureMLOptions) -> list[Nativ
             purpose="find the datastore's storage account and container",
         ),
     ]
-    for role in _roles(spec):
+    for role in roles_of(spec, options):
         facts = request.datasets.get(role)
         sha256 = facts.sha256 if facts and facts.sha256 else DATASET_HASH
         name = data_asset(spec, role)
@@ -482,7 +491,7 @@ def plan(provider: str, request: PlanRequest) -> Plan:
     spec, target = request.spec, request.target
     options = request.options
     assert isinstance(options, AzureMLOptions)
-    roles = _roles(spec)
+    roles = roles_of(spec, options)
     requests = _stage_requests(request, options)
     if options.mode == "finetuning":
         job = _finetuning.job_request(spec, target, options, roles, uri_placeholder)
@@ -528,6 +537,12 @@ def plan(provider: str, request: PlanRequest) -> Plan:
         f"before the first upload, tunefleet reads workspace {options.workspace!r} and "
         "checks its region, network isolation and encryption against the placement policy"
     )
+    if spec.evaluation is not None and options.mode == "command":
+        notes.append(
+            "the job also answers the golden set, with the base model before training and "
+            f"the trained model after it (greedy, up to {spec.evaluation.max_tokens} new "
+            "tokens an answer); the cost estimate leaves that time out"
+        )
     if not spec.base_model.startswith("scratch:"):
         notes.append(
             f"the job downloads {spec.base_model} from the Hugging Face Hub: the workspace's "
@@ -541,7 +556,9 @@ def plan(provider: str, request: PlanRequest) -> Plan:
         epochs=epochs,
         requests=requests,
         cost=cost,
-        unmet=unmet(spec, target, options) + limit_unmet(spec) + _serving.unmet(spec),
+        unmet=unmet(spec, target, options) + limit_unmet(spec) + _serving.unmet(spec, options),
         notes=notes,
-        predictions=None,
+        # A command job answers the golden set itself (the GPU is paid for already); the
+        # answers come back as the predictions artifacts of its predictions output.
+        predictions="job" if spec.evaluation is not None and options.mode == "command" else None,
     )

@@ -89,12 +89,22 @@ ENDPOINT_NAME = re.compile(r"^[a-zA-Z][a-zA-Z0-9-]{1,30}[a-zA-Z0-9]$")
 a letter or digit last ("Endpoint name", Online endpoints,
 https://learn.microsoft.com/azure/machine-learning/how-to-manage-quotas#azure-machine-learning-online-endpoints-and-batch-endpoints).
 It is part of the scoring URI, unique in the region."""
+LIVENESS = {"initialDelay": "PT600S", "period": "PT10S", "timeout": "PT2S", "failureThreshold": 30}
+"""The container is restarted only after 10 minutes without a healthy answer: TGI loads and
+warms a 7-8B model for minutes, and Azure ML's default (10 s, then 30 failures 10 s apart)
+restarts it in a loop ("ProbeSettings", Managed online deployment YAML reference,
+https://learn.microsoft.com/azure/machine-learning/reference-yaml-deployment-managed-online)."""
+READINESS = {"initialDelay": "PT30S", "period": "PT10S", "timeout": "PT2S", "failureThreshold": 90}
+"""Traffic waits until TGI answers /health, for up to 15 minutes after start."""
+MAX_CONCURRENT_REQUESTS = 16
+"""Requests one instance takes at once: TGI batches them (Azure ML's default of 1 answers a
+second concurrent request with 429, the same page's RequestSettings)."""
 DEFAULT_REQUESTS_PER_INSTANCE = 100
 """Requests per instance per minute autoscale tracks when the spec names no target."""
 LRO_SECONDS = 30 * 60
 
 
-def unmet(spec: RunSpec) -> list[Unmet]:
+def unmet(spec: RunSpec, options: AzureMLOptions) -> list[Unmet]:
     """What the spec's endpoint asks that a managed online endpoint cannot do."""
     found: list[Unmet] = []
     endpoint = spec.endpoint
@@ -106,6 +116,16 @@ def unmet(spec: RunSpec) -> list[Unmet]:
                 requirement="endpoint.name",
                 reason="an Azure ML online endpoint's name has 3-32 letters, digits and "
                 "hyphens, starting with a letter",
+            )
+        )
+    if spec.placement.require_private_network and options.serving_image is None:
+        found.append(
+            Unmet(
+                requirement="placement.require_private_network",
+                reason=f"a private deployment downloads its image through the workspace's "
+                f"private endpoints only, so {TGI_IMAGE} cannot be pulled; push a serving "
+                "image to the workspace's container registry and name it in "
+                "options.serving_image",
             )
         )
     if endpoint.autoscaling is not None and endpoint.autoscaling.min_instances < 1:
@@ -192,7 +212,12 @@ def requests(spec: RunSpec, region: str, options: AzureMLOptions) -> list[Native
                         "instanceType": endpoint.instance_type or options.endpoint_instance_type,
                         "scaleSettings": {"scaleType": "Default"},
                         "egressPublicNetworkAccess": "Disabled" if private else "Enabled",
-                        "requestSettings": {"requestTimeout": "PT90S"},
+                        "requestSettings": {
+                            "requestTimeout": "PT90S",
+                            "maxConcurrentRequestsPerInstance": MAX_CONCURRENT_REQUESTS,
+                        },
+                        "livenessProbe": LIVENESS,
+                        "readinessProbe": READINESS,
                     },
                 },
             },
@@ -240,6 +265,13 @@ def _autoscale_request(
                 "operator": operator,
                 "threshold": threshold,
                 "dividePerInstance": True,
+                # RequestsPerMinute is the endpoint's, for every deployment: each version
+                # scales on its own requests ("Supported metrics for
+                # Microsoft.MachineLearningServices/workspaces/onlineEndpoints": dimension
+                # "deployment").
+                "dimensions": [
+                    {"DimensionName": "deployment", "Operator": "Equals", "Values": [DEPLOYMENT]}
+                ],
             },
             "scaleAction": {
                 "direction": direction,
@@ -410,8 +442,14 @@ def deploy(plan: Plan, artifact: ArtifactRef, name: str, deployment: str = PRIMA
         MODEL: model,
         MODEL_DIR: model_dir(model_name, version, adapter),
     }
-    endpoint: dict[str, Any] = {}
+    endpoint = _existing(where, name)
     for operation, request in planned(plan, values):
+        creating = "traffic" not in request.get("body", {}).get("properties", {})
+        if operation == "OnlineEndpoints_CreateOrUpdate" and creating and endpoint:
+            # The endpoint serves already: a PUT without its traffic would take every
+            # deployment's traffic away while the new one is made (an endpoint's traffic
+            # is what its PUT says). Its traffic moves with the last request.
+            continue
         if operation == "EnvironmentVersions_CreateOrUpdate":
             ensure_environment(where, request)
         elif operation == "AutoscaleSettings_CreateOrUpdate":
@@ -431,6 +469,17 @@ def deploy(plan: Plan, artifact: ArtifactRef, name: str, deployment: str = PRIMA
         id=f"{where.workspace_id}/onlineEndpoints/{name}",
         scope=scope,
     )
+
+
+def _existing(where: Where, name: str) -> dict[str, Any]:
+    """The endpoint ``name`` as Azure has it; {} when there is none."""
+    try:
+        with translated(f"read endpoint {name}"):
+            return dict(
+                arm(where).online_endpoints.get(where.resource_group, where.workspace, name)
+            )
+    except ProviderNotFoundError:
+        return {}
 
 
 def _remove_others(where: Where, endpoint: str, keep: str) -> None:

@@ -10,6 +10,7 @@ exists is reused, so a re-run uploads and registers nothing.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,16 @@ def _upload(
         progress(size, size)
 
 
+_DATASTORE_PATH = re.compile(r"azureml://(?:subscriptions/.+/)?datastores/([^/]+)/paths/(.+)$")
+
+
+def _datastore_path(uri: str) -> tuple[str, str] | None:
+    """(datastore, path) of a datastore URI in its short or long form (the service may
+    store ``azureml://subscriptions/.../workspaces/<ws>/datastores/<ds>/paths/<p>``)."""
+    found = _DATASTORE_PATH.match(uri)
+    return (found.group(1), found.group(2)) if found else None
+
+
 def _register(options: AzureMLOptions, name: str, role: str, sha256: str) -> str:
     """The data asset version of the dataset, registered unless it is; its URI."""
     request = data_request(options, name, role, sha256)
@@ -107,7 +118,7 @@ def _register(options: AzureMLOptions, name: str, role: str, sha256: str) -> str
         found = None
     if found is not None:
         uri = (found.get("properties") or {}).get("dataUri")
-        if uri != expected:
+        if _datastore_path(str(uri)) != _datastore_path(expected):
             raise ProviderError(
                 PROVIDER,
                 f"data asset {name}:{version} points at {uri}, not at {expected}",

@@ -7,7 +7,10 @@ from Azure whatever plan the caller holds. The endpoint's ``traffic`` splits req
 between deployments by percent ("Perform safe rollout of new deployments",
 https://learn.microsoft.com/azure/machine-learning/how-to-safely-rollout-online-endpoints);
 a request with the ``azureml-model-deployment`` header goes to that deployment whatever
-the traffic, which is how the rollout compares versions on the golden set.
+the traffic, which is how the rollout compares versions on the golden set. With
+``options.mirror_percent``, a new version first gets a copy of that share of the live
+requests (``mirrorTraffic``: its answers are dropped), until the canary gives it live
+traffic of its own.
 """
 
 from __future__ import annotations
@@ -41,12 +44,14 @@ __all__ = [
 ]
 
 VERSION_TAG = "tunefleet:version"
-_WRITABLE_ENDPOINT = ("authMode", "description", "publicNetworkAccess", "mirrorTraffic")
+_WRITABLE_ENDPOINT = ("authMode", "description", "publicNetworkAccess")
 """What of an endpoint's properties a PUT sends back (the rest is the service's)."""
 
 
 def deployment_name(label: str) -> str:
-    """The deployment of version ``label``."""
+    """The deployment of version ``label``: lower case, as Azure ML stores a deployment's
+    name (traffic keyed by another casing is refused, Azure/azure-sdk-for-python#28715)."""
+    label = label.lower()
     if _serving.ENDPOINT_NAME.match(label):
         return label
     digest = hashlib.sha256(label.encode()).hexdigest()[:8]
@@ -95,7 +100,7 @@ def add_version(
                 )
             )
         properties = found.get("properties") or {}
-        if properties.get("model") != model:
+        if str(properties.get("model", "")).lower() != model.lower():
             raise AlreadyExistsError(
                 PROVIDER,
                 f"endpoint {endpoint.name} serves version {version} with another model "
@@ -122,7 +127,41 @@ def add_version(
             _serving.put(where, request, operation)
         elif operation == "AutoscaleSettings_CreateOrUpdate":
             _serving.put_autoscale(where, request)
+    if options.mirror_percent:
+        _put_endpoint(where, endpoint.name, mirror={deployment: options.mirror_percent})
     return endpoint
+
+
+def _put_endpoint(
+    where: Where,
+    name: str,
+    *,
+    traffic: Mapping[str, int] | None = None,
+    mirror: Mapping[str, int] | None = None,
+) -> None:
+    """PUT the endpoint as it is with new ``traffic`` and/or ``mirror`` (mirrored traffic),
+    waiting until it is done. A deployment that takes live traffic is mirrored to no more:
+    Azure ML refuses both at once."""
+    current = _endpoint(where, name)
+    properties = current.get("properties") or {}
+    live = dict(traffic if traffic is not None else properties.get("traffic") or {})
+    mirrored = dict(mirror if mirror is not None else properties.get("mirrorTraffic") or {})
+    body: dict[str, Any] = {
+        "location": current["location"],
+        "properties": {
+            **{key: properties[key] for key in _WRITABLE_ENDPOINT if key in properties},
+            "traffic": live,
+            "mirrorTraffic": {d: share for d, share in mirrored.items() if not live.get(d)},
+        },
+    }
+    if current.get("tags"):
+        body["tags"] = current["tags"]
+    identity = current.get("identity") or {}
+    if identity.get("type"):
+        body["identity"] = {"type": identity["type"]}
+    _serving.put(
+        where, {"path": f"onlineEndpoints/{name}", "body": body}, "OnlineEndpoints_CreateOrUpdate"
+    )
 
 
 def versions(endpoint: EndpointRef) -> dict[str, int]:
@@ -148,30 +187,7 @@ def shift_traffic(endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
             code="unknown_version",
         )
     traffic = {name: int(weights.get(label, 0)) for name, label in labels.items()}
-    current = _endpoint(where, endpoint.name)
-    properties = current.get("properties") or {}
-    body: dict[str, Any] = {
-        "location": current["location"],
-        "properties": {
-            **{key: properties[key] for key in _WRITABLE_ENDPOINT if key in properties},
-            "traffic": traffic,
-        },
-    }
-    if current.get("tags"):
-        body["tags"] = current["tags"]
-    identity = current.get("identity") or {}
-    if identity.get("type"):
-        body["identity"] = {"type": identity["type"]}
-    mirror = body["properties"].get("mirrorTraffic") or {}
-    # Mirroring to a deployment that now takes live traffic is refused by Azure ML.
-    body["properties"]["mirrorTraffic"] = {
-        name: share for name, share in mirror.items() if traffic.get(name, 0) == 0
-    }
-    _serving.put(
-        where,
-        {"path": f"onlineEndpoints/{endpoint.name}", "body": body},
-        "OnlineEndpoints_CreateOrUpdate",
-    )
+    _put_endpoint(where, endpoint.name, traffic=traffic)
 
 
 def invoke_version(endpoint: EndpointRef, version: str, request: ChatRequest) -> ChatReply:

@@ -127,13 +127,18 @@ class AzureMLOptions(BaseModel):
     """Datasets go up in blocks of this size, several at once."""
     upload_concurrency: int = Field(default=4, ge=1, le=32)
     serving_image: ImageRef | None = None
-    """Inference container for online deployments; default an OpenAI-compatible vLLM
-    image (see docs/providers/azureml.md)."""
+    """Inference container for online deployments; default Hugging Face's TGI image from
+    ghcr.io (see docs/providers/azureml.md). Under a private-network policy it must be in
+    the workspace's container registry."""
     endpoint_instance_type: VmSize = "Standard_NC24ads_A100_v4"
     """Serving VM size when the spec's endpoint names none."""
     endpoint_auth: Literal["key", "aad"] = "key"
     """How callers authenticate to online endpoints: endpoint keys, or Microsoft Entra
     tokens (``aad``: no key exists to leak)."""
+    mirror_percent: int | None = Field(default=None, ge=1, le=50)
+    """During a canary rollout, copy this share of the live requests to the new version
+    before it takes any (Azure ML's mirrored traffic: its answers are dropped), so it runs
+    under real load first. Azure ML mirrors at most 50%."""
     price_per_hour: float | None = Field(default=None, ge=0)
     """USD per VM-hour, replacing the price table."""
     low_priority_discount: float = Field(default=0.8, ge=0, lt=1)

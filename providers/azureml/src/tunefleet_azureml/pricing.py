@@ -154,11 +154,8 @@ PRICES = HourlyPrices(
 FINE_TUNING_CAPABILITIES = Capabilities(
     methods=frozenset({"supervised"}),
     regions=REGIONS,
-    customer_managed_keys=True,
     spot=True,
-    instance_types=True,
     tags=True,
 )
 """What serverless fine-tuning of catalog models can do: supervised only, the service's
-adapter, on Microsoft-managed compute (no private network); the datasets still go to the
-workspace's datastore with the encryption scope."""
+adapter, on machines the service chooses (no private network, no customer-managed key)."""

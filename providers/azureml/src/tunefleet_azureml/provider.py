@@ -16,7 +16,10 @@ A thin facade; each step lives in its own module::
     events    _events     the trainer's lines in the job's std_log files (RunHistory's log
                           files), status changes, and the actual cost
     cancel    _jobs       Jobs - Cancel
-    artifacts _jobs       the model output registered as a model asset, the checkpoints
+    artifacts _jobs       the model output registered as a model asset, the checkpoints;
+                          with an evaluation, the golden set's answers the job wrote
+    ArtifactReading       _artifacts: a file of the job's predictions output, from the
+                          datastore
     Serving   _serving    a managed online endpoint, a deployment of the model in a TGI
                           container, Azure Monitor autoscale; invoke through the scoring URI
     TrafficSplitting      _versions: versions are deployments of one endpoint (its traffic
@@ -51,7 +54,7 @@ from tunefleet.provider import (
     TrainingEstimate,
     UploadProgress,
 )
-from tunefleet_azureml import _jobs, _planning, _serving, _staging, _versions, pricing
+from tunefleet_azureml import _artifacts, _jobs, _planning, _serving, _staging, _versions, pricing
 from tunefleet_azureml._client import PROVIDER
 from tunefleet_azureml._workspace import Workspaces
 from tunefleet_azureml.options import AzureMLOptions
@@ -126,6 +129,11 @@ class AzureMLProvider:
 
     def artifacts(self, job: JobRef) -> list[ArtifactRef]:
         return _jobs.artifacts(job)
+
+    # ArtifactReading
+
+    def read_artifact(self, job: JobRef, artifact: ArtifactRef, max_bytes: int) -> bytes:
+        return _artifacts.read_artifact(job, artifact, max_bytes)
 
     # Serving
 
