@@ -320,6 +320,21 @@ def test_planning_imports_no_azure_sdk() -> None:
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
+def test_plans_for_other_providers_import_no_azure_sdk() -> None:
+    """The quickstart (the local provider), planned with every provider installed."""
+    quickstart = Path(__file__).parents[3] / "examples" / "quickstart" / "tunefleet.yaml"
+    code = (
+        "import sys; from tunefleet.planning import plan_run; from tunefleet.plugins import "
+        f"discover; from tunefleet.spec import load_spec; plan_run(load_spec({str(quickstart)!r}),"
+        " registry=discover());"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'azure'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+
 def _spec_body() -> dict[str, Any]:
     return {
         "name": "support-bot",

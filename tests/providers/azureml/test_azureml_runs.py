@@ -16,7 +16,8 @@ from tests.providers.azureml.azurite import Azurite
 from tests.providers.azureml.conftest import DATA, EVALUATION, azureml_spec
 from tests.providers.azureml.fake_arm import FakeAzureML
 
-from tunefleet.events import Event, MetricEvent
+from tunefleet.events import CostEvent, Event, MetricEvent
+from tunefleet.provider import fill_placeholders
 from tunefleet.state import open_journal
 from tunefleet.testing.runs import CliRunner, RunConformance, RunHarness
 
@@ -92,18 +93,30 @@ def test_a_whole_run_uploads_trains_and_serves_as_planned(
     (job_body,) = created(fake_azureml, "jobs")
     assert not violations("JobBase", job_body)
     sent = job_body["properties"]
-    expected = job_plan["body"]["body"]["properties"]
-    assert sent["command"] == expected["command"]
-    assert sent["environmentVariables"] == expected["environmentVariables"]
-    assert sent["tags"]["team"] == "ml" and len(sent["tags"]["tunefleet:run-key"]) == 32
-    assert sent["inputs"]["train"]["uri"].startswith("azureml://subscriptions/")
-
+    run_key = sent["tags"]["tunefleet:run-key"]
+    assert sent["tags"]["team"] == "ml" and len(run_key) == 32
+    uris = {
+        role: sent["inputs"][name]["uri"]
+        for role, name in (("train", "train"), ("validation", "validation"))
+    }
+    assert all(uri.startswith("azureml://subscriptions/") for uri in uris.values())
+    planned_body = fill_placeholders(
+        job_plan["body"]["body"],
+        {
+            "${run_key}": run_key,
+            "${train_uri}": uris["train"],
+            "${validation_uri}": uris["validation"],
+        },
+    )
+    assert job_body == planned_body, "the job created is exactly the one `tunefleet plan` showed"
     with open_journal(cli.journal_url) as journal:
         (run,) = journal.runs()
         (target,) = journal.targets(run.id)
         events = [EVENT.validate_python(e.payload) for e in journal.events(target.id)]
     losses = [e.train_loss for e in events if isinstance(e, MetricEvent) and e.train_loss]
     assert len(losses) >= 3 and losses[-1] < losses[0], "loss falls"
+    (cost,) = [e for e in events if isinstance(e, CostEvent)]
+    assert "$3.673/h" in cost.basis, "the actual: the job's run time at the VM size's price"
 
     deployed = cli("deploy", "support-bot")
     assert deployed.returncode == 0, deployed.stderr

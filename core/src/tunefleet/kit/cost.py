@@ -226,6 +226,25 @@ class HourlyPrices:
         price = priced if isinstance(priced, float | int) else priced[0]
         return hourly_cost_event(seconds=seconds, count=count, price_per_hour=price, time=time)
 
+    def job_cost(
+        self, *, seconds: int | None, scope: Mapping[str, str], region: str, time: datetime
+    ) -> CostEvent | None:
+        """The cost event of a finished job from what its ref's ``scope`` recorded at submit
+        (``instance_type``, ``instance_count``, ``price_per_hour`` when the options
+        overrode the table); None without billed seconds or a known instance type."""
+        instance = scope.get("instance_type")
+        if seconds is None or not instance:
+            return None
+        override = scope.get("price_per_hour")
+        return self.actual(
+            seconds=seconds,
+            count=int(scope.get("instance_count", "1")),
+            instance=instance,
+            region=region,
+            price_per_hour=float(override) if override else None,
+            time=time,
+        )
+
 
 def hourly_cost_event(
     *, seconds: int, count: int, price_per_hour: float, time: datetime

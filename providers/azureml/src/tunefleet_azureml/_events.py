@@ -209,20 +209,11 @@ def events(job: JobRef, status: str, cursor: str | None) -> EventPage:
             StatusEvent(id=f"final-{state.value}", time=now, state=state, message=failure(details))
         )
         position.final = True
-        seconds = _seconds(details or {})
-        instance = job.scope.get("instance_type")
-        if seconds and instance:
-            override = job.scope.get("price_per_hour")
-            cost = PRICES.actual(
-                seconds=seconds,
-                count=int(job.scope.get("instance_count", "1")),
-                instance=instance,
-                region=str(job.region),
-                price_per_hour=float(override) if override else None,
-                time=now,
-            )
-            if cost is not None:
-                timeline.append(cost)
+        cost = PRICES.job_cost(
+            seconds=_seconds(details or {}), scope=job.scope, region=str(job.region), time=now
+        )
+        if cost is not None:
+            timeline.append(cost)
     if not timeline:
         return EventPage(events=[], cursor=cursor)
     return EventPage(events=timeline, cursor=position.encode())

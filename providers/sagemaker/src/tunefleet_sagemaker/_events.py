@@ -134,20 +134,14 @@ def events(job: JobRef, described: dict[str, Any], cursor: str | None) -> EventP
                 )
             )
         position.final = state.value
-        seconds = described.get("BillableTimeInSeconds")
-        instance = job.scope.get("instance_type")
-        if seconds and instance:
-            override = job.scope.get("price_per_hour")
-            cost = PRICES.actual(
-                seconds=seconds,
-                count=int(job.scope.get("instance_count", "1")),
-                instance=instance,
-                region=str(job.region),
-                price_per_hour=float(override) if override else None,
-                time=ended,
-            )
-            if cost is not None:
-                timeline.append(cost)
+        cost = PRICES.job_cost(
+            seconds=described.get("BillableTimeInSeconds"),
+            scope=job.scope,
+            region=str(job.region),
+            time=ended,
+        )
+        if cost is not None:
+            timeline.append(cost)
     if not timeline:
         return EventPage(events=[], cursor=cursor)
     return EventPage(events=timeline, cursor=position.encode())
