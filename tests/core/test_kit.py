@@ -98,6 +98,16 @@ def test_run_labels_carry_the_policys_tags_and_a_run_key_filled_at_submit(spec) 
     assert filled["labels"][RUN_KEY] == "0123abcd"
 
 
+def test_placeholders_are_filled_in_keys_too() -> None:
+    """A map keyed by a name known only later (an endpoint's traffic by deployment)."""
+    planned = {"traffic": {"${deployment}": 100}, "tags": ["${deployment}"], "count": 2}
+    assert fill_placeholders(planned, {"${deployment}": "primary"}) == {
+        "traffic": {"primary": 100},
+        "tags": ["primary"],
+        "count": 2,
+    }
+
+
 def test_hourly_cost_states_its_assumptions_and_the_actual_cost() -> None:
     prices = HourlyPrices(
         price_date=date(2026, 11, 1),

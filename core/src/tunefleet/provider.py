@@ -197,21 +197,30 @@ class NativeRequest(_Frozen):
 
 def fill_placeholders(body: dict[str, Any], values: Mapping[str, str]) -> dict[str, Any]:
     """A planned request's ``body`` with each key of ``values``, a placeholder written
-    whole (``"${run_key}"``), replaced by its value wherever it appears in a string.
+    whole (``"${run_key}"``), replaced by its value wherever it appears in a string, keys
+    included (a map keyed by a name known later, such as an endpoint's traffic by
+    deployment).
 
     Providers plan a request with placeholders for what exists only later (an uploaded
     file's id, the run key, an endpoint's name) and fill them in when they send it, so the
     request sent is the one `tunefleet plan` showed.
     """
 
+    def text(node: str) -> str:
+        for placeholder, value in values.items():
+            node = node.replace(placeholder, value)
+        return node
+
     def substitute(node: Any) -> Any:
         if isinstance(node, dict):
-            return {key: substitute(value) for key, value in node.items()}
+            return {
+                text(key) if isinstance(key, str) else key: substitute(value)
+                for key, value in node.items()
+            }
         if isinstance(node, list):
             return [substitute(item) for item in node]
         if isinstance(node, str):
-            for placeholder, value in values.items():
-                node = node.replace(placeholder, value)
+            return text(node)
         return node
 
     filled: dict[str, Any] = substitute(body)

@@ -42,6 +42,7 @@ __all__ = [
     "arm",
     "arm_scope",
     "credential",
+    "ensure_version",
     "error_code",
     "monitor",
     "poll_seconds",
@@ -189,6 +190,40 @@ def _arm(subscription: str, management_url: str) -> Any:
 def arm(where: Where | AzureMLOptions) -> Any:
     """Azure ML's Resource Manager client for a subscription in a cloud."""
     return _arm(where.subscription_id, where.management_url)
+
+
+_VERSIONS = {
+    "data": ("data_versions", "data asset"),
+    "environments": ("environment_versions", "environment"),
+    "models": ("model_versions", "model"),
+}
+
+
+def ensure_version(
+    where: Where | AzureMLOptions, request: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The asset version a planned request registers (path ``<data|environments|models>/
+    <name>/versions/<version>``): the one that exists already, or None once registered
+    now. A version cannot change once made, so one that exists is left as it is (the
+    caller checks it is the one it wants), and one registered meanwhile by another run
+    counts as existing."""
+    kind, name, _, version = str(request["path"]).split("/")
+    attribute, noun = _VERSIONS[kind]
+    operations = getattr(arm(where), attribute)
+    try:
+        with translated(f"read {noun} {name}:{version}"):
+            return dict(operations.get(where.resource_group, where.workspace, name, version))
+    except ProviderNotFoundError:
+        pass
+    try:
+        with translated(f"register {noun} {name}:{version}"):
+            operations.create_or_update(
+                where.resource_group, where.workspace, name, version, request["body"]
+            )
+    except AlreadyExistsError:
+        with translated(f"read {noun} {name}:{version}"):
+            return dict(operations.get(where.resource_group, where.workspace, name, version))
+    return None
 
 
 @functools.cache

@@ -92,6 +92,18 @@ def _api_url(discovery_url: str) -> str:
         ) from None
 
 
+@functools.cache
+def _workspace_api(where: Where) -> str:
+    """The workspace's regional API host, read once per process (a workspace does not
+    move), so watching a job costs one RunHistory read a poll."""
+    with translated("read the workspace"):
+        workspace = arm(where).workspaces.get(where.resource_group, where.workspace)
+    discovery = (workspace.get("properties") or {}).get("discoveryUrl")
+    if not discovery:
+        raise ProviderError(PROVIDER, f"workspace {where.workspace} has no discoveryUrl")
+    return _api_url(str(discovery))
+
+
 def run_details(where: Where, run_id: str) -> dict[str, Any] | None:
     """The job's run details in RunHistory (status, times, error, log files); None when
     RunHistory has no run of that id yet."""
@@ -99,12 +111,7 @@ def run_details(where: Where, run_id: str) -> dict[str, Any] | None:
     from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolicy
     from azure.core.rest import HttpRequest
 
-    with translated("read the workspace"):
-        workspace = arm(where).workspaces.get(where.resource_group, where.workspace)
-    discovery = (workspace.get("properties") or {}).get("discoveryUrl")
-    if not discovery:
-        raise ProviderError(PROVIDER, f"workspace {where.workspace} has no discoveryUrl")
-    api = _api_url(str(discovery))
+    api = _workspace_api(where)
     client: Any = PipelineClient(
         api,
         policies=[

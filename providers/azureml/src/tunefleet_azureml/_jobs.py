@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tunefleet.errors import (
-    AlreadyExistsError,
     ProviderError,
     ProviderNotFoundError,
     QuotaExceededError,
@@ -24,7 +23,7 @@ from tunefleet.kit.labels import RUN_KEY as RUN_KEY_LABEL
 from tunefleet.provider import ArtifactRef, DatasetRef, JobRef, JobStatus, Plan
 from tunefleet_azureml import _events
 from tunefleet_azureml._artifacts import prediction_artifacts
-from tunefleet_azureml._client import PROVIDER, Where, arm, translated
+from tunefleet_azureml._client import PROVIDER, Where, arm, ensure_version, translated
 from tunefleet_azureml._planning import CONFIG_ENV, fill, job_name, model_request
 from tunefleet_azureml.options import AzureMLOptions
 
@@ -102,26 +101,6 @@ def find(plan: Plan, run_key: str) -> JobRef | None:
     return job_ref(plan, name, run_key) if get(Where.of(options), name) is not None else None
 
 
-def _ensure_environment(plan: Plan, options: AzureMLOptions) -> None:
-    """The trainer's environment version, registered unless it is."""
-    planned = plan.request("EnvironmentVersions_CreateOrUpdate").body
-    _, name, _, version = str(planned["path"]).split("/")
-    client = arm(options).environment_versions
-    try:
-        with translated(f"read environment {name}:{version}"):
-            client.get(options.resource_group, options.workspace, name, version)
-        return
-    except ProviderNotFoundError:
-        pass
-    try:
-        with translated(f"register environment {name}:{version}"):
-            client.create_or_update(
-                options.resource_group, options.workspace, name, version, planned["body"]
-            )
-    except AlreadyExistsError:
-        pass  # registered meanwhile, by another run with the same image
-
-
 def _quota_advice(exc: QuotaExceededError, plan: Plan) -> QuotaExceededError:
     resources = plan.request("Jobs_CreateOrUpdate").body["body"]["properties"]["resources"]
     what = resources.get("instanceType", "the cluster's VM size")
@@ -147,10 +126,9 @@ def submit(plan: Plan, datasets: Mapping[str, DatasetRef], run_key: str) -> JobR
         )
     except ValueError as exc:
         raise ProviderError(PROVIDER, f"cannot create the planned job: {exc}") from None
-    if any(
-        r.operation == "EnvironmentVersions_CreateOrUpdate" for r in plan.requests_for("submit")
-    ):
-        _ensure_environment(plan, options)
+    for planned in plan.requests_for("submit"):
+        if planned.operation == "EnvironmentVersions_CreateOrUpdate":
+            ensure_version(options, planned.body)  # the trainer's image, once per image
     name = str(request["path"]).removeprefix("jobs/")
     try:
         with translated(f"create job {name}"):
@@ -246,15 +224,7 @@ def artifacts(job: JobRef) -> list[ArtifactRef]:
         raise ProviderError(PROVIDER, f"job {job.id} recorded no model output")
     request = model_request(job.id, str(output), job.scope.get("adapter", "lora"))
     _, name, _, version = str(request["path"]).split("/")
-    client = arm(where).model_versions
-    try:
-        with translated(f"read model {name}:{version}"):
-            client.get(where.resource_group, where.workspace, name, version)
-    except ProviderNotFoundError:
-        with translated(f"register model {name}:{version}"):
-            client.create_or_update(
-                where.resource_group, where.workspace, name, version, request["body"]
-            )
+    ensure_version(where, request)
     kind = "merged_model" if job.scope.get("adapter") == "full" else "adapter"
     refs = [ArtifactRef(kind=kind, uri=_model_uri(where, name, version))]
     if job.scope.get("checkpoints"):

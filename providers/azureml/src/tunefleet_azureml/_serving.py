@@ -40,6 +40,7 @@ from tunefleet_azureml._client import (
     Where,
     arm,
     credential,
+    ensure_version,
     monitor,
     poll_seconds,
     translated,
@@ -54,9 +55,9 @@ __all__ = [
     "MODEL_DIR",
     "PRIMARY",
     "TGI_IMAGE",
+    "delete_deployment",
     "delete_endpoint",
     "deploy",
-    "ensure_environment",
     "invoke",
     "model_dir",
     "model_id",
@@ -384,36 +385,11 @@ def put_autoscale(where: Where, request: dict[str, Any]) -> None:
         )
 
 
-def ensure_environment(where: Where, request: dict[str, Any]) -> None:
-    _, name, _, version = str(request["path"]).split("/")
-    client = arm(where).environment_versions
-    try:
-        with translated(f"read environment {name}:{version}"):
-            client.get(where.resource_group, where.workspace, name, version)
-    except ProviderNotFoundError:
-        with translated(f"register environment {name}:{version}"):
-            client.create_or_update(
-                where.resource_group, where.workspace, name, version, request["body"]
-            )
-
-
-def _fill(node: Any, values: dict[str, str]) -> Any:
-    """``node`` with placeholders filled in keys too (an endpoint's traffic is keyed by
-    the deployment's name)."""
-    if isinstance(node, dict):
-        return {
-            fill_placeholders({"key": key}, values)["key"]: _fill(value, values)
-            for key, value in node.items()
-        }
-    if isinstance(node, list):
-        return [_fill(item, values) for item in node]
-    return fill_placeholders({"value": node}, values)["value"]
-
-
 def planned(plan: Plan, values: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
     """The plan's deploy requests, (operation, request) in order, placeholders filled."""
     return [
-        (request.operation, _fill(request.body, values)) for request in plan.requests_for("deploy")
+        (request.operation, fill_placeholders(request.body, values))
+        for request in plan.requests_for("deploy")
     ]
 
 
@@ -451,7 +427,7 @@ def deploy(plan: Plan, artifact: ArtifactRef, name: str, deployment: str = PRIMA
             # is what its PUT says). Its traffic moves with the last request.
             continue
         if operation == "EnvironmentVersions_CreateOrUpdate":
-            ensure_environment(where, request)
+            ensure_version(where, request)
         elif operation == "AutoscaleSettings_CreateOrUpdate":
             put_autoscale(where, request)
         else:
@@ -493,18 +469,24 @@ def _remove_others(where: Where, endpoint: str, keep: str) -> None:
             if str(d["name"]) != keep
         ]
     for other in others:
-        _delete_autoscale(where, f"{endpoint}-{other}")
-        try:
-            with translated(f"delete deployment {other}"):
-                client.online_deployments.begin_delete(
-                    where.resource_group,
-                    where.workspace,
-                    endpoint,
-                    other,
-                    polling_interval=poll_seconds(),
-                ).result(timeout=LRO_SECONDS)
-        except ProviderNotFoundError:
-            pass
+        delete_deployment(where, endpoint, other)
+
+
+def delete_deployment(where: Where, endpoint: str, deployment: str) -> None:
+    """Delete a deployment's autoscale setting and the deployment, waiting until it is
+    gone; what is gone already is skipped."""
+    _delete_autoscale(where, f"{endpoint}-{deployment}")
+    try:
+        with translated(f"delete deployment {deployment}"):
+            arm(where).online_deployments.begin_delete(
+                where.resource_group,
+                where.workspace,
+                endpoint,
+                deployment,
+                polling_interval=poll_seconds(),
+            ).result(timeout=LRO_SECONDS)
+    except ProviderNotFoundError:
+        pass
 
 
 def _delete_autoscale(where: Where, setting: str) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from tunefleet.errors import AlreadyExistsError, ProviderError, ProviderNotFoundError
 from tunefleet.provider import DatasetRef, Plan, UploadProgress
-from tunefleet_azureml._client import PROVIDER, arm, credential, translated
+from tunefleet_azureml._client import PROVIDER, credential, ensure_version, translated
 from tunefleet_azureml._planning import blob_path, data_asset_uri, data_request
 from tunefleet_azureml._workspace import Workspaces
 from tunefleet_azureml.options import AzureMLOptions
@@ -110,12 +110,7 @@ def _register(options: AzureMLOptions, name: str, role: str, sha256: str) -> str
     request = data_request(options, name, role, sha256)
     version = sha256[:32]
     expected = request["body"]["properties"]["dataUri"]
-    client = arm(options).data_versions
-    try:
-        with translated(f"read data asset {name}:{version}"):
-            found = client.get(options.resource_group, options.workspace, name, version)
-    except ProviderNotFoundError:
-        found = None
+    found = ensure_version(options, request)
     if found is not None:
         uri = (found.get("properties") or {}).get("dataUri")
         if _datastore_path(str(uri)) != _datastore_path(expected):
@@ -123,11 +118,6 @@ def _register(options: AzureMLOptions, name: str, role: str, sha256: str) -> str
                 PROVIDER,
                 f"data asset {name}:{version} points at {uri}, not at {expected}",
                 code="data_asset_mismatch",
-            )
-    else:
-        with translated(f"register data asset {name}:{version}"):
-            client.create_or_update(
-                options.resource_group, options.workspace, name, version, request["body"]
             )
     return data_asset_uri(options, name, version)
 

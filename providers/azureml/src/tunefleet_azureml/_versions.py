@@ -26,8 +26,7 @@ from tunefleet_azureml._client import (
     PROVIDER,
     Where,
     arm,
-    monitor,
-    poll_seconds,
+    ensure_version,
     translated,
 )
 from tunefleet_azureml.options import AzureMLOptions
@@ -120,7 +119,7 @@ def add_version(
     }
     for operation, request in _serving.planned(plan, values):
         if operation == "EnvironmentVersions_CreateOrUpdate":
-            _serving.ensure_environment(where, request)
+            ensure_version(where, request)
         elif operation == "OnlineDeployments_CreateOrUpdate":
             body = request["body"]
             request["body"] = {**body, "tags": {**body.get("tags", {}), VERSION_TAG: version}}
@@ -211,24 +210,7 @@ def remove_version(endpoint: EndpointRef, version: str) -> None:
             "shift it away first",
             code="version_has_traffic",
         )
-    try:
-        with translated(f"delete autoscale setting {endpoint.name}-{deployment}"):
-            monitor(where).autoscale_settings.delete(
-                where.resource_group, f"{endpoint.name}-{deployment}"
-            )
-    except ProviderNotFoundError:
-        pass
-    try:
-        with translated(f"delete deployment {deployment}"):
-            arm(where).online_deployments.begin_delete(
-                where.resource_group,
-                where.workspace,
-                endpoint.name,
-                deployment,
-                polling_interval=poll_seconds(),
-            ).result(timeout=_serving.LRO_SECONDS)
-    except ProviderNotFoundError:
-        pass
+    _serving.delete_deployment(where, endpoint.name, deployment)
 
 
 def alarms(endpoint: EndpointRef, version: str) -> list[str]:
