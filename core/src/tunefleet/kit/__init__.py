@@ -16,6 +16,8 @@ module                      what it holds
 :mod:`.labels`              the run-key labels every job carries, so ``find`` can see it
 :mod:`.limits`              concurrent-job limits and the storage-region check
 :mod:`.chat`                OpenAI-compatible chat requests and replies
+:mod:`.gemini`              chat examples as Vertex AI Gemini tuning lines (a whole file,
+                            atomically), and a tuned Gemini model's request and reply
 :mod:`.files`               atomic JSON files and file locks, for providers that keep state
                             on disk
 :mod:`.processes`           whether a process (by pid and start time) is still alive

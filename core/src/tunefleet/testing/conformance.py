@@ -157,7 +157,12 @@ class ProviderConformance:
         assert again.uri == first.uri, "staging the same content twice must reuse the first upload"
         other = tmp_path / "other.jsonl"
         source = Path(harness.spec.resolve_location(harness.spec.dataset.train))
-        other.write_bytes(source.read_bytes() + b"\n")
+        # Still a valid dataset (its first example once more), for a provider that must
+        # read it to stage it (a conversion to the service's own format).
+        text = source.read_bytes()
+        other.write_bytes(
+            text + (b"" if text.endswith(b"\n") else b"\n") + text.splitlines()[0] + b"\n"
+        )
         reports: list[tuple[int, int]] = []
         changed = harness.provider.stage(
             plan, "train", other, _sha256(other), lambda sent, total: reports.append((sent, total))

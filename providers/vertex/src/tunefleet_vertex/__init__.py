@@ -1,0 +1,1 @@
+"""tunefleet-vertex: the Google Vertex AI provider."""
