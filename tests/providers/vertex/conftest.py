@@ -21,6 +21,7 @@ from tests.providers.vertex.gcs import FakeGcs, start_fake_gcs, why_unavailable
 
 DATA = Path(__file__).parents[3] / "examples" / "quickstart" / "data"
 IMAGE = "europe-west4-docker.pkg.dev/tunefleet-test/tf/trainer:0.1.0"
+SERVING_IMAGE = "us-docker.pkg.dev/vertex-ai/vertex-vision-model-garden-dockers/pytorch-vllm-serve:20250601_0916_RC00"
 BUCKET = "tunefleet-data"
 REGION = "europe-west4"
 KEY = "projects/tunefleet-test/locations/europe-west4/keyRings/tf/cryptoKeys/data"
@@ -78,6 +79,7 @@ def vertex_options(fake: FakeVertex, gcs: FakeGcs, **extra: Any) -> dict[str, An
         "project": fake.project,
         "bucket": BUCKET,
         "training_image": IMAGE,
+        "serving_image": SERVING_IMAGE,
         "machine_type": "g2-standard-12",
         "api_endpoint": fake.url,
         "storage_endpoint": gcs.url,
@@ -125,6 +127,7 @@ def gemini_spec(fake: FakeVertex, gcs: FakeGcs, *, validation: bool = True, **to
     """A spec tuning gemini-2.5-flash on the quickstart data on the fake."""
     body = json.loads(vertex_spec(fake, gcs, options={"mode": "tuning"}, validation=validation))
     del body["targets"][0]["options"]["training_image"]
+    del body["targets"][0]["options"]["serving_image"]
     body.update(
         base_model="gemini-2.5-flash",
         method={"type": "supervised"},

@@ -224,22 +224,35 @@ def test_a_bucket_outside_the_region_is_refused_before_any_upload(
 
 
 class TestVertexRuns(RunConformance):
-    """Rerun elsewhere, kills around and inside stage and submit, an evaluation answered by
-    the job."""
+    """Rerun elsewhere, kills around and inside stage, submit and deploy, an evaluation
+    answered by the job."""
 
     @pytest.fixture
     def run_harness(
         self, tmp_path: Path, fake_vertex: FakeVertex, gcs: FakeGcs, signed_in: dict[str, str]
     ) -> RunHarness:
-        spec = write_spec(tmp_path, vertex_spec(fake_vertex, gcs))
+        spec = write_spec(tmp_path, vertex_spec(fake_vertex, gcs, endpoint={}))
         evaluated = write_spec(
             tmp_path, vertex_spec(fake_vertex, gcs, evaluation=EVALUATION), "evaluated.yaml"
         )
+
+        def orphans() -> list[str]:
+            """Models uploaded for an endpoint that no endpoint serves (a deploy killed
+            between the upload and the deployment must finish, not leave them)."""
+            served = {
+                d["model"].rsplit("/", 1)[-1].split("@")[0]
+                for e in fake_vertex.endpoints.values()
+                for d in e.get("deployedModels", [])
+            }
+            return sorted(set(fake_vertex.models) - served)
+
         return RunHarness(
             spec=spec,
             evaluated_spec=evaluated,
             run_name="support-bot",
             jobs=lambda: len(fake_vertex.custom_jobs),
+            endpoints=lambda: len(fake_vertex.endpoints),
+            orphans=orphans,
             env=signed_in,
             timeout=180,
         )

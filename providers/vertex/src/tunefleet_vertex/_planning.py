@@ -35,7 +35,7 @@ from tunefleet.provider import (
     fill_placeholders,
 )
 from tunefleet.spec import RunSpec, TargetSpec
-from tunefleet_vertex import _tuning, pricing
+from tunefleet_vertex import _serving, _tuning, pricing
 from tunefleet_vertex.options import VertexOptions
 
 __all__ = [
@@ -421,7 +421,7 @@ def plan(provider: str, request: PlanRequest) -> Plan:
     requests = _stage_requests(request, options)
     notes: list[str] = []
     epochs, _ = trainer_epochs(spec)
-    unmet_found = unmet(spec, target, options) + label_unmet(spec)
+    unmet_found = unmet(spec, target, options) + label_unmet(spec) + _serving.unmet(spec, options)
     cost: CostEstimate | None = None
     if options.mode == "tuning":
         tuning = _tuning.job_request(spec, target, options)
@@ -447,6 +447,7 @@ def plan(provider: str, request: PlanRequest) -> Plan:
                 purpose="create the custom job running tunefleet's trainer",
             )
         )
+        requests += _serving.requests(spec, target, options)
         cost, more = _cost(request, options, job["customJob"], epochs)
         notes += more
         if spec.evaluation is not None:
@@ -475,5 +476,9 @@ def plan(provider: str, request: PlanRequest) -> Plan:
         cost=cost,
         unmet=unmet_found,
         notes=notes,
-        predictions="job" if spec.evaluation is not None and options.mode == "custom" else None,
+        # A custom job answers the golden set itself (the GPU is paid for already); a tuned
+        # Gemini model answers through its endpoint (Answering).
+        predictions=None
+        if spec.evaluation is None
+        else ("job" if options.mode == "custom" else "answer"),
     )

@@ -136,6 +136,14 @@ def unmet(spec: RunSpec, target: TargetSpec, options: VertexOptions) -> list[Unm
                 + ")",
             )
         )
+    if spec.endpoint is not None and spec.endpoint.canary is not None:
+        found.append(
+            Unmet(
+                requirement="endpoint.canary",
+                reason="a tuned Gemini model is served alone on the endpoint Vertex made for "
+                "it: there is no second version to split traffic with",
+            )
+        )
     if spec.endpoint is not None and spec.endpoint.instance_type is not None:
         found.append(
             Unmet(

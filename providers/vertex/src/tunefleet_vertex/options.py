@@ -140,6 +140,15 @@ class VertexOptions(BaseModel):
     adapter_size: Literal[1, 2, 4, 8, 16, 32] | None = None
     """The tuning job's adapter size (LoRA rank); the service chooses when unset."""
 
+    # Endpoints (custom jobs' models).
+    serving_image: ImageRef | None = None
+    """The serving container: a vLLM OpenAI server that loads a gs:// model (Vertex Model
+    Garden's vLLM image) or Hugging Face's TGI container for Vertex."""
+    serving_framework: Literal["vllm", "tgi"] = "vllm"
+    serving_machine_type: MachineType = "g2-standard-12"
+    serving_accelerator_type: AcceleratorType | None = None
+    serving_accelerator_count: int | None = Field(default=None, ge=1, le=16)
+
     # Both.
     kms_key_name: KmsKeyName | None = None
     """The Cloud KMS key that encrypts the staged datasets, the jobs, and the models and
@@ -168,6 +177,8 @@ class VertexOptions(BaseModel):
     def _consistent(self) -> VertexOptions:
         if self.accelerator_count is not None and self.accelerator_type is None:
             raise ValueError("accelerator_count needs accelerator_type")
+        if self.serving_accelerator_count is not None and self.serving_accelerator_type is None:
+            raise ValueError("serving_accelerator_count needs serving_accelerator_type")
         if self.network is not None and self.psc_network_attachment is not None:
             raise ValueError(
                 "network and psc_network_attachment exclude each other (a job is peered "

@@ -19,6 +19,12 @@ A thin facade; each step lives in its own module::
     artifacts _jobs       the job's model directory and checkpoints (custom), the tuned
                           model and its endpoint (tuning); the golden set's answers
     ArtifactReading       _artifacts: a file of the job's predictions folder
+    Serving   _serving    the model uploaded with a vLLM or TGI container, an endpoint, the
+                          model deployed with autoscaling, chat through rawPredict; a tuned
+                          Gemini model's own endpoint, asked through generateContent
+    TrafficSplitting      _versions: versions are deployed models of one endpoint, the
+                          traffic split by percent; one asked through its invoke route
+    Answering             _serving: a tuned Gemini model answers the golden set
 
 The Google SDKs are imported by the first method that talks to Google (:mod:`._client`,
 which is also the one place their errors become tunefleet's).
@@ -26,9 +32,9 @@ which is also the one place their errors become tunefleet's).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
@@ -38,7 +44,10 @@ from tunefleet.kit.trainer import DEFAULT_EPOCHS
 from tunefleet.provider import (
     ArtifactRef,
     Capabilities,
+    ChatReply,
+    ChatRequest,
     DatasetRef,
+    EndpointRef,
     JobRef,
     JobStatus,
     Plan,
@@ -46,7 +55,7 @@ from tunefleet.provider import (
     TrainingEstimate,
     UploadProgress,
 )
-from tunefleet_vertex import _artifacts, _jobs, _planning, _staging, pricing
+from tunefleet_vertex import _artifacts, _jobs, _planning, _serving, _staging, _versions, pricing
 from tunefleet_vertex._client import PROVIDER
 from tunefleet_vertex.options import VertexOptions
 
@@ -82,6 +91,7 @@ class VertexProvider:
             spot=True,
             instance_types=True,
             multi_node=True,
+            autoscaling=True,
             tags=True,
         )
 
@@ -135,3 +145,49 @@ class VertexProvider:
 
     def read_artifact(self, job: JobRef, artifact: ArtifactRef, max_bytes: int) -> bytes:
         return _artifacts.read_artifact(job, artifact, max_bytes)
+
+    # Serving
+
+    def deploy(self, plan: Plan, artifact: ArtifactRef, name: str) -> EndpointRef:
+        return _serving.deploy(plan, artifact, name)
+
+    def delete_endpoint(self, endpoint: EndpointRef) -> None:
+        _serving.delete_endpoint(endpoint)
+
+    def invoke(self, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
+        return _serving.invoke(endpoint, request)
+
+    # TrafficSplitting
+
+    def add_version(
+        self, plan: Plan, endpoint: EndpointRef, artifact: ArtifactRef, version: str
+    ) -> EndpointRef:
+        return _versions.add_version(plan, endpoint, artifact, version)
+
+    def versions(self, endpoint: EndpointRef) -> dict[str, int]:
+        return _versions.versions(endpoint)
+
+    def shift_traffic(self, endpoint: EndpointRef, weights: Mapping[str, int]) -> None:
+        _versions.shift_traffic(endpoint, weights)
+
+    def invoke_version(
+        self, endpoint: EndpointRef, version: str, request: ChatRequest
+    ) -> ChatReply:
+        return _versions.invoke_version(endpoint, version, request)
+
+    def remove_version(self, endpoint: EndpointRef, version: str) -> None:
+        _versions.remove_version(endpoint, version)
+
+    def alarms(self, endpoint: EndpointRef, version: str) -> list[str]:
+        return _versions.alarms(endpoint, version)
+
+    # Answering
+
+    def answer(
+        self,
+        options: Mapping[str, Any],
+        model: str,
+        requests: Sequence[ChatRequest],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[ChatReply]:
+        return _serving.answer(options, model, requests, progress)
