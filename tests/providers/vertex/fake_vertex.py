@@ -13,7 +13,10 @@ fake.url}``) and ``google.cloud.logging``'s HTTP client:
   training data from, and writes its outputs to, a fake-gcs-server (``gcs_url``).
 * GenAiTuningService tuningJobs (create, get, list, cancel): the dataset is read from GCS and
   checked line by line as Gemini's supervised tuning format; the tuned model's endpoint
-  answers ``generateContent``.
+  answers ``generateContent``. A running job publishes its tuning metrics where Vertex does:
+  its ``experiment`` context (MetadataService contexts get and list) names a backing
+  TensorBoard, whose experiment run holds the ``/train_*`` (and, with validation data,
+  ``/eval_*``) time series (TensorboardService timeSeries list and read).
 * ModelService (``models:upload``, get, delete), EndpointService (create, get, list, delete,
   deployModel, undeployModel, patch of the traffic split) and PredictionService
   (``rawPredict``, ``deployedModels/{id}/invoke/...``), as a vLLM/TGI container answers
@@ -157,6 +160,34 @@ SUPPORTED_TUNING_MODELS = (
 """Base models supervised tuning accepts ("Supported models",
 https://cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-supervised-tuning#supported_models);
 a set small enough for tests, settable per fake (``tuning_models``)."""
+
+TUNING_TRAIN_SERIES = (
+    "/train_total_loss",
+    "/train_fraction_of_correct_next_step_preds",
+    "/train_num_predictions",
+)
+TUNING_EVAL_SERIES = (
+    "/eval_total_loss",
+    "/eval_fraction_of_correct_next_step_preds",
+    "/eval_num_predictions",
+)
+"""The metrics a supervised tuning job collects at each training step, and with a validation
+dataset at each validation step ("Tune Gemini models by using supervised fine-tuning",
+"Tuning and validation metrics",
+https://cloud.google.com/vertex-ai/generative-ai/docs/models/gemini-use-supervised-tuning);
+they are the display names of the TensorBoard time series (Google's tuning notebook reads
+``metrics["/train_total_loss"]``, GoogleCloudPlatform/generative-ai
+gemini/tuning/sft_gemini_summarization.ipynb)."""
+BACKING_TENSORBOARD_KEY = "backing_tensorboard_resource"
+"""The key of an experiment context's metadata that names its TensorBoard (the Vertex AI
+SDK's ``metadata.constants._BACKING_TENSORBOARD_RESOURCE_KEY``)."""
+TENSORBOARD_ID = "8123456789012345678"
+"""The fake's one TensorBoard (the project's default one a tuning job's experiment uses)."""
+MAX_DATA_POINTS = 10_000
+"""``timeSeries.read``: "By default, if the number of data points stored is less than 1000,
+all data is returned. Otherwise, 1000 data points is randomly selected ... This value can be
+changed by changing max_data_points, which can't be greater than 10k." (discovery
+document)."""
 
 AUTOSCALING_METRICS = frozenset(
     {
@@ -450,6 +481,8 @@ class FakeTuningJob:
     resource: dict[str, Any]
     examples: list[dict[str, Any]] = field(default_factory=list)
     fail_with: tuple[int, str] | None = None
+    steps_published: int = 0
+    """Training steps whose metrics the job has published to its TensorBoard run."""
 
     @property
     def state(self) -> str:
@@ -521,6 +554,12 @@ class FakeVertex:
         self.operations: dict[str, _Operation] = {}
         self.log_entries: dict[str, list[dict[str, Any]]] = {}
         """Custom job id -> its Cloud Logging entries, oldest first."""
+        self.contexts: dict[str, dict[str, Any]] = {}
+        """Vertex ML Metadata context id (store ``default``) -> the Context as GET answers it."""
+        self.time_series: dict[str, dict[str, Any]] = {}
+        """TensorBoard run name (with the project number) -> {time series id ->
+        ``{"resource": TensorboardTimeSeries, "points": [TimeSeriesDataPoint, ...]}``}."""
+        self._series_ids = itertools.count(4_200_000_000_000_000_001)
         self.served: list[tuple[str, str, Any]] = []
         """(endpoint id, deployed model id, request body) of each prediction answered."""
         self.auto_advance = True
@@ -811,6 +850,19 @@ class FakeVertex:
             (("GET", r"tuningJobs"), self._list_tuning_jobs),
             (("GET", r"tuningJobs/([^/:]+)"), self._get_tuning_job),
             (("POST", r"tuningJobs/([^/:]+):cancel"), self._cancel_tuning_job),
+            (("GET", r"metadataStores/([^/:]+)/contexts"), self._list_contexts),
+            (("GET", r"metadataStores/([^/:]+)/contexts/([^/:]+)"), self._get_context),
+            (
+                ("GET", r"tensorboards/([^/:]+)/experiments/([^/:]+)/runs/([^/:]+)/timeSeries"),
+                self._list_time_series,
+            ),
+            (
+                (
+                    "GET",
+                    r"tensorboards/([^/:]+)/experiments/([^/:]+)/runs/([^/:]+)/timeSeries/([^/:]+):read",
+                ),
+                self._read_time_series,
+            ),
             (("POST", r"models:upload"), self._upload_model),
             (("GET", r"models/([^/:@]+)(?:@([^/:]+))?"), self._get_model),
             (("DELETE", r"models/([^/:@]+)"), self._delete_model),
@@ -1032,6 +1084,10 @@ class FakeVertex:
             self._violation(ctx.method, ctx.path, f"filter: {error}")
             raise GoogleError("INVALID_ARGUMENT", f"Invalid filter: {error}") from None
         chosen = [item for item in items if all(term(item) for term in terms)]
+        return self._slice(ctx, chosen, key)
+
+    def _slice(self, ctx: _Request, chosen: list[dict[str, Any]], key: str) -> dict[str, Any]:
+        """One page of ``chosen`` (``pageSize``, ``pageToken``) under ``key``."""
         size = int(ctx.query.get("pageSize") or 0) or 100
         token = ctx.query.get("pageToken") or ""
         start = 0
@@ -1460,8 +1516,11 @@ class FakeVertex:
                 f"{self.parent_number}/metadataStores/default/contexts/tuning-experiment-{job.id}"
             )
             job.resource["tuningDataStats"] = {"supervisedTuningDataStats": self._data_stats(job)}
+            self._start_tuning_metrics(job)
+            self._publish_tuning_metrics(job, self._tuning_steps(job) // 2)
             return
         if state in ("JOB_STATE_RUNNING", "JOB_STATE_PAUSED", "JOB_STATE_UPDATING"):
+            self._publish_tuning_metrics(job, self._tuning_steps(job))
             self._finish_tuning(job)
 
     def _read_tuning_dataset(self, job: FakeTuningJob) -> str | None:

@@ -256,3 +256,26 @@ class TestVertexRuns(RunConformance):
             env=signed_in,
             timeout=180,
         )
+
+
+class TestVertexTuningRuns(RunConformance):
+    """The same for Gemini tuning jobs, which carry no ID of tunefleet's: rerun elsewhere,
+    kills around and inside stage (the conversion) and submit; the evaluation asks the
+    tuned model through its endpoint."""
+
+    @pytest.fixture
+    def run_harness(
+        self, tmp_path: Path, fake_vertex: FakeVertex, gcs: FakeGcs, signed_in: dict[str, str]
+    ) -> RunHarness:
+        spec = write_spec(tmp_path, gemini_spec(fake_vertex, gcs))
+        evaluated = write_spec(
+            tmp_path, gemini_spec(fake_vertex, gcs, evaluation=EVALUATION), "evaluated.yaml"
+        )
+        return RunHarness(
+            spec=spec,
+            evaluated_spec=evaluated,
+            run_name="support-bot",
+            jobs=lambda: len(fake_vertex.tuning_jobs),
+            env=signed_in,
+            timeout=180,
+        )
