@@ -51,9 +51,10 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import trustme
 from tests.providers.azureml.arm_contract import violations as contract_violations
+from tests.providers.trainer_files import lora_outputs, loss_at, prediction_files
 
 from tunefleet_trainer.metrics import format_checkpoint_line, format_metric_line
-from tunefleet_trainer.predictions import GoldenExample, Prediction, parse_golden_line
+from tunefleet_trainer.predictions import GoldenExample, parse_golden_line
 
 SUBSCRIPTION = "00000000-0000-4000-8000-0000000000a1"
 RESOURCE_GROUP = "rg-tunefleet"
@@ -291,33 +292,15 @@ def _jwt_claims(token: str) -> dict[str, Any] | None:
 
 
 def trainer_outputs(job: FakeJob) -> dict[str, bytes]:
-    """What the tunefleet trainer leaves in its output directory for a LoRA run
-    (deploy/trainer/src/tunefleet_trainer/train.py: ``adapter/`` then ``manifest.json``,
-    written last), small enough for a test."""
-    losses = [2.5 / (1 + 0.4 * step) for step in range(1, job.steps_logged + 1)] or [2.5]
-    manifest = {
-        "format_version": 1,
-        "base_model": job.properties.get("environmentVariables", {}).get(
+    """What the tunefleet trainer leaves in its output directory for a LoRA run."""
+    return lora_outputs(
+        steps=job.steps_logged,
+        base_model=job.properties.get("environmentVariables", {}).get(
             "TUNEFLEET_BASE_MODEL", "Qwen/Qwen2.5-0.5B-Instruct"
         ),
-        "method": "supervised",
-        "adapter": "lora",
-        "artifacts": {"adapter": "adapter"},
-        "hyperparameters": {},
-        "steps": job.steps_logged,
-        "epochs": 2.0,
-        "metrics": {"train_loss": round(losses[-1], 4)},
-        "started_at": job.started_at or job.created_at,
-        "finished_at": _now(),
-        "versions": {"python": "3.11.7", "tunefleet": "0.0.0"},
-    }
-    adapter_config = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "task_type": "CAUSAL_LM"}
-    return {
-        "adapter/adapter_config.json": json.dumps(adapter_config).encode(),
-        "adapter/adapter_model.safetensors": b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ",
-        "adapter/tokenizer_config.json": b"{}",
-        "manifest.json": (json.dumps(manifest, indent=2) + "\n").encode(),
-    }
+        started_at=job.started_at or job.created_at,
+        finished_at=_now(),
+    )
 
 
 def default_answer(deployment: str, request: dict[str, Any]) -> str:
@@ -1338,7 +1321,7 @@ class FakeAzureML:
                     step=step,
                     total_steps=self.steps,
                     epoch=round(step / per_epoch, 4),
-                    train_loss=round(2.5 / (1 + 0.4 * step), 4),
+                    train_loss=loss_at(step),
                     learning_rate=1e-4,
                 )
             )
@@ -1406,21 +1389,7 @@ class FakeAzureML:
     def _predictions(self, job: FakeJob) -> dict[str, bytes]:
         """What the trainer writes to the predictions output: the trained model's answers
         (:attr:`trained_answer`) and, with a baseline, the base model's."""
-        examples = self._golden(job)
-
-        def answers(answer: Callable[[GoldenExample], str]) -> bytes:
-            return b"".join(
-                Prediction(index=e.index, text=answer(e), finish_reason="stop")
-                .model_dump_json(exclude_none=True)
-                .encode()
-                + b"\n"
-                for e in examples
-            )
-
-        return {
-            "predictions.jsonl": answers(self.trained_answer),
-            "baseline_predictions.jsonl": answers(self.baseline_answer),
-        }
+        return prediction_files(self._golden(job), self.trained_answer, self.baseline_answer)
 
     def _write_outputs(self, job: FakeJob, uri: str) -> None:
         self._write_files(uri, self.outputs_for(job))

@@ -65,7 +65,11 @@ def signed_in(
     """The environment of a user whose Application Default Credentials are a service
     account's; also what a ``tunefleet`` subprocess needs."""
     adc = fake_vertex.write_adc_file(tmp_path / "adc.json")
-    env = {"GOOGLE_APPLICATION_CREDENTIALS": str(adc)}
+    env = {
+        "GOOGLE_APPLICATION_CREDENTIALS": str(adc),
+        # The fake has no read quota; a real project's is 60 reads a minute.
+        "TUNEFLEET_VERTEX_LOG_SECONDS": "0",
+    }
     for variable in ("GOOGLE_CLOUD_PROJECT", "CLOUDSDK_CONFIG", "GCE_METADATA_HOST"):
         monkeypatch.delenv(variable, raising=False)
     for key, value in env.items():
@@ -84,6 +88,8 @@ def vertex_options(fake: FakeVertex, gcs: FakeGcs, **extra: Any) -> dict[str, An
         "api_endpoint": fake.url,
         "storage_endpoint": gcs.url,
         "logging_endpoint": fake.url,
+        # A dedicated endpoint's own DNS name is Google's: the fake answers for it.
+        "prediction_url": fake.url,
         # The quickstart's data is a few KiB: small chunks still make a resumable upload.
         "upload_chunk_mb": 1,
         **extra,

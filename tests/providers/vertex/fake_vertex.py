@@ -51,10 +51,11 @@ from typing import Any, Self
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import httpx
+from tests.providers.trainer_files import lora_outputs, loss_at, prediction_files
 from tests.providers.vertex import discovery_contract
 
 from tunefleet_trainer.metrics import format_checkpoint_line, format_metric_line
-from tunefleet_trainer.predictions import GoldenExample, Prediction, parse_golden_line
+from tunefleet_trainer.predictions import GoldenExample, parse_golden_line
 
 PROJECT = "tunefleet-test"
 PROJECT_NUMBER = "123456789012"
@@ -391,32 +392,14 @@ def _parse_time(text: str) -> datetime:
 
 
 def trainer_outputs(job: FakeCustomJob) -> dict[str, bytes]:
-    """What the tunefleet trainer leaves in its output directory for a LoRA run
-    (deploy/trainer/src/tunefleet_trainer/train.py: ``adapter/`` then ``manifest.json``,
-    written last), small enough for a test; the same shape as the Azure fake's."""
-    losses = [2.5 / (1 + 0.4 * step) for step in range(1, job.steps_logged + 1)] or [2.5]
-    manifest = {
-        "format_version": 1,
-        "base_model": job.arg("--base-model")
+    """What the tunefleet trainer leaves in its output directory for a LoRA run."""
+    return lora_outputs(
+        steps=job.steps_logged,
+        base_model=job.arg("--base-model")
         or job.env.get("TUNEFLEET_BASE_MODEL", "Qwen/Qwen2.5-0.5B-Instruct"),
-        "method": "supervised",
-        "adapter": "lora",
-        "artifacts": {"adapter": "adapter"},
-        "hyperparameters": {},
-        "steps": job.steps_logged,
-        "epochs": 2.0,
-        "metrics": {"train_loss": round(losses[-1], 4)},
-        "started_at": job.resource.get("startTime") or job.resource["createTime"],
-        "finished_at": _stamp(),
-        "versions": {"python": "3.11.7", "tunefleet": "0.0.0"},
-    }
-    adapter_config = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "task_type": "CAUSAL_LM"}
-    return {
-        "adapter/adapter_config.json": json.dumps(adapter_config).encode(),
-        "adapter/adapter_model.safetensors": b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ",
-        "adapter/tokenizer_config.json": b"{}",
-        "manifest.json": (json.dumps(manifest, indent=2) + "\n").encode(),
-    }
+        started_at=job.resource.get("startTime") or job.resource["createTime"],
+        finished_at=_stamp(),
+    )
 
 
 def default_answer(deployed_model_id: str, request: dict[str, Any]) -> str:
@@ -517,6 +500,8 @@ class _Injected:
     status: str
     message: str
     times: int
+    after: bool = False
+    """Carry the request out, then answer the error: an answer lost on the way back."""
 
 
 Answer = tuple[int, dict[str, str], Any]
@@ -650,14 +635,23 @@ class FakeVertex:
         message: str,
         *,
         times: int = 1,
+        after: bool = False,
     ) -> None:
         """Answer the next ``times`` requests of ``method`` whose path (without query)
         matches ``path_regex`` (``re.search``) with ``http_status`` and Google's error body
-        naming ``grpc_status`` (e.g. 429 "RESOURCE_EXHAUSTED"). The aiplatform clients do not
-        retry by default over REST, except where a method's default retry says so."""
+        naming ``grpc_status`` (e.g. 429 "RESOURCE_EXHAUSTED"). With ``after`` the request is
+        carried out first (a create that succeeded, its answer lost: a 504 from a proxy).
+        The aiplatform clients do not retry by default over REST, except where a method's
+        default retry says so."""
         self._injected.append(
             _Injected(
-                method.upper(), re.compile(path_regex), http_status, grpc_status, message, times
+                method.upper(),
+                re.compile(path_regex),
+                http_status,
+                grpc_status,
+                message,
+                times,
+                after,
             )
         )
 
@@ -726,6 +720,8 @@ class FakeVertex:
             for injected in self._injected:
                 if injected.times > 0 and injected.method == method and injected.path.search(path):
                     injected.times -= 1
+                    if injected.after:
+                        self._route(method, path, query, body, raw)
                     return (
                         injected.http_status,
                         {},
@@ -874,6 +870,7 @@ class FakeVertex:
             (("POST", r"endpoints/([^/:]+):deployModel"), self._deploy_model),
             (("POST", r"endpoints/([^/:]+):undeployModel"), self._undeploy_model),
             (("POST", r"endpoints/([^/:]+):rawPredict"), self._raw_predict),
+            (("POST", r"endpoints/([^/:]+)/invoke/(.+)"), self._invoke_endpoint),
             (("POST", r"endpoints/([^/:]+):generateContent"), self._generate_content),
             (
                 ("POST", r"endpoints/([^/:]+)/deployedModels/([^/:]+)/invoke/(.+)"),
@@ -1086,9 +1083,11 @@ class FakeVertex:
         chosen = [item for item in items if all(term(item) for term in terms)]
         return self._slice(ctx, chosen, key)
 
-    def _slice(self, ctx: _Request, chosen: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    def _slice(
+        self, ctx: _Request, chosen: list[dict[str, Any]], key: str, *, default_size: int = 100
+    ) -> dict[str, Any]:
         """One page of ``chosen`` (``pageSize``, ``pageToken``) under ``key``."""
-        size = int(ctx.query.get("pageSize") or 0) or 100
+        size = int(ctx.query.get("pageSize") or 0) or default_size
         token = ctx.query.get("pageToken") or ""
         start = 0
         if token:
@@ -1203,7 +1202,7 @@ class FakeVertex:
                     step=step,
                     total_steps=self.steps,
                     epoch=round(step / per_epoch, 4),
-                    train_loss=round(2.5 / (1 + 0.4 * step), 4),
+                    train_loss=loss_at(step),
                     learning_rate=1e-4,
                 ),
             )
@@ -1308,21 +1307,9 @@ class FakeVertex:
         return gcs_location(str(base).rstrip("/") + "/model/")
 
     def _predictions(self, job: FakeCustomJob, golden: str) -> dict[str, bytes]:
-        examples = self._golden(job, golden)
-
-        def answers(answer: Callable[[GoldenExample], str]) -> bytes:
-            return b"".join(
-                Prediction(index=e.index, text=answer(e), finish_reason="stop")
-                .model_dump_json(exclude_none=True)
-                .encode()
-                + b"\n"
-                for e in examples
-            )
-
-        return {
-            "predictions.jsonl": answers(self.trained_answer),
-            "baseline_predictions.jsonl": answers(self.baseline_answer),
-        }
+        return prediction_files(
+            self._golden(job, golden), self.trained_answer, self.baseline_answer
+        )
 
     def _golden(self, job: FakeCustomJob, golden: str) -> list[GoldenExample]:
         location = gcs_location(golden)
@@ -1512,9 +1499,6 @@ class FakeVertex:
                 self._fail(job, 3, problem)
                 return
             self._set_state(job, "JOB_STATE_RUNNING")
-            job.resource["experiment"] = (
-                f"{self.parent_number}/metadataStores/default/contexts/tuning-experiment-{job.id}"
-            )
             job.resource["tuningDataStats"] = {"supervisedTuningDataStats": self._data_stats(job)}
             self._start_tuning_metrics(job)
             self._publish_tuning_metrics(job, self._tuning_steps(job) // 2)
@@ -1567,6 +1551,222 @@ class FakeVertex:
             "totalTuningCharacterCount": str(characters),
             "totalBillableTokenCount": str(max(1, characters // 4) * epochs),
             "tuningStepCount": str(max(1, len(job.examples)) * epochs),
+        }
+
+    # --- a tuning job's metrics: Vertex ML Metadata and TensorBoard --------------------------
+
+    def tuning_metrics(self, job_id: str) -> dict[str, list[tuple[int, float]]]:
+        """What tuning job ``job_id`` has published so far: time series display name ->
+        ``[(step, value), ...]``, oldest first."""
+        with self._lock:
+            job = self._tuning_job(job_id)
+            series = self.time_series.get(self._tensorboard_run(job), {})
+            return {
+                entry["resource"]["displayName"]: [
+                    (int(point["step"]), float(point["scalar"]["value"]))
+                    for point in entry["points"]
+                ]
+                for entry in series.values()
+            }
+
+    def _tuning_steps(self, job: FakeTuningJob) -> int:
+        stats = (job.resource.get("tuningDataStats") or {}).get("supervisedTuningDataStats") or {}
+        return int(stats.get("tuningStepCount") or 0)
+
+    def _tensorboard_run(self, job: FakeTuningJob) -> str:
+        """The TensorBoard run of a tuning job's experiment: ``tensorboards/<the fake's>/
+        experiments/tuning-experiment-<job id>/runs/run-<job id>`` (the IDs are the fake's)."""
+        return (
+            f"{self.parent_number}/tensorboards/{TENSORBOARD_ID}/experiments/"
+            f"tuning-experiment-{job.id}/runs/run-{job.id}"
+        )
+
+    def _start_tuning_metrics(self, job: FakeTuningJob) -> None:
+        """The job's experiment, laid out as the Vertex AI SDK lays out one (and Google's
+        tuning notebook reads it back, GoogleCloudPlatform/generative-ai
+        gemini/tuning/sft_gemini_summarization.ipynb): the TuningJob's ``experiment`` is a
+        ``system.Experiment`` context whose metadata names its TensorBoard
+        (``backing_tensorboard_resource``); its run is a ``system.ExperimentRun`` child
+        context ``<experiment>-<run>`` (``_format_experiment_run_resource_id``); the
+        TensorBoard experiment is named after the experiment and its run after the run
+        (``ExperimentRun._assign_backing_tensorboard``), with one SCALAR time series per
+        metric (``/eval_*`` only with a validation dataset)."""
+        experiment, run = f"tuning-experiment-{job.id}", f"run-{job.id}"
+        store = f"{self.parent_number}/metadataStores/default"
+        experiment_name = f"{store}/contexts/{experiment}"
+        now = _stamp()
+        job.resource["experiment"] = experiment_name
+        self.contexts[experiment] = {
+            "name": experiment_name,
+            "displayName": experiment,
+            "schemaTitle": "system.Experiment",
+            "schemaVersion": "0.0.1",
+            "metadata": {
+                BACKING_TENSORBOARD_KEY: f"{self.parent_number}/tensorboards/{TENSORBOARD_ID}"
+            },
+            "createTime": now,
+            "updateTime": now,
+        }
+        self.contexts[f"{experiment}-{run}"] = {
+            "name": f"{store}/contexts/{experiment}-{run}",
+            "displayName": run,
+            "schemaTitle": "system.ExperimentRun",
+            "schemaVersion": "0.0.1",
+            "parentContexts": [experiment_name],
+            "metadata": {},
+            "createTime": now,
+            "updateTime": now,
+        }
+        spec = job.resource.get("supervisedTuningSpec") or {}
+        names = TUNING_TRAIN_SERIES + (
+            TUNING_EVAL_SERIES if spec.get("validationDatasetUri") else ()
+        )
+        run_name = self._tensorboard_run(job)
+        series: dict[str, dict[str, Any]] = {}
+        for display_name in names:
+            series_id = str(next(self._series_ids))
+            series[series_id] = {
+                "resource": {
+                    "name": f"{run_name}/timeSeries/{series_id}",
+                    "displayName": display_name,
+                    "valueType": "SCALAR",
+                    "pluginName": "scalars",
+                    "createTime": now,
+                    "updateTime": now,
+                },
+                "points": [],
+            }
+        self.time_series[run_name] = series
+
+    def _publish_tuning_metrics(self, job: FakeTuningJob, until: int) -> None:
+        """Publish the job's steps after ``steps_published`` up to ``until`` (steps count
+        from 1): training loss 2.5 / (1 + 0.05 step), falling; token accuracy rising; a
+        validation point every sixth of the run and at its last step, a little worse."""
+        series = self.time_series.get(self._tensorboard_run(job))
+        if series is None:
+            return
+        by_name = {entry["resource"]["displayName"]: entry for entry in series.values()}
+        total = self._tuning_steps(job)
+        every = max(1, total // 6)
+        for step in range(job.steps_published + 1, until + 1):
+            now = _stamp()
+            loss = 2.5 / (1 + 0.05 * step)
+            accuracy = 0.9 - 0.5 / (1 + 0.05 * step)
+            values = {
+                "/train_total_loss": loss,
+                "/train_fraction_of_correct_next_step_preds": accuracy,
+                "/train_num_predictions": 512.0,
+            }
+            if step % every == 0 or step == total:
+                values.update(
+                    {
+                        "/eval_total_loss": loss * 1.1 + 0.05,
+                        "/eval_fraction_of_correct_next_step_preds": accuracy - 0.02,
+                        "/eval_num_predictions": 128.0,
+                    }
+                )
+            for display_name, value in values.items():
+                entry = by_name.get(display_name)
+                if entry is None:
+                    continue
+                entry["points"].append(
+                    {"step": str(step), "wallTime": now, "scalar": {"value": value}}
+                )
+                entry["resource"]["updateTime"] = now
+                entry["resource"]["metadata"] = {"maxStep": str(step), "maxWallTime": now}
+        job.steps_published = max(job.steps_published, until)
+
+    def _get_context(
+        self, ctx: _Request, store: str, context_id: str
+    ) -> tuple[dict[str, str], Any]:
+        """metadataStores.contexts.get: the Context."""
+        context = self.contexts.get(context_id) if store == "default" else None
+        if context is None:
+            raise not_found(
+                "Context", f"{self.parent_number}/metadataStores/{store}/contexts/{context_id}"
+            )
+        return {}, context
+
+    def _list_contexts(self, ctx: _Request, store: str) -> tuple[dict[str, str], Any]:
+        """metadataStores.contexts.list: ``filter`` (the subset :func:`parse_context_filter`
+        reads), ``pageSize`` ("Must be in range 1-100, inclusive. Defaults to 100."),
+        ``pageToken``; answers ``{"contexts": [...], "nextPageToken"}``."""
+        try:
+            terms = parse_context_filter(ctx.query.get("filter", ""), self._normal)
+        except ValueError as error:
+            self._violation(ctx.method, ctx.path, f"filter: {error}")
+            raise GoogleError("INVALID_ARGUMENT", f"Invalid filter: {error}") from None
+        size = ctx.query.get("pageSize")
+        if size is not None and not (size.isdigit() and 1 <= int(size) <= 100):
+            self._violation(ctx.method, ctx.path, f"pageSize {size} is not in 1-100")
+            raise GoogleError("INVALID_ARGUMENT", f"page_size must be in range 1-100: {size}")
+        chosen = [
+            context
+            for context in (self.contexts.values() if store == "default" else ())
+            if all(term(context) for term in terms)
+        ]
+        return {}, self._slice(ctx, chosen, "contexts")
+
+    def _series_of(self, tensorboard: str, experiment: str, run: str) -> tuple[str, dict[str, Any]]:
+        name = (
+            f"{self.parent_number}/tensorboards/{tensorboard}/experiments/{experiment}/runs/{run}"
+        )
+        series = self.time_series.get(name)
+        if series is None:
+            raise not_found("TensorboardRun", name)
+        return name, series
+
+    def _list_time_series(
+        self, ctx: _Request, tensorboard: str, experiment: str, run: str
+    ) -> tuple[dict[str, str], Any]:
+        """tensorboards.experiments.runs.timeSeries.list: ``pageSize`` ("If unspecified, at
+        most 50 ... The maximum value is 1000"), ``pageToken``; a run that does not exist is
+        NOT_FOUND."""
+        _, series = self._series_of(tensorboard, experiment, run)
+        if ctx.query.get("filter"):
+            self._violation(ctx.method, ctx.path, "filter: the fake reads no time series filter")
+        resources = [entry["resource"] for entry in series.values()]
+        return {}, self._slice(ctx, resources, "tensorboardTimeSeries", default_size=50)
+
+    def _read_time_series(
+        self, ctx: _Request, tensorboard: str, experiment: str, run: str, series_id: str
+    ) -> tuple[dict[str, str], Any]:
+        """tensorboards.experiments.runs.timeSeries.read: ``{"timeSeriesData": {
+        "tensorboardTimeSeriesId", "valueType", "values": [TimeSeriesDataPoint]}}``; all the
+        points when there are no more than ``maxDataPoints`` (default 1000, at most
+        :data:`MAX_DATA_POINTS`, -1 for all), else that many chosen at random, as the
+        discovery document says."""
+        name, series = self._series_of(tensorboard, experiment, run)
+        entry = series.get(series_id)
+        if entry is None:
+            raise not_found("TensorboardTimeSeries", f"{name}/timeSeries/{series_id}")
+        if ctx.query.get("filter"):
+            self._violation(ctx.method, ctx.path, "filter: the fake reads no data point filter")
+        points: list[dict[str, Any]] = entry["points"]
+        limit = 1000
+        asked = ctx.query.get("maxDataPoints")
+        if asked is not None:
+            number = int(asked) if re.fullmatch(r"-?\d+", asked) else 0
+            if number == -1:
+                limit = len(points)
+            elif 1 <= number <= MAX_DATA_POINTS:
+                limit = number
+            else:
+                # The fake's wording.
+                self._violation(ctx.method, ctx.path, f"maxDataPoints {asked}")
+                raise GoogleError(
+                    "INVALID_ARGUMENT",
+                    f"max_data_points must be positive and at most {MAX_DATA_POINTS}: {asked}",
+                )
+        if len(points) > limit:
+            chosen = random.Random(len(points)).sample(points, limit)
+            points = sorted(chosen, key=lambda point: int(point["step"]))
+        return {}, {
+            "timeSeriesData": {
+                "tensorboardTimeSeriesId": series_id,
+                "valueType": entry["resource"]["valueType"],
+                "values": points,
+            }
         }
 
     def _finish_tuning(self, job: FakeTuningJob) -> None:
@@ -1649,6 +1849,14 @@ class FakeVertex:
         model = body.get("model") or {}
         self._check_labels(ctx, model.get("labels"))
         container = model.get("containerSpec") or {}
+        if container.get("predictRoute") and container.get("invokeRoutePrefix"):
+            # ModelContainerSpec.invokeRoutePrefix: "Only one of `predict_route` or
+            # `invoke_route_prefix` can be set" (the discovery document).
+            self._violation(ctx.method, ctx.path, "predictRoute and invokeRoutePrefix both set")
+            raise GoogleError(
+                "INVALID_ARGUMENT",
+                "Only one of predict_route or invoke_route_prefix can be set.",
+            )
         for key in ("predictRoute", "healthRoute"):
             route = container.get(key)
             if route is not None and not str(route).startswith("/"):
@@ -1836,6 +2044,15 @@ class FakeVertex:
         )
         if not model_id or model_id not in self.models:
             raise not_found("Model", model_name or "(none)")
+        prefix = (self.models[model_id].get("containerSpec") or {}).get("invokeRoutePrefix")
+        if prefix and not endpoint.get("dedicatedEndpointEnabled"):
+            # "If this field is set, the Model can only be deployed to dedicated endpoint"
+            # (ModelContainerSpec.invokeRoutePrefix, the discovery document).
+            self._violation(ctx.method, ctx.path, "an invoke-route model on a shared endpoint")
+            raise GoogleError(
+                "FAILED_PRECONDITION",
+                "A model with invoke_route_prefix can only be deployed to a dedicated endpoint.",
+            )
         resources = deployed.get("dedicatedResources")
         if resources is None and deployed.get("automaticResources") is None:
             self._violation(
@@ -2018,14 +2235,47 @@ class FakeVertex:
         document). The deployed model is drawn by the traffic split. A body of the gapic
         REST client's shape ``{"httpBody": {"data": base64}}`` is unwrapped."""
         endpoint = self._endpoint(endpoint_id)
+        deployed_id = self._by_traffic(endpoint)
+        if self._invoke_prefix(endpoint, deployed_id):
+            # "If invokeRoutePrefix field is set on a Model, all other Vertex routes besides
+            # invoke (e.g. :predict, :rawPredict ..) will be disabled once deployed" ("Use
+            # arbitrary custom routes", cloud.google.com/vertex-ai/docs/predictions).
+            self._violation(ctx.method, ctx.path, "rawPredict of an invoke-route model")
+            raise GoogleError(
+                "FAILED_PRECONDITION", "rawPredict is disabled for a model with invoke routes."
+            )
+        return self._serve_chat(ctx, endpoint, deployed_id)
+
+    def _by_traffic(self, endpoint: dict[str, Any]) -> str:
         split = endpoint.get("trafficSplit") or {}
-        if not endpoint.get("deployedModels") or not split:
+        if not endpoint.get("deployedModels") or not any(split.values()):
             raise GoogleError(
                 "FAILED_PRECONDITION",
                 f"Endpoint `{endpoint['name']}` does not have any deployed models with traffic.",
             )
-        ids = list(split)
-        deployed_id = self._random.choices(ids, weights=[split[i] for i in ids])[0]
+        ids = [i for i in split if split[i]]
+        return str(self._random.choices(ids, weights=[split[i] for i in ids])[0])
+
+    def _invoke_prefix(self, endpoint: dict[str, Any], deployed_id: str) -> str | None:
+        """The invoke route prefix of the model a deployed model serves."""
+        for deployed in endpoint.get("deployedModels", []):
+            if deployed["id"] == deployed_id:
+                model_id = str(deployed.get("model", "")).split("/models/")[-1].split("@")[0]
+                spec = (self.models.get(model_id) or {}).get("containerSpec") or {}
+                return spec.get("invokeRoutePrefix")
+        return None
+
+    def _invoke_endpoint(
+        self, ctx: _Request, endpoint_id: str, route: str
+    ) -> tuple[dict[str, str], Any]:
+        """endpoints/{e}/invoke/{path} (``endpoints.invoke.invoke``): a custom route of the
+        model the traffic split draws; only for models uploaded with an invoke route prefix."""
+        endpoint = self._endpoint(endpoint_id)
+        deployed_id = self._by_traffic(endpoint)
+        if not self._invoke_prefix(endpoint, deployed_id):
+            raise GoogleError(
+                "FAILED_PRECONDITION", "The deployed model has no invoke_route_prefix."
+            )
         return self._serve_chat(ctx, endpoint, deployed_id)
 
     def _invoke(
@@ -2036,6 +2286,10 @@ class FakeVertex:
         endpoint = self._endpoint(endpoint_id)
         if deployed_id not in {d["id"] for d in endpoint.get("deployedModels", [])}:
             raise not_found("DeployedModel", f"{endpoint['name']}/deployedModels/{deployed_id}")
+        if not self._invoke_prefix(endpoint, deployed_id):
+            raise GoogleError(
+                "FAILED_PRECONDITION", "The deployed model has no invoke_route_prefix."
+            )
         return self._serve_chat(ctx, endpoint, deployed_id)
 
     def _serve_chat(
@@ -2176,6 +2430,45 @@ def parse_list_filter(text: str) -> list[Callable[[dict[str, Any]], bool]]:
             terms.append(lambda item, a=attribute, w=wanted: item.get(a) == w)
         else:
             terms.append(lambda item, a=attribute, w=wanted: item.get(a) != w)
+    return terms
+
+
+_CONTEXT_TERM = re.compile(
+    r'^(?:(?P<field>name|display_name|schema_title)\s*=\s*"(?P<value>[^"]*)"'
+    r'|parent_contexts\s*:\s*"(?P<parent>[^"]*)")$'
+)
+
+
+def parse_context_filter(
+    text: str, normal: Callable[[str], str]
+) -> list[Callable[[dict[str, Any]], bool]]:
+    """The subset of contexts.list's filter (AIP-160: "Attribute filtering ... Supported
+    fields include: `name`, `display_name`, `schema_title`"; "Parent Child filtering ...
+    `parent_contexts: \"projects/<project_id>/locations/<location>/metadataStores/<metadatastore_id>/contexts/<context_id>\"`",
+    the discovery document) that the Vertex AI SDK's ``_make_filter_string`` writes: terms
+    joined by AND. ``normal`` makes names comparable whether they carry the project's ID or
+    its number. Anything else is a ValueError."""
+    terms: list[Callable[[dict[str, Any]], bool]] = []
+    if not text.strip():
+        return terms
+    for part in re.split(r"\s+AND\s+", text.strip()):
+        found = _CONTEXT_TERM.match(part.strip())
+        if not found:
+            raise ValueError(f"the fake cannot read {part!r}")
+        if found.group("parent") is not None:
+            parent = normal(found.group("parent"))
+            terms.append(
+                lambda c, parent=parent: parent in {normal(p) for p in c.get("parentContexts", [])}
+            )
+            continue
+        key = {"name": "name", "display_name": "displayName", "schema_title": "schemaTitle"}[
+            found.group("field")
+        ]
+        value = found.group("value")
+        if key == "name":
+            terms.append(lambda c, value=value: normal(c["name"]) == normal(value))
+        else:
+            terms.append(lambda c, key=key, value=value: c.get(key) == value)
     return terms
 
 

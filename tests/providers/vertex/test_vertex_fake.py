@@ -782,7 +782,10 @@ def test_models_endpoints_deploy_traffic_and_raw_predict(
         json={"messages": [{"role": "user", "content": "yo"}]},
         headers=headers,
     )
-    assert direct.json()["choices"][0]["message"]["content"] == f"[{two.id}] yo"
+    # a model uploaded with a predict route has no invoke routes: only a model uploaded
+    # with invokeRoutePrefix (and deployed to a dedicated endpoint) answers them
+    assert direct.status_code == 400
+    assert direct.json()["error"]["status"] == "FAILED_PRECONDITION"
 
     # the gapic REST client wraps the body ({"httpBody": {"data": base64}}) and reads the
     # answer as HttpBody JSON: a container's raw JSON answer comes back as an empty HttpBody

@@ -140,8 +140,8 @@ def test_a_gemini_tuning_run_stages_the_converted_data_and_tunes(
     cli: CliRunner, fake_vertex: FakeVertex, gcs: FakeGcs, tmp_path: Path
 ) -> None:
     """The chat data converted to Gemini's format (read back and checked line by line
-    against the source), the TuningJob valid for the discovery document, events, and the
-    tuned model recorded as the run's artifact."""
+    against the source), the TuningJob valid for the discovery document, events (the loss
+    from the job's experiment), and the tuned model recorded as the run's artifact."""
     spec = write_spec(
         tmp_path,
         gemini_spec(
@@ -176,6 +176,9 @@ def test_a_gemini_tuning_run_stages_the_converted_data_and_tunes(
         assert all(json.loads(line)["contents"][-1]["role"] == "model" for line in lines)
 
     events = journal_events(cli)
+    losses = [e.train_loss for e in events if isinstance(e, MetricEvent) and e.train_loss]
+    assert len(losses) >= 3 and losses[-1] < losses[0], "the tuning job's loss falls"
+    assert any(isinstance(e, MetricEvent) and e.valid_loss for e in events), "eval loss too"
     assert any(isinstance(e, LogEvent) and "billable tokens" in e.message for e in events)
     (cost,) = [e for e in events if isinstance(e, CostEvent)]
     assert "x 3 epochs x $5.00/M tokens" in cost.basis

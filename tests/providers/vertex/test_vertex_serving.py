@@ -15,7 +15,7 @@ from tests.providers.vertex.discovery_contract import decode, violations
 from tests.providers.vertex.fake_vertex import FakeVertex
 from tests.providers.vertex.gcs import FakeGcs
 
-from tunefleet.errors import ProviderError
+from tunefleet.errors import CapabilityError, ProviderError
 from tunefleet.planning import plan_run
 from tunefleet.plugins import discover
 from tunefleet.provider import ArtifactRef, ChatRequest, Plan, TrafficSplitting, capabilities_of
@@ -67,8 +67,12 @@ def test_deploy_uploads_creates_deploys_with_autoscaling_and_answers(
     assert body is not None, problem
     assert not violations("GoogleCloudAiplatformV1UploadModelRequest", body)
     container = body["model"]["containerSpec"]
-    assert container["predictRoute"] == "/v1/chat/completions"
+    assert container["invokeRoutePrefix"] == "/*" and "predictRoute" not in container, (
+        "a model answers its own routes on a dedicated endpoint (only one of the two is allowed)"
+    )
     assert "--model=$(AIP_STORAGE_URI)" in container["args"]
+    (created,) = sent(fake_vertex, "POST", "/endpoints")
+    assert created["dedicatedEndpointEnabled"] is True
     assert body["model"]["artifactUri"] == f"gs://{BUCKET}/tunefleet/jobs/m-one/model/merged"
     (deploy,) = sent(fake_vertex, "POST", ":deployModel")
     resources = deploy["deployedModel"]["dedicatedResources"]
@@ -78,7 +82,8 @@ def test_deploy_uploads_creates_deploys_with_autoscaling_and_answers(
     ]
     assert PROVIDER.versions(endpoint) == {"primary": 100}
     reply = PROVIDER.invoke(endpoint, ASK)
-    assert reply.text and fake_vertex.served, "rawPredict reached the container"
+    assert reply.text and fake_vertex.served, "the invoke route reached the container"
+    assert any(r.path.endswith("/invoke/v1/chat/completions") for r in fake_vertex.requests)
     PROVIDER.delete_endpoint(endpoint)
     assert not fake_vertex.endpoints and not fake_vertex.models
     PROVIDER.delete_endpoint(endpoint)  # gone already: a no-op
@@ -154,10 +159,35 @@ def test_a_private_endpoint_under_a_private_network_policy(
     assert plan.ok, plan.unmet
     endpoint = PROVIDER.deploy(plan, model("m-one"), "support-bot")
     (created,) = sent(fake_vertex, "POST", "/endpoints")
-    assert created["privateServiceConnectConfig"]["enablePrivateServiceConnect"] is True
+    psc = created["privateServiceConnectConfig"]
+    assert psc["enablePrivateServiceConnect"] is True
+    assert psc["pscAutomationConfigs"] == [
+        {"projectId": fake_vertex.project, "network": "projects/123456789012/global/networks/ml"}
+    ], "Vertex makes the forwarding rule in the job's network"
     assert created["encryptionSpec"] == {"kmsKeyName": KEY}
     (upload,) = sent(fake_vertex, "POST", "/models:upload")
     assert upload["model"]["encryptionSpec"] == {"kmsKeyName": KEY}
+    assert upload["model"]["containerSpec"]["predictRoute"] == "/v1/chat/completions"
+    reply = PROVIDER.invoke(endpoint, ASK)
+    assert reply.text, "rawPredict at the address options.prediction_url names"
+    assert any(r.path.endswith(":rawPredict") for r in fake_vertex.requests)
+    with pytest.raises(CapabilityError):
+        PROVIDER.invoke_version(endpoint, "primary", ASK)
+    PROVIDER.delete_endpoint(endpoint)
+
+
+def test_an_endpoint_of_that_name_that_is_not_the_planned_one_is_refused(
+    fake_vertex: FakeVertex, gcs: FakeGcs, signed_in: dict[str, str]
+) -> None:
+    """An endpoint someone made under the name (public, unencrypted) never satisfies a
+    policy by being adopted."""
+    plan = serving_plan(fake_vertex, gcs)
+    endpoint = PROVIDER.deploy(plan, model("m-one"), "support-bot")
+    fake_vertex.endpoints["support-bot"]["labels"] = {}
+    with pytest.raises(ProviderError) as refused:
+        PROVIDER.deploy(plan, model("m-two"), "support-bot")
+    assert refused.value.code == "endpoint_mismatch"
+    fake_vertex.endpoints["support-bot"]["labels"] = {"tunefleet-endpoint": "support-bot"}
     PROVIDER.delete_endpoint(endpoint)
 
 

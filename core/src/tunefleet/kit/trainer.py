@@ -1,5 +1,5 @@
 """What providers that run tunefleet's trainer share: its config from a spec, the spec's
-knobs it cannot take, and its output lines as events.
+knobs it cannot take, its output lines as events, and the golden set's answers it writes.
 
 The trainer's contract is :mod:`tunefleet_trainer.config` (the config) and
 :mod:`tunefleet_trainer.metrics` (the lines); a provider adds only the paths its launcher
@@ -14,11 +14,15 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from tunefleet.events import CheckpointEvent, Event, LogEvent, MetricEvent
-from tunefleet.provider import Unmet
+from tunefleet.provider import ArtifactRef, Unmet
 from tunefleet.spec import RunSpec
 from tunefleet_trainer.config import DEFAULT_EPOCHS, TrainerConfig
 from tunefleet_trainer.metrics import read_checkpoint_line, read_metric_line
-from tunefleet_trainer.predictions import read_progress_line
+from tunefleet_trainer.predictions import (
+    BASELINE_PREDICTIONS_NAME,
+    PREDICTIONS_NAME,
+    read_progress_line,
+)
 
 __all__ = [
     "DEFAULT_EPOCHS",
@@ -26,6 +30,7 @@ __all__ = [
     "epochs",
     "line_event",
     "log_level",
+    "prediction_artifacts",
     "trainer_config",
     "trainer_unmet",
     "with_paths",
@@ -164,3 +169,20 @@ def line_event(
         except ValidationError:
             pass
     return LogEvent(id=event_id, time=time, level=log_level(line), message=line[:MAX_LOG_EVENT])
+
+
+def prediction_artifacts(config: dict[str, Any], folder: str | None) -> list[ArtifactRef]:
+    """The answers files a job created with an evaluation wrote to ``folder`` (a URI): the
+    trained model's, and the base model's unless the config turned the baseline off.
+    Decided by the job's own trainer config (``config``), not by the plan of the run that
+    found the job; none without an evaluation or a folder."""
+    evaluation = config.get("evaluation")
+    if not isinstance(evaluation, dict) or not folder:
+        return []
+    base = folder.rstrip("/")
+    found = [ArtifactRef(kind="predictions", uri=f"{base}/{PREDICTIONS_NAME}")]
+    if evaluation.get("baseline", True):
+        found.append(
+            ArtifactRef(kind="baseline_predictions", uri=f"{base}/{BASELINE_PREDICTIONS_NAME}")
+        )
+    return found

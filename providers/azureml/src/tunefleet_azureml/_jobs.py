@@ -20,9 +20,9 @@ from tunefleet.errors import (
 )
 from tunefleet.events import EventPage, JobState
 from tunefleet.kit.labels import RUN_KEY as RUN_KEY_LABEL
+from tunefleet.kit.trainer import prediction_artifacts
 from tunefleet.provider import ArtifactRef, DatasetRef, JobRef, JobStatus, Plan
 from tunefleet_azureml import _events
-from tunefleet_azureml._artifacts import prediction_artifacts
 from tunefleet_azureml._client import PROVIDER, Where, arm, ensure_version, translated
 from tunefleet_azureml._planning import CONFIG_ENV, fill, job_name, model_request
 from tunefleet_azureml.options import AzureMLOptions

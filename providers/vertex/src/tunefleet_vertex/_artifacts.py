@@ -9,30 +9,14 @@ The object is read with the signed-in identity, never more than the caller's lim
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from tunefleet.errors import ProviderError
 from tunefleet.provider import ArtifactRef, JobRef
 from tunefleet_vertex._client import PROVIDER, Where, storage_client, translated
 
-__all__ = ["prediction_artifacts", "read_artifact"]
+__all__ = ["read_artifact"]
 
 _GS_URI = re.compile(r"^gs://([^/]+)/(.+)$")
-PREDICTIONS = "predictions.jsonl"
-BASELINE_PREDICTIONS = "baseline_predictions.jsonl"
-
-
-def prediction_artifacts(config: dict[str, Any], folder: str | None) -> list[ArtifactRef]:
-    """The answers files of a job created with an evaluation (decided by the job's own
-    config, not the plan of the run that found it), in ``folder``."""
-    evaluation = config.get("evaluation")
-    if not isinstance(evaluation, dict) or not folder:
-        return []
-    base = folder.rstrip("/")
-    found = [ArtifactRef(kind="predictions", uri=f"{base}/{PREDICTIONS}")]
-    if evaluation.get("baseline", True):
-        found.append(ArtifactRef(kind="baseline_predictions", uri=f"{base}/{BASELINE_PREDICTIONS}"))
-    return found
 
 
 def read_artifact(job: JobRef, artifact: ArtifactRef, max_bytes: int) -> bytes:

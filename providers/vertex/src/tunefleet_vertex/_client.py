@@ -3,9 +3,9 @@
 Vertex AI is driven through the official ``google.cloud.aiplatform_v1`` service clients
 (JobService, GenAiTuningService, ModelService, EndpointService, PredictionService) over
 their REST transport, on the regional endpoint of the target's region; Cloud Storage
-through ``google-cloud-storage``; Cloud Logging through ``google-cloud-logging``'s HTTP
-client. Each SDK is imported by the first call that needs it, never when the provider
-loads (they take seconds to import).
+through ``google-cloud-storage``. Each SDK is imported by the first call that needs it, never when the provider
+loads (they take seconds to import). Cloud Logging's ``entries.list`` and the requests a
+client cannot make as needed go through google-auth's ``AuthorizedSession`` (:func:`post`).
 
 Credentials are Application Default Credentials (``google.auth.default``: the
 ``GOOGLE_APPLICATION_CREDENTIALS`` file, ``gcloud auth application-default login``, the
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ __all__ = [
     "Where",
     "client",
     "credentials",
-    "logging_client",
+    "post",
     "storage_client",
     "translated",
 ]
@@ -145,6 +146,8 @@ _SERVICES = {
     "model": "ModelServiceClient",
     "endpoint": "EndpointServiceClient",
     "prediction": "PredictionServiceClient",
+    "metadata": "MetadataServiceClient",
+    "tensorboard": "TensorboardServiceClient",
 }
 
 
@@ -172,7 +175,7 @@ def client(where: Where, service: str) -> Any:
 @functools.cache
 def _storage(project: str, endpoint: str, source: str) -> Any:
     try:
-        from google.cloud import storage  # type: ignore[attr-defined]
+        from google.cloud import storage
     except ImportError:
         raise _missing_sdk() from None
     options = {"api_endpoint": endpoint} if endpoint else None
@@ -184,22 +187,32 @@ def storage_client(where: Where) -> Any:
     return _storage(where.project, where.storage_endpoint, _adc_source())
 
 
-@functools.cache
-def _logging(project: str, endpoint: str, source: str) -> Any:
+def post(url: str, body: dict[str, Any], what: str) -> Any:
+    """POST ``body`` as JSON to ``url`` signed with the credentials (google-auth's
+    ``AuthorizedSession``, the transport the REST clients use); the answer's JSON, or its
+    bytes when it is none. For the requests a client library cannot make as needed: a
+    container's own answer (the REST client reads it as an HttpBody), a dedicated endpoint's
+    own host, and Cloud Logging's ``entries.list`` one page at a time."""
+    from google.api_core import exceptions
+
+    session = _session(_adc_source())
+    if "://" not in url:
+        url = f"https://{url}"
+    with translated(what):
+        response = session.post(url, json=body, timeout=timeout())
+        if response.status_code >= 400:
+            raise exceptions.from_http_response(response)  # type: ignore[no-untyped-call]
     try:
-        from google.cloud import logging as cloud_logging
-    except ImportError:
-        raise _missing_sdk() from None
-    options = {"api_endpoint": endpoint} if endpoint else None
-    # The HTTP/JSON client: one REST request per page, no gRPC channel to keep open.
-    return cloud_logging.Client(  # type: ignore[no-untyped-call]
-        project=project, credentials=credentials(), _use_grpc=False, client_options=options
-    )
+        return response.json()
+    except ValueError:
+        return response.content
 
 
-def logging_client(where: Where) -> Any:
-    """Cloud Logging's client of the target's project."""
-    return _logging(where.project, where.logging_endpoint, _adc_source())
+@functools.cache
+def _session(source: str) -> Any:
+    from google.auth.transport.requests import AuthorizedSession
+
+    return AuthorizedSession(credentials())  # type: ignore[no-untyped-call]
 
 
 def timeout() -> float:
@@ -252,21 +265,36 @@ def status_name(exc: Any) -> str:
     }.get(int(getattr(exc, "code", 0) or 0), "UNKNOWN")
 
 
+_QUERY = re.compile(r"(https?://[^\s?'\"]+)\?[^\s'\"]*")
+"""A URL's query: a resumable upload's session URL carries its ``upload_id`` there, which
+"acts as an authentication token" for the session ("Resumable uploads",
+https://cloud.google.com/storage/docs/resumable-uploads): never put in an error."""
+
+
+def _scrubbed(text: str) -> str:
+    return _QUERY.sub(r"\1", text)
+
+
 @contextmanager
-def translated(operation: str) -> Iterator[None]:
+def translated(operation: str, *, creating: bool = False) -> Iterator[None]:
     """Run Google Cloud SDK calls, raising tunefleet's errors for google.api_core's, each
-    with the ``google.rpc.Code`` name as code and the HTTP status.
+    with the ``google.rpc.Code`` name as code and the HTTP status; URLs lose their queries.
 
     NOT_FOUND: ProviderNotFoundError. ALREADY_EXISTS (and Cloud Storage's 412 on a
-    generation precondition): AlreadyExistsError. RESOURCE_EXHAUSTED: ProviderBusyError
-    when it is throttling, else QuotaExceededError. UNAVAILABLE, DEADLINE_EXCEEDED,
-    ABORTED, INTERNAL and lost connections: TransientProviderError. No usable credential:
-    ProviderError saying where credentials come from. Anything else: ProviderError with
-    Google's code and message.
+    generation precondition): AlreadyExistsError. RESOURCE_EXHAUSTED: for a create
+    (``creating``), QuotaExceededError unless it is throttling (ErrorInfo
+    RATE_LIMIT_EXCEEDED); for anything else ProviderBusyError, since a read or a
+    prediction over a per-minute limit clears by itself (Gemini's 429 carries no ErrorInfo:
+    "Resource exhausted. Please try again later", "Error code 429",
+    https://cloud.google.com/vertex-ai/generative-ai/docs/error-code-429). UNAVAILABLE,
+    DEADLINE_EXCEEDED, ABORTED, INTERNAL, lost connections and corrupted downloads:
+    TransientProviderError. No usable credential: ProviderError saying where credentials
+    come from. Anything else: ProviderError with Google's code and message.
     """
     try:
         from google.api_core import exceptions as api
         from google.auth import exceptions as auth
+        from google.cloud.storage import exceptions as media  # type: ignore[import-untyped]
     except ImportError:
         raise _missing_sdk() from None
     try:
@@ -274,7 +302,7 @@ def translated(operation: str) -> Iterator[None]:
     except api.GoogleAPICallError as exc:
         name = status_name(exc)
         status = int(getattr(exc, "code", 0) or 0) or None
-        message = str(getattr(exc, "message", "") or exc)
+        message = _scrubbed(str(getattr(exc, "message", "") or exc))
         text = f"{operation}: {name}: {message}"
         kind: type[ProviderError] = ProviderError
         if name == "NOT_FOUND":
@@ -282,7 +310,8 @@ def translated(operation: str) -> Iterator[None]:
         elif name == "ALREADY_EXISTS" or isinstance(exc, api.PreconditionFailed):
             kind = AlreadyExistsError
         elif name == "RESOURCE_EXHAUSTED":
-            kind = ProviderBusyError if exc.reason in _RATE_LIMITED else QuotaExceededError
+            quota = creating and exc.reason not in _RATE_LIMITED
+            kind = QuotaExceededError if quota else ProviderBusyError
         elif name in _TRANSIENT:
             kind = TransientProviderError
         elif name in ("PERMISSION_DENIED", "UNAUTHENTICATED"):
@@ -292,7 +321,9 @@ def translated(operation: str) -> Iterator[None]:
             )
         raise kind(PROVIDER, text, code=name, status=status) from None
     except api.RetryError as exc:
-        raise TransientProviderError(PROVIDER, f"{operation}: {exc}", code="RETRY") from None
+        raise TransientProviderError(
+            PROVIDER, f"{operation}: {_scrubbed(str(exc))}", code="RETRY"
+        ) from None
     except auth.DefaultCredentialsError:
         _credentials.cache_clear()
         credentials()  # raises the one-line advice
@@ -305,10 +336,14 @@ def translated(operation: str) -> Iterator[None]:
             code="UNAUTHENTICATED",
         ) from None
     except auth.TransportError as exc:
-        raise TransientProviderError(PROVIDER, f"{operation}: {exc}") from None
+        raise TransientProviderError(PROVIDER, f"{operation}: {_scrubbed(str(exc))}") from None
+    except (media.DataCorruption, media.InvalidResponse) as exc:
+        raise TransientProviderError(
+            PROVIDER, f"{operation}: {type(exc).__name__}: {_scrubbed(str(exc))}"
+        ) from None
     except _connection_errors() as exc:
         raise TransientProviderError(
-            PROVIDER, f"{operation}: {type(exc).__name__}: {exc}"
+            PROVIDER, f"{operation}: {type(exc).__name__}: {_scrubbed(str(exc))}"
         ) from None
 
 

@@ -11,12 +11,14 @@ Tuning jobs document no label filter, so they are listed and matched here.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from tunefleet.errors import ProviderError, ProviderNotFoundError
+from tunefleet.errors import ProviderError, ProviderNotFoundError, TransientProviderError
 from tunefleet.events import EventPage, JobState
+from tunefleet.kit.trainer import prediction_artifacts
 from tunefleet.provider import ArtifactRef, DatasetRef, JobRef, JobStatus, Plan
 from tunefleet_vertex import _events, pricing
 from tunefleet_vertex._client import PROVIDER, Where, client, timeout, translated
@@ -145,19 +147,41 @@ def submit(plan: Plan, datasets: Mapping[str, DatasetRef], run_key: str) -> JobR
     if existing is not None:
         return _ref(plan, kind, str(existing.name), run_key)
     service = client(where, _service(kind))
-    if kind == "tuning":
-        body = aiplatform_v1.TuningJob.from_json(json.dumps(request["tuningJob"]))
-        with translated("create the tuning job"):
-            created = service.create_tuning_job(
-                parent=request["parent"], tuning_job=body, timeout=timeout()
-            )
-    else:
-        body = aiplatform_v1.CustomJob.from_json(json.dumps(request["customJob"]))
-        with translated("create the custom job"):
-            created = service.create_custom_job(
-                parent=request["parent"], custom_job=body, timeout=timeout()
-            )
+    try:
+        if kind == "tuning":
+            body = aiplatform_v1.TuningJob.from_json(json.dumps(request["tuningJob"]))
+            with translated("create the tuning job", creating=True):
+                created = service.create_tuning_job(
+                    parent=request["parent"], tuning_job=body, timeout=timeout()
+                )
+        else:
+            body = aiplatform_v1.CustomJob.from_json(json.dumps(request["customJob"]))
+            with translated("create the custom job", creating=True):
+                created = service.create_custom_job(
+                    parent=request["parent"], custom_job=body, timeout=timeout()
+                )
+    except TransientProviderError:
+        # A timeout or a 5xx may hide a create that succeeded (there is no request ID to
+        # make it idempotent): look for the job a while before the create is tried again.
+        found = _settled(where, kind, run_key)
+        if found is None:
+            raise
+        return _ref(plan, kind, str(found.name), run_key)
     return _ref(plan, kind, str(created.name), run_key)
+
+
+SETTLE_SECONDS = (2.0, 5.0, 10.0, 20.0, 30.0)
+"""Waits between looks for a job whose create answered with an error that may hide a
+success (about a minute in all: a list shows a new job within seconds)."""
+
+
+def _settled(where: Where, kind: str, run_key: str) -> Any | None:
+    for wait in (0.0, *SETTLE_SECONDS):
+        time.sleep(wait)
+        found = _listed(where, kind, run_key)
+        if found is not None:
+            return found
+    return None
 
 
 def _facts(kind: str, job: Any) -> dict[str, Any]:
@@ -172,6 +196,8 @@ def _facts(kind: str, job: Any) -> dict[str, Any]:
         "end_time": job.end_time,
     }
     if kind == "tuning":
+        facts["experiment"] = str(job.experiment or "")
+        facts["epochs"] = int(job.supervised_tuning_spec.hyper_parameters.epoch_count or 0)
         stats = job.tuning_data_stats.supervised_tuning_data_stats
         facts["stats"] = {
             "tuning_dataset_example_count": int(stats.tuning_dataset_example_count or 0),
@@ -256,8 +282,6 @@ def artifacts(ref: JobRef) -> list[ArtifactRef]:
     """What a succeeded job made: the trainer's model directory (the adapter, with the
     model merged in, or the fine-tuned model), its checkpoints, and with an evaluation
     the golden set's answers; for a tuning job, the tuned model and its endpoint."""
-    from tunefleet_vertex._artifacts import prediction_artifacts
-
     kind, job = _current(ref)
     if _events.job_state(job.state.name) != JobState.SUCCEEDED:
         raise ProviderError(PROVIDER, f"job {ref.id} has not succeeded; it made no model")

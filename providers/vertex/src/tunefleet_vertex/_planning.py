@@ -214,10 +214,7 @@ def job_request(
     pool: dict[str, Any] = {
         "machineSpec": machine_spec,
         "replicaCount": "1",
-        "diskSpec": {
-            "bootDiskType": options.boot_disk_type,
-            "bootDiskSizeGb": compute.volume_size_gb or options.boot_disk_size_gb,
-        },
+        "diskSpec": {"bootDiskSizeGb": compute.volume_size_gb or options.boot_disk_size_gb},
         "containerSpec": {
             "imageUri": image,
             # Vertex's cluster environment (CLUSTER_SPEC, AIP_*) turned into the trainer's
@@ -231,6 +228,8 @@ def job_request(
     }
     # Vertex's chief is worker pool 0, one replica; the other replicas are pool 1
     # ("Distributed training", https://cloud.google.com/vertex-ai/docs/training/distributed-training).
+    if options.boot_disk_type is not None:
+        pool["diskSpec"]["bootDiskType"] = options.boot_disk_type
     pools = [pool]
     if compute.instance_count > 1:
         pools.append({**pool, "replicaCount": str(compute.instance_count - 1)})
@@ -462,10 +461,6 @@ def plan(provider: str, request: PlanRequest) -> Plan:
                 f"the job downloads {spec.base_model} from the Hugging Face Hub: with a "
                 "private network, the VPC must reach huggingface.co (Cloud NAT)"
             )
-        notes.append(
-            "Vertex AI does not bill a custom job that fails for a reason other than a "
-            "cancellation (https://cloud.google.com/vertex-ai/pricing)"
-        )
     return Plan(
         target=target.key,
         provider=provider,

@@ -25,14 +25,18 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import tenacity
+
 from tunefleet.errors import (
     AlreadyExistsError,
     CapabilityError,
     ProviderError,
     ProviderNotFoundError,
+    TransientProviderError,
 )
 from tunefleet.kit.chat import chat_body, chat_reply
 from tunefleet.kit.gemini import gemini_reply, gemini_request
+from tunefleet.kit.retry import wait_as_asked
 from tunefleet.provider import (
     ArtifactRef,
     ChatReply,
@@ -45,7 +49,7 @@ from tunefleet.provider import (
 )
 from tunefleet.spec import EndpointSpec, RunSpec, TargetSpec
 from tunefleet_vertex import pricing
-from tunefleet_vertex._client import PROVIDER, Where, client, credentials, timeout, translated
+from tunefleet_vertex._client import PROVIDER, Where, client, post, timeout, translated
 from tunefleet_vertex.options import VertexOptions
 
 __all__ = [
@@ -119,16 +123,26 @@ def _autoscaling(spec: RunSpec, gpus: int) -> tuple[int, int, list[dict[str, Any
     return max(scaling.min_instances, 1), scaling.max_instances, metrics
 
 
-def _container(options: VertexOptions, gpus: int) -> dict[str, Any]:
+def _container(options: VertexOptions, gpus: int, private: bool) -> dict[str, Any]:
+    """The serving container. On a (public) dedicated endpoint the model is uploaded with
+    the invoke route prefix ``/*``, so the endpoint and each deployed model answer the
+    container's own ``/v1/chat/completions`` (a version asked directly); a Private Service
+    Connect endpoint serves Predict and RawPredict only, so there the chat route is the
+    predict route. "Only one of `predict_route` or `invoke_route_prefix` can be set ... If
+    this field is set, the Model can only be deployed to dedicated endpoint"
+    (ModelContainerSpec.invokeRoutePrefix, the discovery document)."""
     image = options.serving_image or "<options.serving_image>"
     spec: dict[str, Any] = {
         "imageUri": image,
         "ports": [{"containerPort": PORT}],
-        "predictRoute": CHAT_ROUTE,
         "healthRoute": "/health",
-        # deployedModels/{id}/invoke/... reaches one version, whatever the traffic split.
-        "invokeRoutePrefix": "/*",
+        # Loading a large model takes a while; 2 hours is the most Vertex allows.
+        "deploymentTimeout": "7200s",
     }
+    if private:
+        spec["predictRoute"] = CHAT_ROUTE
+    else:
+        spec["invokeRoutePrefix"] = "/*"
     if options.serving_framework == "vllm":
         spec["command"] = ["python3", "-m", "vllm.entrypoints.openai.api_server"]
         spec["args"] = [
@@ -155,6 +169,7 @@ def requests(spec: RunSpec, target: TargetSpec, options: VertexOptions) -> list[
 
     machine, accelerator, count = _serving_machine(spec, options)
     low, high, metrics = _autoscaling(spec, count)
+    private = spec.placement.require_private_network
     parent = f"projects/{options.project}/locations/{target.region}"
     labels = {k: v for k, v in vertex_labels(spec, target).items() if k != "tunefleet-run-key"}
     labels["tunefleet-endpoint"] = ENDPOINT
@@ -164,16 +179,26 @@ def requests(spec: RunSpec, target: TargetSpec, options: VertexOptions) -> list[
     model = {
         "displayName": f"{spec.name}-{VERSION}",
         "artifactUri": ARTIFACT_URI,
-        "containerSpec": _container(options, count),
+        "containerSpec": _container(options, count, private),
         "labels": labels,
         **encryption,
     }
     endpoint: dict[str, Any] = {"displayName": ENDPOINT, "labels": labels, **encryption}
-    if spec.placement.require_private_network:
-        endpoint["privateServiceConnectConfig"] = {
+    if private:
+        psc: dict[str, Any] = {
             "enablePrivateServiceConnect": True,
             "projectAllowlist": [options.project],
         }
+        if options.network:
+            # Vertex makes the forwarding rule in your network itself.
+            psc["pscAutomationConfigs"] = [
+                {"projectId": options.project, "network": options.network}
+            ]
+        endpoint["privateServiceConnectConfig"] = psc
+    else:
+        # A dedicated endpoint: its own DNS name, isolated from other users' traffic, and
+        # the only kind a model with invoke routes can be deployed to.
+        endpoint["dedicatedEndpointEnabled"] = True
     machine_spec: dict[str, Any] = {"machineType": machine}
     if accelerator is not None:
         machine_spec.update(acceleratorType=accelerator, acceleratorCount=count)
@@ -243,6 +268,28 @@ def unmet(spec: RunSpec, options: VertexOptions) -> list[Unmet]:
             )
         )
     scaling = spec.endpoint.autoscaling
+    if spec.endpoint.canary is not None and spec.placement.require_private_network:
+        found.append(
+            Unmet(
+                requirement="endpoint.canary",
+                reason="a Private Service Connect endpoint serves Predict and RawPredict only "
+                '("Use Private Service Connect endpoints", cloud.google.com/vertex-ai/docs/'
+                "predictions/private-service-connect): one version cannot be asked alone, so "
+                "the canary's shadow comparison is impossible",
+            )
+        )
+    if (
+        scaling is not None
+        and scaling.target_invocations_per_instance is not None
+        and scaling.target_invocations_per_instance > 100
+    ):
+        found.append(
+            Unmet(
+                requirement="endpoint.autoscaling.target_invocations_per_instance",
+                reason="Vertex's autoscaling target is 1-100 (AutoscalingMetricSpec.target, "
+                "the discovery document)",
+            )
+        )
     if scaling is not None and scaling.min_instances < 1:
         found.append(
             Unmet(
@@ -258,23 +305,54 @@ def unmet(spec: RunSpec, options: VertexOptions) -> list[Unmet]:
     return found
 
 
-def endpoint_ref(where: Where, name: str, plan_region: str | None, kind: str) -> EndpointRef:
+def endpoint_ref(
+    where: Where,
+    name: str,
+    plan_region: str | None,
+    kind: str,
+    prediction_url: str | None = None,
+) -> EndpointRef:
     """The ref of endpoint ``name`` (an endpoint ID, or a tuned model's endpoint's resource
-    name for ``kind`` tuned)."""
+    name for ``kind`` tuned). ``kind``: ``dedicated`` (a public dedicated endpoint, asked at
+    its own DNS name), ``private`` (Private Service Connect, asked at the address your
+    network gives it) or ``tuned``; ``prediction_url`` is where prediction requests go."""
     resource = name if name.startswith("projects/") else f"{where.parent}/endpoints/{name}"
+    base = where.api_endpoint if kind == "tuned" else prediction_url
+    scope = {**where.scope(), "kind": kind}
+    if base:
+        scope["prediction_url"] = base
     return EndpointRef(
         provider=PROVIDER,
         name=name.rsplit("/", 1)[-1],
         region=plan_region,
-        url=f"{where.api_endpoint}/v1/{resource}",
+        url=f"{base}/v1/{resource}" if base else None,
         id=resource,
-        scope={**where.scope(), "kind": kind},
+        scope=scope,
     )
 
 
 def _wait(operation: Any, what: str, seconds: float) -> Any:
-    with translated(what):
-        return operation.result(timeout=seconds)
+    from concurrent.futures import TimeoutError as Waited
+
+    try:
+        with translated(what):
+            return operation.result(timeout=seconds)
+    except Waited:
+        raise TransientProviderError(
+            PROVIDER,
+            f"{what}: still going on after {seconds / 3600:.1f} h; asking again waits on",
+            code="operation_running",
+        ) from None
+
+
+def _until(found: Callable[[], bool], what: str, seconds: float = 1800.0) -> None:
+    """Wait (polling every 10 s) until ``found()``: a resource another attempt is still
+    creating; ProviderError when it does not come within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not found():
+        if time.monotonic() > deadline:
+            raise ProviderError(PROVIDER, f"{what} never appeared", code="operation_lost")
+        time.sleep(10)
 
 
 def _model_exists(where: Where, name: str) -> bool:
@@ -294,7 +372,7 @@ def _upload(where: Where, request: dict[str, Any]) -> None:
         return
     model = aiplatform_v1.Model.from_json(json.dumps(request["model"]))
     try:
-        with translated(f"upload model {request['modelId']}"):
+        with translated(f"upload model {request['modelId']}", creating=True):
             operation = client(where, "model").upload_model(
                 request={
                     "parent": request["parent"],
@@ -304,7 +382,9 @@ def _upload(where: Where, request: dict[str, Any]) -> None:
                 timeout=timeout(),
             )
     except AlreadyExistsError:
-        return  # uploaded by an attempt whose answer was lost
+        # Uploaded by an attempt whose answer was lost, or still being uploaded by it.
+        _until(lambda: _model_exists(where, name), f"model {name}")
+        return
     _wait(operation, f"upload model {request['modelId']}", DEPLOY_SECONDS)
 
 
@@ -321,11 +401,13 @@ def _create_endpoint(where: Where, request: dict[str, Any]) -> None:
     from google.cloud import aiplatform_v1
 
     resource = f"{request['parent']}/endpoints/{request['endpointId']}"
-    if get_endpoint(where, resource) is not None:
+    existing = get_endpoint(where, resource)
+    if existing is not None:
+        _check_adopted(existing, request["endpoint"], resource)
         return
     body = aiplatform_v1.Endpoint.from_json(json.dumps(request["endpoint"]))
     try:
-        with translated(f"create endpoint {request['endpointId']}"):
+        with translated(f"create endpoint {request['endpointId']}", creating=True):
             operation = client(where, "endpoint").create_endpoint(
                 parent=request["parent"],
                 endpoint=body,
@@ -333,8 +415,35 @@ def _create_endpoint(where: Where, request: dict[str, Any]) -> None:
                 timeout=timeout(),
             )
     except AlreadyExistsError:
+        _until(lambda: get_endpoint(where, resource) is not None, f"endpoint {resource}")
         return
     _wait(operation, f"create endpoint {request['endpointId']}", DEPLOY_SECONDS)
+
+
+def _check_adopted(existing: Any, wanted: dict[str, Any], resource: str) -> None:
+    """Refuse an endpoint of that ID that is not the one planned: another's (no
+    ``tunefleet-endpoint`` label of this name), public where a private one is required,
+    shared where a dedicated one is, or encrypted with another key."""
+    problems = []
+    labels = dict(existing.labels)
+    if labels.get("tunefleet-endpoint") != wanted["labels"].get("tunefleet-endpoint"):
+        problems.append("it was not made by tunefleet for this endpoint name")
+    if "privateServiceConnectConfig" in wanted and not (
+        existing.private_service_connect_config.enable_private_service_connect
+    ):
+        problems.append("it is not a Private Service Connect endpoint")
+    if wanted.get("dedicatedEndpointEnabled") and not existing.dedicated_endpoint_enabled:
+        problems.append("it is not a dedicated endpoint")
+    key = (wanted.get("encryptionSpec") or {}).get("kmsKeyName")
+    if key and existing.encryption_spec.kms_key_name != key:
+        problems.append(f"it is not encrypted with {key}")
+    if problems:
+        raise ProviderError(
+            PROVIDER,
+            f"endpoint {resource} exists but {'; '.join(problems)}: delete it or choose "
+            "another endpoint name",
+            code="endpoint_mismatch",
+        )
 
 
 def deployed(where: Where, resource: str) -> dict[str, Any]:
@@ -360,7 +469,7 @@ def deploy_model(where: Where, request: dict[str, Any], traffic: dict[str, int] 
         return
     body = aiplatform_v1.DeployedModel.from_json(json.dumps(request["deployedModel"]))
     try:
-        with translated(f"deploy model {wanted} on {resource}"):
+        with translated(f"deploy model {wanted} on {resource}", creating=True):
             operation = client(where, "endpoint").deploy_model(
                 endpoint=resource,
                 deployed_model=body,
@@ -368,20 +477,13 @@ def deploy_model(where: Where, request: dict[str, Any], traffic: dict[str, int] 
                 timeout=timeout(),
             )
     except ProviderError as exc:
-        # A deployment an earlier attempt started is still going on: wait for it.
-        if exc.code not in ("ALREADY_EXISTS", "ABORTED", "FAILED_PRECONDITION"):
+        # The deployed model's ID is taken: an earlier attempt's deployment, still going on
+        # (or done since we looked). Anything else is Google's refusal, raised as it is.
+        if exc.code not in ("ALREADY_EXISTS", "ABORTED"):
             raise
-        _await_deployed(where, resource, wanted)
+        _until(lambda: wanted in deployed(where, resource), f"deployed model {wanted}")
         return
     _wait(operation, f"deploy model {wanted}", DEPLOY_SECONDS)
-
-
-def _await_deployed(where: Where, resource: str, wanted: str) -> None:
-    deadline = time.monotonic() + DEPLOY_SECONDS
-    while wanted not in deployed(where, resource):
-        if time.monotonic() > deadline:
-            raise ProviderError(PROVIDER, f"deployed model {wanted} never appeared on {resource}")
-        time.sleep(10)
 
 
 def undeploy(where: Where, resource: str, deployed_id: str, traffic: dict[str, int]) -> None:
@@ -467,7 +569,21 @@ def deploy(plan: Plan, artifact: ArtifactRef, name: str) -> EndpointRef:
         undeploy(where, resource, old, {new: 100})
     if deployed(where, resource).get(new, ("", "", 0))[2] != 100:
         shift(where, resource, {new: 100})
-    return endpoint_ref(where, name, plan.region, "custom")
+    return _custom_ref(where, plan, options, name, resource)
+
+
+def _custom_ref(
+    where: Where, plan: Plan, options: VertexOptions, name: str, resource: str
+) -> EndpointRef:
+    """The ref of a custom model's endpoint: where its prediction requests go."""
+    endpoint = get_endpoint(where, resource)
+    if endpoint is None:
+        raise ProviderNotFoundError(PROVIDER, f"endpoint {resource} does not exist")
+    if endpoint.private_service_connect_config.enable_private_service_connect:
+        return endpoint_ref(where, name, plan.region, "private", options.prediction_url)
+    dns = str(endpoint.dedicated_endpoint_dns or "")
+    url = options.prediction_url or (f"https://{dns}" if dns else None)
+    return endpoint_ref(where, name, plan.region, "dedicated", url)
 
 
 def shift(where: Where, resource: str, split: dict[str, int]) -> None:
@@ -540,43 +656,44 @@ def _rebalanced(split: dict[str, int]) -> dict[str, int]:
     return scaled
 
 
-def post(where: Where, path: str, body: dict[str, Any], what: str) -> Any:
-    """POST ``body`` to ``{api endpoint}/v1/{path}`` signed with the credentials; the
-    answer's JSON. Used where the REST client cannot carry the body: ``rawPredict``'s
-    answer is whatever the container said (the REST client reads it as an HttpBody)."""
-    from google.api_core import exceptions
-    from google.auth.transport.requests import AuthorizedSession
-
-    session = AuthorizedSession(credentials())  # type: ignore[no-untyped-call]
-    url = f"{where.api_endpoint.rstrip('/')}/v1/{path}"
-    if "://" not in url:
-        url = f"https://{url}"
-    with translated(what):
-        response = session.post(url, json=body, timeout=timeout())
-        if response.status_code >= 400:
-            raise exceptions.from_http_response(response)  # type: ignore[no-untyped-call]
-    try:
-        return response.json()
-    except ValueError:
-        return response.content
+def _ask(base: str, path: str, body: dict[str, Any], what: str) -> Any:
+    """POST ``body`` to ``{base}/v1/{path}``: a container's own answer (the REST client can
+    only read it as an HttpBody), at the endpoint's own host."""
+    return post(f"{base.rstrip('/')}/v1/{path}", body, what)
 
 
 def invoke(endpoint: EndpointRef, request: ChatRequest, version_id: str | None = None) -> ChatReply:
-    """Ask the model behind ``endpoint``: the container's chat route through
-    ``rawPredict`` (or one deployed model's invoke route), or a tuned Gemini model through
-    ``generateContent``."""
-    where = Where.from_scope(endpoint.scope)
+    """Ask the model behind ``endpoint``: the container's chat route through the endpoint's
+    invoke route (a version: its deployed model's), through ``rawPredict`` on a Private
+    Service Connect endpoint, or a tuned Gemini model through ``generateContent``."""
     resource = str(endpoint.id)
-    if endpoint.scope.get("kind") == "tuned":
+    kind = endpoint.scope.get("kind")
+    base = endpoint.scope.get("prediction_url")
+    if kind == "tuned":
+        where = Where.from_scope(endpoint.scope)
         body = gemini_request(request.messages, request.max_tokens, request.temperature)
-        answer = post(where, f"{resource}:generateContent", body, f"ask {resource}")
+        answer = _ask(where.api_endpoint, f"{resource}:generateContent", body, f"ask {resource}")
         return gemini_reply(answer, provider=PROVIDER, where=resource)
+    if not base:
+        raise ProviderError(
+            PROVIDER,
+            f"endpoint {endpoint.name} is private: it answers at the address your network "
+            "gives its Private Service Connect endpoint; set options.prediction_url to it "
+            "and ask from inside the network",
+            code="private_endpoint",
+        )
     chat = chat_body(request, model=SERVED_MODEL)
-    if version_id is None:
-        answer = post(where, f"{resource}:rawPredict", chat, f"ask {resource}")
+    if kind == "private":
+        if version_id is not None:
+            raise CapabilityError(
+                PROVIDER, "a Private Service Connect endpoint cannot be asked one version"
+            )
+        answer = _ask(base, f"{resource}:rawPredict", chat, f"ask {resource}")
+    elif version_id is None:
+        answer = _ask(base, f"{resource}/invoke{CHAT_ROUTE}", chat, f"ask {resource}")
     else:
         path = f"{resource}/deployedModels/{version_id}/invoke{CHAT_ROUTE}"
-        answer = post(where, path, chat, f"ask version {version_id} of {resource}")
+        answer = _ask(base, path, chat, f"ask version {version_id} of {resource}")
     return chat_reply(PROVIDER, answer, resource)
 
 
@@ -598,9 +715,18 @@ def answer(
         )
     where = Where.of(VertexOptions.model_validate(dict(options)), region)
     ref = endpoint_ref(where, endpoint, region, "tuned")
+    # Each request retried on its own when throttled (Gemini answers 429 "Resource
+    # exhausted. Please try again later"), so one busy minute does not cost the answers
+    # already had.
+    ask = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(TransientProviderError),
+        wait=wait_as_asked(backoff=2.0, cap=60.0),
+        stop=tenacity.stop_after_attempt(6),
+        reraise=True,
+    )
     replies = []
     for done, request in enumerate(requests, start=1):
-        replies.append(invoke(ref, request))
+        replies.append(ask(invoke, ref, request))
         if progress is not None:
             progress(done, len(requests))
     return replies

@@ -107,14 +107,21 @@ def _upload(blob: Any, path: Path, sha256: str, role: str, progress: UploadProgr
         )
 
 
-def _converted(source: Path, folder: Path) -> Path:
-    """The dataset in Gemini's tuning format, in ``folder``."""
-    from tunefleet.kit.gemini import GeminiConversionError, convert_dataset
+def _converted(source: Path, folder: Path, role: str) -> Path:
+    """The dataset in Gemini's tuning format, in ``folder``, within Gemini tuning's limits
+    (examples per dataset, bytes per file: ``tunefleet.kit.gemini``), refused before
+    anything is uploaded otherwise."""
+    from tunefleet.kit import gemini
 
     destination = folder / f"{source.stem}.gemini.jsonl"
+    examples = (
+        gemini.MAX_VALIDATION_EXAMPLES if role == "validation" else gemini.MAX_TRAINING_EXAMPLES
+    )
     try:
-        convert_dataset(source, destination)
-    except GeminiConversionError as exc:
+        gemini.convert_dataset(
+            source, destination, max_examples=examples, max_bytes=gemini.MAX_DATASET_BYTES
+        )
+    except gemini.GeminiConversionError as exc:
         raise ProviderError(PROVIDER, str(exc), code="dataset_not_convertible") from None
     return destination
 
@@ -152,7 +159,7 @@ def stage(
             size_bytes=int(blob.size or size),
         )
     with tempfile.TemporaryDirectory(prefix="tunefleet-vertex-") as folder:
-        source = _converted(path, Path(folder)) if upload.get("convert") else path
+        source = _converted(path, Path(folder), role) if upload.get("convert") else path
         sent = source.stat().st_size
         scaled = progress
         if progress is not None and sent != size and sent:

@@ -122,9 +122,11 @@ class VertexOptions(BaseModel):
     accelerator_count: int | None = Field(default=None, ge=1, le=16)
     processes_per_replica: int | None = Field(default=None, ge=1, le=16)
     """Trainer processes per replica (default: one per GPU)."""
-    boot_disk_type: Literal["pd-ssd", "pd-standard", "pd-balanced", "hyperdisk-balanced"] = "pd-ssd"
+    boot_disk_type: Literal["pd-ssd", "pd-standard", "hyperdisk-balanced"] | None = None
+    """The values DiskSpec.bootDiskType takes; unset: Vertex's default for the machine
+    (pd-ssd, hyperdisk-balanced for A3 Ultra machines)."""
     boot_disk_size_gb: int = Field(default=200, ge=100, le=64_000)
-    """Used unless ``compute.volume_size_gb`` is set (Vertex's minimum is 100 GB)."""
+    """Used unless ``compute.volume_size_gb`` is set (Vertex's default is 100 GB)."""
     service_account: ServiceAccount | None = None
     """The identity the job runs as (default: Vertex's per-project service agent)."""
     network: Network | None = None
@@ -148,6 +150,9 @@ class VertexOptions(BaseModel):
     serving_machine_type: MachineType = "g2-standard-12"
     serving_accelerator_type: AcceleratorType | None = None
     serving_accelerator_count: int | None = Field(default=None, ge=1, le=16)
+    prediction_url: EndpointUrl | None = None
+    """Where prediction requests go instead of the endpoint's dedicated DNS name: the
+    address of a private endpoint's Private Service Connect endpoint in your network."""
 
     # Both.
     kms_key_name: KmsKeyName | None = None

@@ -171,6 +171,7 @@ _BUILT_IN: dict[str, tuple[str, int]] = {
     **{f"a2-ultragpu-{n}g": ("NVIDIA_A100_80GB", n) for n in (1, 2, 4, 8)},
     **{f"a3-highgpu-{n}g": ("NVIDIA_H100_80GB", n) for n in (1, 2, 4, 8)},
     "a3-megagpu-8g": ("NVIDIA_H100_MEGA_80GB", 8),
+    "a3-ultragpu-8g": ("NVIDIA_H200_141GB", 8),
     **{f"g2-standard-{n}": ("NVIDIA_L4", 1) for n in (4, 8, 12, 16, 32)},
     "g2-standard-24": ("NVIDIA_L4", 2),
     "g2-standard-48": ("NVIDIA_L4", 4),
@@ -181,6 +182,8 @@ types" (https://cloud.google.com/compute/docs/gpus) lists them, named by the Ver
 ``AcceleratorType`` enum (A100 40GB: NVIDIA_TESLA_A100, A100 80GB: NVIDIA_A100_80GB, H100:
 NVIDIA_H100_80GB, H100 Mega: NVIDIA_H100_MEGA_80GB, L4: NVIDIA_L4)."""
 
+_GPU_FAMILIES = ("a2", "a3", "a4", "g2", "g4")
+"""Accelerator-optimized machine families: their GPUs are built in."""
 _CPU_FAMILIES = ("n1", "n2", "n2d", "e2", "c2", "c2d", "m1")
 """Machine families that run without accelerators (n1 takes them as an add-on)."""
 
@@ -227,13 +230,18 @@ def accelerators(
                 f"{machine_type} has {built_count} x {built_type} built in, not {accelerator_count}"
             )
         return built_type, built_count
+    family = _family(machine_type)
+    if family in _GPU_FAMILIES:
+        # Refused rather than planned as a CPU machine (no GPU, one process).
+        known = sorted(m for m in _BUILT_IN if _family(m) == family)
+        raise ValueError(
+            f"tunefleet does not know the GPUs of {machine_type}; choose a machine type it "
+            f"knows ({', '.join(known) if known else 'none of that family yet'})"
+        )
     if accelerator_type is None:
         if accelerator_count:
             raise ValueError("accelerator_count needs accelerator_type")
         return None, 0
-    family = _family(machine_type)
-    if family in ("a2", "a3", "g2"):
-        raise ValueError(f"tunefleet does not know the GPUs of {machine_type}")
     if family in _CPU_FAMILIES and family != "n1":
         raise ValueError(f"{machine_type} takes no accelerators (only n1 machines take them)")
     return accelerator_type, accelerator_count or 1
