@@ -342,8 +342,8 @@ SPECS = [
      "{s}:3 dataset: must not contain a NUL byte"),
     ("device-dataset", _spec_text(BASE.replace("train.jsonl", "/dev/zero")),
      "{s}:3 dataset: /dev/zero: is a character device, not a regular file"),
-    ("no-such-provider", _spec_text(BASE.replace("provider: local", "provider: vertex")),
-     "{s}:5 targets[0].provider: provider 'vertex' is not installed (install it with: pip install 'tunefleet[vertex]')"),
+    ("no-such-provider", _spec_text(BASE.replace("provider: local", "provider: hyperpod")),
+     "{s}:5 targets[0].provider: provider 'hyperpod' is not installed (install it with: pip install 'tunefleet[sagemaker]')"),
     ("secret", _spec_text(BASE + "    options: {api_key: hunter2}\n"), "{s}:6 targets[0].options.api_key: looks like a secret"),
 ]  # fmt: skip
 

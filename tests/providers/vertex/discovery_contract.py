@@ -1,8 +1,9 @@
 """Vertex AI request bodies checked against Google's published description of the API.
 
 The description is the discovery document of ``aiplatform`` v1 (revision 20261106, as shipped
-in google-api-python-client's ``discovery_cache/documents/aiplatform.v1.json``), kept at
-``../shared/specs/vertex-aiplatform-v1-discovery.json`` (or ``$TUNEFLEET_SPECS``). In it a schema
+in google-api-python-client's ``discovery_cache/documents/aiplatform.v1.json``), an unmodified
+copy of ``shared/specs/vertex-aiplatform-v1-discovery.json`` kept gzipped beside this module
+with its licence (or the one in ``$TUNEFLEET_SPECS``). In it a schema
 is ``{"id", "type": "object", "properties": {...}}``; a property has ``type`` (string,
 integer, number, boolean, array, object, any) with ``format`` (int32, uint32, int64, uint64,
 float, double, byte, google-datetime, google-duration, google-fieldmask), or ``$ref``;
@@ -39,6 +40,7 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import gzip
 import json
 import os
 import re
@@ -55,8 +57,13 @@ __all__ = [
     "violations",
 ]
 
-SPECS = Path(os.environ.get("TUNEFLEET_SPECS") or Path(__file__).parents[4] / "shared" / "specs")
-DISCOVERY = SPECS / "vertex-aiplatform-v1-discovery.json"
+NAME = "vertex-aiplatform-v1-discovery.json"
+SPECS = Path(os.environ["TUNEFLEET_SPECS"]) if os.environ.get("TUNEFLEET_SPECS") else None
+DISCOVERY = SPECS / NAME if SPECS is not None else Path(__file__).parent / "specs" / f"{NAME}.gz"
+"""``$TUNEFLEET_SPECS/vertex-aiplatform-v1-discovery.json`` where set, else the copy kept
+beside this module (gzipped, with its licence): an unmodified copy of
+``shared/specs/vertex-aiplatform-v1-discovery.json`` (revision 20261106), so a clone
+anywhere checks every body against the same document."""
 PREFIX = "GoogleCloudAiplatformV1"
 
 NOT_REQUIRED_IN_REQUEST: dict[tuple[str, str], str] = {}
@@ -73,7 +80,10 @@ def discovery() -> dict[str, Any] | None:
     """The discovery document (loaded once), or None where it is not on this machine."""
     if not DISCOVERY.is_file():
         return None
-    return json.loads(DISCOVERY.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
+    raw = DISCOVERY.read_bytes()
+    if DISCOVERY.suffix == ".gz":
+        raw = gzip.decompress(raw)
+    return json.loads(raw)  # type: ignore[no-any-return]
 
 
 def schema(schema_id: str) -> dict[str, Any]:
