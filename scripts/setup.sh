@@ -34,6 +34,12 @@ if [ "${1:-}" = "--dev" ] || [ "${1:-}" = "--train" ]; then
     "${pip[@]}" "$torch_spec"
 fi
 "${pip[@]}" "${packages[@]}"
+# The HyperPod provider's tests run against a real Slurm, sshd, etcd and kube-apiserver
+# (built once per machine, outside the clone); without them those tests skip, saying so.
+if [ "${1:-}" = "--dev" ]; then
+    bash scripts/test-servers.sh \
+        || echo "setup: scripts/test-servers.sh failed; the HyperPod tests that need its servers will skip" >&2
+fi
 # The Azure provider's tests run against Azurite, the real Azure Blob server (an npm
 # package), kept outside the clone so a fresh clone reuses it.
 if [ "${1:-}" = "--dev" ]; then

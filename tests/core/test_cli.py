@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tunefleet.plugins import install_hint
 from tunefleet.testing import write_entry_point
 
 CLOUD_SDKS = (
@@ -127,11 +128,16 @@ def test_plan_names_the_install_command_for_a_missing_provider(tmp_path: Path) -
         '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
     )
     (tmp_path / "spec.yaml").write_text(
-        "name: demo\nbase_model: gpt-4o-mini\ndataset: train.jsonl\ntargets:\n  - provider: hyperpod\n"
+        "name: demo\nbase_model: gpt-4o-mini\ndataset: train.jsonl\ntargets:\n  - provider: nebius\n"
     )
     result = tunefleet("plan", str(tmp_path / "spec.yaml"))
     assert result.returncode == 2
-    assert "pip install 'tunefleet[sagemaker]'" in result.stderr
+    assert "provider 'nebius' is not installed" in result.stderr
+    assert "install the distribution that provides it" in result.stderr
+    # Every first-party provider is installed here; the hint for one names its extra, and
+    # HyperPod's is the SageMaker distribution's.
+    assert install_hint("hyperpod") == "install it with: pip install 'tunefleet[sagemaker]'"
+    assert install_hint("vertex") == "install it with: pip install 'tunefleet[vertex]'"
 
 
 def test_plan_with_unmet_requirements_exits_1_with_reasons(tmp_path: Path) -> None:

@@ -342,8 +342,8 @@ SPECS = [
      "{s}:3 dataset: must not contain a NUL byte"),
     ("device-dataset", _spec_text(BASE.replace("train.jsonl", "/dev/zero")),
      "{s}:3 dataset: /dev/zero: is a character device, not a regular file"),
-    ("no-such-provider", _spec_text(BASE.replace("provider: local", "provider: hyperpod")),
-     "{s}:5 targets[0].provider: provider 'hyperpod' is not installed (install it with: pip install 'tunefleet[sagemaker]')"),
+    ("no-such-provider", _spec_text(BASE.replace("provider: local", "provider: nebius")),
+     "{s}:5 targets[0].provider: provider 'nebius' is not installed (install the distribution that provides it)"),
     ("secret", _spec_text(BASE + "    options: {api_key: hunter2}\n"), "{s}:6 targets[0].options.api_key: looks like a secret"),
 ]  # fmt: skip
 

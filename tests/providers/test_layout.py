@@ -22,17 +22,30 @@ LAYOUT = {
     "_events.py": "the job's events",
     "_serving.py": "deploy, delete_endpoint, invoke",
 }
-PROVIDERS = sorted(path.parent.parent for path in ROOT.glob("providers/*/src/tunefleet_*/"))
+PACKAGES = sorted(
+    facade.parent
+    for pattern in (
+        "providers/*/src/tunefleet_*/provider.py",
+        "providers/*/src/tunefleet_*/*/provider.py",
+    )
+    for facade in ROOT.glob(pattern)
+)
+"""Each provider's package: a distribution's top package, or a subpackage of it where one
+distribution holds two providers (tunefleet-sagemaker: ``sagemaker`` and ``hyperpod``)."""
+
+
+def _name(package: Path) -> str:
+    """The provider's name, which is its tests' folder: its package's without tunefleet_."""
+    return package.name.removeprefix("tunefleet_")
 
 
 def test_the_providers_are_found() -> None:
-    names = {path.name for path in PROVIDERS}
-    assert {"local", "openai", "sagemaker"} <= names, names
+    names = {_name(package) for package in PACKAGES}
+    assert {"local", "openai", "sagemaker", "hyperpod", "azureml", "vertex"} <= names, names
 
 
-@pytest.mark.parametrize("source", PROVIDERS, ids=lambda path: path.name)
-def test_each_provider_has_the_standard_modules(source: Path) -> None:
-    (package,) = source.glob("src/tunefleet_*/")
+@pytest.mark.parametrize("package", PACKAGES, ids=_name)
+def test_each_provider_has_the_standard_modules(package: Path) -> None:
     missing = {name: why for name, why in LAYOUT.items() if not (package / name).is_file()}
     assert not missing, f"{package} lacks {missing}"
     public = {
@@ -43,11 +56,11 @@ def test_each_provider_has_the_standard_modules(source: Path) -> None:
     assert not public, f"modules beyond the layout are private (_name.py): {sorted(public)}"
 
 
-@pytest.mark.parametrize("source", PROVIDERS, ids=lambda path: path.name)
-def test_the_facade_only_delegates(source: Path) -> None:
+@pytest.mark.parametrize("package", PACKAGES, ids=_name)
+def test_the_facade_only_delegates(package: Path) -> None:
     """provider.py holds the contract's methods; the work is in the private modules, so a
     method of more than a few statements belongs in one of them."""
-    (facade,) = source.glob("src/tunefleet_*/provider.py")
+    facade = package / "provider.py"
     tree = ast.parse(facade.read_text())
     long_methods = [
         f"{node.name} ({len(node.body)} statements)"
@@ -59,9 +72,9 @@ def test_the_facade_only_delegates(source: Path) -> None:
     assert not long_methods, f"{facade}: {long_methods}"
 
 
-@pytest.mark.parametrize("source", PROVIDERS, ids=lambda path: path.name)
-def test_each_provider_runs_the_conformance_suite(source: Path) -> None:
-    tests = ROOT / "tests" / "providers" / source.name
+@pytest.mark.parametrize("package", PACKAGES, ids=_name)
+def test_each_provider_runs_the_conformance_suite(package: Path) -> None:
+    tests = ROOT / "tests" / "providers" / _name(package)
     texts = [path.read_text() for path in tests.glob("test_*conformance*.py")]
     assert any("ProviderConformance" in text for text in texts), (
         f"{tests} has no test class built on tunefleet.testing.conformance.ProviderConformance"

@@ -54,7 +54,7 @@ import tarfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,20 +79,6 @@ IMAGE = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/tunefleet-trainer:0.1.0"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 AWS_MISSING_JOB = "Requested resource not found."
 DATA = Path(__file__).parents[3] / "examples" / "quickstart" / "data"
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    """moto on 127.0.0.1 for the session; yields its URL."""
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @dataclass

@@ -77,7 +77,7 @@ def client(service: str, region: str) -> Any:
 
 
 @contextmanager
-def translated(operation: str, *, lookup: bool = False) -> Iterator[None]:
+def translated(operation: str, *, lookup: bool = False, provider: str = PROVIDER) -> Iterator[None]:
     """Run boto3 calls, raising tunefleet's errors for botocore's, each with AWS's code and
     HTTP status.
 
@@ -93,7 +93,9 @@ def translated(operation: str, *, lookup: bool = False) -> Iterator[None]:
     submit then asks Service Quotas whether the quota can ever fit the job
     (:mod:`._quotas`), which makes a quota too small a QuotaExceededError.
     Missing credentials: ProviderError saying where they come from. Anything else:
-    ProviderError with AWS's code and message.
+    ProviderError with AWS's code and message. ``provider`` names the provider the errors
+    are raised for (this distribution's other provider, ``hyperpod``, shares the
+    translation).
     """
     from botocore.exceptions import (
         BotoCoreError,
@@ -121,17 +123,17 @@ def translated(operation: str, *, lookup: bool = False) -> Iterator[None]:
             kind = ProviderBusyError
         elif code in _THROTTLED or status >= 500:
             kind = TransientProviderError
-        raise kind(PROVIDER, text, code=code, status=status) from None
+        raise kind(provider, text, code=code, status=status) from None
     except NoCredentialsError:
         raise ProviderError(
-            PROVIDER,
+            provider,
             f"{operation}: no AWS credentials: sign in (aws sso login, AWS_PROFILE, the "
             "environment or an instance role); a spec never holds keys",
             code="NoCredentials",
         ) from None
     except NoRegionError:
-        raise ProviderError(PROVIDER, f"{operation}: no region; set the target's region") from None
+        raise ProviderError(provider, f"{operation}: no region; set the target's region") from None
     except (ConnectionError, ReadTimeoutError) as exc:
-        raise TransientProviderError(PROVIDER, f"{operation}: {exc}") from None
+        raise TransientProviderError(provider, f"{operation}: {exc}") from None
     except BotoCoreError as exc:
-        raise ProviderError(PROVIDER, f"{operation}: {exc}") from None
+        raise ProviderError(provider, f"{operation}: {exc}") from None

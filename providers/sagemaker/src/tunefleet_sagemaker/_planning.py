@@ -10,7 +10,7 @@ finding the job a run key created is one DescribeTrainingJob.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from tunefleet.kit.labels import RUN_KEY_PLACEHOLDER, run_labels
@@ -35,6 +35,7 @@ __all__ = [
     "HYPERPARAMETER",
     "OUTPUT_DATA_DIR",
     "RUN_KEY",
+    "StagingOptions",
     "channel_placeholder",
     "dataset_key",
     "evaluation_config",
@@ -92,6 +93,17 @@ so the trainer reads none of SageMaker's environment."""
 _METRICS = ("train_loss", "valid_loss", "learning_rate", "train_token_accuracy")
 
 
+class StagingOptions(Protocol):
+    """What staging reads of a provider's options (SageMaker's and HyperPod's have it)."""
+
+    @property
+    def bucket(self) -> str: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def upload_part_mb(self) -> int: ...
+
+
 def channel_placeholder(role: str) -> str:
     """Stands for a staged dataset's S3 URI in a planned request."""
     return f"${{{role}_uri}}"
@@ -107,7 +119,7 @@ def _name_template(spec: RunSpec) -> str:
     return f"{spec.name[:26].rstrip('-')}-{RUN_KEY}"
 
 
-def _key(options: SageMakerOptions, *parts: str) -> str:
+def _key(options: StagingOptions, *parts: str) -> str:
     return "/".join(part.strip("/") for part in (options.prefix, *parts) if part.strip("/"))
 
 
@@ -115,7 +127,7 @@ def _s3(options: SageMakerOptions, *parts: str) -> str:
     return f"s3://{options.bucket}/{_key(options, *parts)}"
 
 
-def dataset_key(options: SageMakerOptions, sha256: str) -> str:
+def dataset_key(options: StagingOptions, sha256: str) -> str:
     """The S3 key a dataset with content hash ``sha256`` is staged under."""
     return _key(options, "datasets", f"{sha256}.jsonl")
 

@@ -19,8 +19,7 @@ from tunefleet.errors import ProviderError, ProviderNotFoundError
 from tunefleet.kit.limits import check_storage_region
 from tunefleet.provider import DatasetRef, UploadProgress
 from tunefleet_sagemaker._client import PROVIDER, client, translated
-from tunefleet_sagemaker._planning import dataset_key
-from tunefleet_sagemaker.options import SageMakerOptions
+from tunefleet_sagemaker._planning import StagingOptions, dataset_key
 
 __all__ = ["BucketRegions", "same_key", "stage"]
 
@@ -40,44 +39,45 @@ class BucketRegions:
         self._checked: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
 
-    def check(self, s3: Any, bucket: str, region: str) -> None:
+    def check(self, s3: Any, bucket: str, region: str, provider: str = PROVIDER) -> None:
         """ProviderError unless ``bucket`` is in ``region`` (before anything is uploaded)."""
         with self._lock:
             if (bucket, region) in self._checked:
                 return
-        with translated(f"locate bucket {bucket}"):
+        with translated(f"locate bucket {bucket}", provider=provider):
             found = s3.get_bucket_location(Bucket=bucket).get("LocationConstraint")
         # GetBucketLocation answers null for us-east-1 and the legacy "EU" for eu-west-1.
         actual = {None: "us-east-1", "": "us-east-1", "EU": "eu-west-1"}.get(found, found)
-        check_storage_region(PROVIDER, f"bucket {bucket}", actual, region)
+        check_storage_region(provider, f"bucket {bucket}", actual, region)
         with self._lock:
             self._checked.add((bucket, region))
 
 
 def stage(
     buckets: BucketRegions,
-    options: SageMakerOptions,
+    options: StagingOptions,
     region: str,
     planned: Mapping[str, Any],
     role: str,
     path: Path,
     sha256: str,
     progress: UploadProgress | None,
+    provider: str = PROVIDER,
 ) -> DatasetRef:
     """Upload ``path`` (content hash ``sha256``) as ``planned`` (the plan's PutObject)
     unless S3 holds it already; its ref."""
     from boto3.s3.transfer import TransferConfig
 
     s3 = client("s3", region)
-    buckets.check(s3, options.bucket, region)
+    buckets.check(s3, options.bucket, region, provider)
     key = dataset_key(options, sha256)
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise ProviderError(PROVIDER, f"cannot read {path}: {exc.strerror}") from None
+        raise ProviderError(provider, f"cannot read {path}: {exc.strerror}") from None
     uri = f"s3://{options.bucket}/{key}"
     wanted_key = planned.get("SSEKMSKeyId")
-    if not _reusable(s3, options.bucket, key, size, sha256, wanted_key):
+    if not _reusable(s3, options.bucket, key, size, sha256, wanted_key, provider):
         extra: dict[str, Any] = {"Metadata": {"sha256": sha256}, "ContentType": "application/jsonl"}
         extra.update({field: planned[field] for field in PLANNED if planned.get(field)})
         sent = 0
@@ -94,20 +94,22 @@ def stage(
         config = TransferConfig(
             multipart_threshold=part, multipart_chunksize=part, max_concurrency=UPLOAD_CONCURRENCY
         )
-        with translated(f"upload {path} to {uri}"):
+        with translated(f"upload {path} to {uri}", provider=provider):
             s3.upload_file(
                 str(path), options.bucket, key, ExtraArgs=extra, Config=config, Callback=report
             )
-        if not _reusable(s3, options.bucket, key, size, sha256, wanted_key):
-            raise ProviderError(PROVIDER, f"{uri} does not hold what was uploaded")
-    _tag(s3, options.bucket, key, dict(parse_qsl(planned.get("Tagging") or "", True)))
-    return DatasetRef(provider=PROVIDER, role=role, uri=uri, sha256=sha256, size_bytes=size)
+        if not _reusable(s3, options.bucket, key, size, sha256, wanted_key, provider):
+            raise ProviderError(provider, f"{uri} does not hold what was uploaded")
+    _tag(s3, options.bucket, key, dict(parse_qsl(planned.get("Tagging") or "", True)), provider)
+    return DatasetRef(provider=provider, role=role, uri=uri, sha256=sha256, size_bytes=size)
 
 
-def _reusable(s3: Any, bucket: str, key: str, size: int, sha256: str, kms_key: str | None) -> bool:
+def _reusable(
+    s3: Any, bucket: str, key: str, size: int, sha256: str, kms_key: str | None, provider: str
+) -> bool:
     """True when the object holds this content, encrypted as planned."""
     try:
-        with translated("head object"):
+        with translated("head object", provider=provider):
             head = s3.head_object(Bucket=bucket, Key=key)
     except ProviderNotFoundError:
         return False
@@ -121,12 +123,12 @@ def _reusable(s3: Any, bucket: str, key: str, size: int, sha256: str, kms_key: s
     return True
 
 
-def _tag(s3: Any, bucket: str, key: str, tags: dict[str, str]) -> None:
+def _tag(s3: Any, bucket: str, key: str, tags: dict[str, str], provider: str) -> None:
     """Make sure the object carries ``tags`` (an object staged by an earlier run, or by a
     version that did not tag, may lack them), keeping its other tags while they fit."""
     if not tags:
         return
-    with translated(f"read the tags of s3://{bucket}/{key}"):
+    with translated(f"read the tags of s3://{bucket}/{key}", provider=provider):
         have = {
             t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key)["TagSet"]
         }
@@ -135,7 +137,7 @@ def _tag(s3: Any, bucket: str, key: str, tags: dict[str, str]) -> None:
     merged = {**have, **tags}
     if len(merged) > MAX_OBJECT_TAGS:
         merged = tags  # plan checked that these fit; the policy's tags win
-    with translated(f"tag s3://{bucket}/{key}"):
+    with translated(f"tag s3://{bucket}/{key}", provider=provider):
         s3.put_object_tagging(
             Bucket=bucket,
             Key=key,

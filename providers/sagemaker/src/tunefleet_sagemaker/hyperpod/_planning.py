@@ -1,0 +1,546 @@
+"""Planning: the spec checked against the cluster, and the job it will run as.
+
+Plan describes the cluster (:mod:`._cluster`: DescribeCluster and ListClusterNodes, read
+only) and refuses, each with the reason, what the cluster can never run: another region,
+an instance type no group has, more nodes than the group has running, volumes without the
+policy's key, tags that cannot be Kubernetes labels. The job is planned whole with
+placeholders for what exists only later (the run key, the staged datasets' paths), so the
+job created is exactly the one planned:
+
+- EKS: a ``HyperPodPyTorchJob`` (``sagemaker.amazonaws.com/v1``) as the sagemaker-hyperpod
+  CLI's template renders it (hyperpod-pytorch-job-template 1.5.0, v1_1/template.py: one
+  replica spec ``pod`` with the container ``pytorch-job-container``, Kueue's queue and
+  priority labels, ``nprocPerNode``, the instance-type node selector, GPU and EFA requests
+  and limits, ``runPolicy.jobMaxRetryCount``), the trainer's config in its environment.
+
+Paths: the cluster's shared storage shows ``s3://<bucket>/<key>`` at
+``<shared_path>/<key>`` (an FSx for Lustre data repository association or a Mountpoint for
+S3 volume), so the staged datasets are read there and the model and checkpoints written
+under ``<prefix>/jobs/<job name>/``, which the association exports back to S3.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from tunefleet.kit.labels import RUN, RUN_KEY_PLACEHOLDER, TARGET, run_labels
+from tunefleet.kit.labels import RUN_KEY as RUN_KEY_TAG
+from tunefleet.kit.trainer import epochs as trainer_epochs
+from tunefleet.kit.trainer import trainer_config as neutral_trainer_config
+from tunefleet.kit.trainer import trainer_unmet
+from tunefleet.provider import (
+    CostEstimate,
+    NativeRequest,
+    Plan,
+    PlanRequest,
+    Unmet,
+    fill_placeholders,
+)
+from tunefleet.spec import RunSpec, TargetSpec
+from tunefleet_sagemaker._planning import dataset_key
+from tunefleet_sagemaker.hyperpod import _cluster, _serving
+from tunefleet_sagemaker.hyperpod.options import HyperPodOptions
+from tunefleet_sagemaker.hyperpod.pricing import PRICE_SOURCE, PRICES, Resources, resources
+
+__all__ = [
+    "API_VERSION",
+    "CONTAINER",
+    "GROUP",
+    "KIND",
+    "LABELS",
+    "PLURAL",
+    "RUN_KEY",
+    "RUN_KEY_LABEL",
+    "VERSION",
+    "fill",
+    "job_name",
+    "output_key",
+    "plan",
+    "shared_file",
+]
+
+RUN_KEY = RUN_KEY_PLACEHOLDER
+DATASET_HASH = "<sha256>"
+GROUP = "sagemaker.amazonaws.com"
+VERSION = "v1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "HyperPodPyTorchJob"
+PLURAL = "hyperpodpytorchjobs"
+CONTAINER = "pytorch-job-container"
+"""The container's name in the CLI's template; the operator's pods keep it."""
+LABELS = {
+    RUN_KEY_TAG: "tunefleet.dev/run-key",
+    RUN: "tunefleet.dev/run",
+    TARGET: "tunefleet.dev/target",
+}
+"""tunefleet's labels under a prefix of its own (a Kubernetes label key takes no ``:``)."""
+RUN_KEY_LABEL = LABELS[RUN_KEY_TAG]
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+AGENT_PORT = 8080
+"""Where the HyperPod elastic agent in each pod listens for the training operator."""
+KEEP_FINISHED_SECONDS = 7 * 24 * 3600
+"""runPolicy.ttlSecondsAfterFinished: a finished job stays readable a week, so a later
+process finds it and reads its status (the SDK sends 0, which deletes it at once)."""
+_PLACEHOLDER_PATH = "${%s_path}"
+
+# Kubernetes label syntax ("Labels and Selectors", kubernetes.io/docs/concepts/overview/
+# working-with-objects/labels/#syntax-and-character-set): an optional DNS-subdomain prefix
+# and "/", a name of at most 63 characters; a value of at most 63, possibly empty.
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+_LABEL_KEY = re.compile(rf"^([a-z0-9]([-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}$")
+_LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
+_NO_GPU = Resources(gpus=0, efa=0)
+_RUNNABLE = {"InService", "Updating", "SystemUpdating"}
+"""Cluster statuses in which it runs jobs (ClusterStatus, botocore's sagemaker model)."""
+
+
+def path_placeholder(role: str) -> str:
+    """Stands for a staged dataset's path on the shared storage in a planned request."""
+    return _PLACEHOLDER_PATH % role
+
+
+def shared_file(options: HyperPodOptions, key: str) -> str:
+    """Where the jobs see ``s3://<bucket>/<key>`` on the cluster's shared storage."""
+    return f"{options.shared_path.rstrip('/')}/{key}"
+
+
+def output_key(options: HyperPodOptions, job: str, *parts: str) -> str:
+    """The S3 key of a job's output ``parts`` (``model``, ``checkpoints``)."""
+    return "/".join(p.strip("/") for p in (options.prefix, "jobs", job, *parts) if p.strip("/"))
+
+
+def job_name(spec: RunSpec) -> str:
+    """The job's name with the run key's placeholder: at most 26 + 1 + 32 = 59 characters,
+    a DNS label, so it is also a label value (the operator labels pods with it)."""
+    return f"{spec.name[:26].rstrip('-')}-{RUN_KEY}"
+
+
+def _group(
+    facts: _cluster.ClusterFacts, target: TargetSpec, options: HyperPodOptions
+) -> tuple[_cluster.InstanceGroup | None, list[Unmet]]:
+    """The instance group the job runs on, or why none can be chosen."""
+    groups = {group.name: group for group in facts.groups}
+    have = ", ".join(f"{g.name} ({g.instance_type} x {g.running})" for g in facts.groups)
+    wanted = target.compute.instance_type
+    if options.instance_group is not None:
+        group = groups.get(options.instance_group)
+        if group is None:
+            return None, [
+                Unmet(
+                    requirement="options.instance_group",
+                    reason=f"cluster {facts.name} has no instance group "
+                    f"{options.instance_group!r} (it has {have or 'none'})",
+                )
+            ]
+        if wanted is not None and wanted != group.instance_type:
+            return None, [
+                Unmet(
+                    requirement="compute.instance_type",
+                    reason=f"instance group {group.name} of cluster {facts.name} has "
+                    f"{group.instance_type} nodes, not {wanted}",
+                )
+            ]
+        return group, []
+    if wanted is not None:
+        matching = [g for g in facts.groups if g.instance_type == wanted]
+        if not matching:
+            return None, [
+                Unmet(
+                    requirement="compute.instance_type",
+                    reason=f"cluster {facts.name} has no {wanted} nodes (it has {have or 'none'})",
+                )
+            ]
+    else:
+        accelerated = [g for g in facts.groups if (resources(g.instance_type) or _NO_GPU).gpus > 0]
+        matching = accelerated or list(facts.groups)
+    if len(matching) != 1:
+        return None, [
+            Unmet(
+                requirement="options.instance_group",
+                reason=f"cluster {facts.name} has several instance groups the job could run "
+                f"on ({have}); name one in options.instance_group",
+            )
+        ]
+    return matching[0], []
+
+
+def _cluster_unmet(
+    spec: RunSpec,
+    target: TargetSpec,
+    options: HyperPodOptions,
+    facts: _cluster.ClusterFacts,
+    group: _cluster.InstanceGroup | None,
+) -> tuple[list[Unmet], list[str]]:
+    """What the cluster cannot do for the spec, and notes on what it does."""
+    found: list[Unmet] = []
+    notes: list[str] = []
+    policy = spec.placement
+    if facts.status not in _RUNNABLE:
+        found.append(
+            Unmet(
+                requirement="options.cluster",
+                reason=f"cluster {facts.name} is {facts.status}; it runs jobs when InService",
+            )
+        )
+    if facts.orchestrator == "slurm":
+        found.append(
+            Unmet(
+                requirement="options.cluster",
+                reason=f"cluster {facts.name} is orchestrated by Slurm, which this version of "
+                "the hyperpod provider does not drive yet (EKS clusters only)",
+            )
+        )
+    count = target.compute.instance_count
+    if group is not None:
+        if count > group.running:
+            found.append(
+                Unmet(
+                    requirement="compute.instance_count",
+                    reason=f"the job asks for {count} nodes but instance group {group.name} "
+                    f"of cluster {facts.name} has {group.running} running "
+                    f"{group.instance_type} node(s) (target {group.target}); it would wait "
+                    "for capacity that is not there",
+                )
+            )
+        gpus = (resources(group.instance_type) or _NO_GPU).gpus
+        if spec.method.adapter == "qlora" and gpus == 0:
+            found.append(
+                Unmet(
+                    requirement="method.adapter",
+                    reason=f"qlora needs a CUDA GPU; {group.instance_type} has none",
+                )
+            )
+        if policy.require_customer_managed_key and not group.volume_kms_keys:
+            found.append(
+                Unmet(
+                    requirement="placement.require_customer_managed_key",
+                    reason=f"the EBS volumes of instance group {group.name} are not encrypted "
+                    "with a customer-managed key (no InstanceStorageConfigs.EbsVolumeConfig."
+                    "VolumeKmsKeyId); the cluster's owner sets it when creating the group",
+                )
+            )
+        elif group.volume_kms_keys:
+            notes.append(
+                f"the nodes' EBS volumes are encrypted with {', '.join(group.volume_kms_keys)} "
+                "(the cluster's setting); the shared file system's key is the file system's"
+            )
+    if policy.require_private_network:
+        subnets = (group.subnets if group is not None else ()) or facts.subnets
+        if not subnets:
+            found.append(
+                Unmet(
+                    requirement="placement.require_private_network",
+                    reason=f"cluster {facts.name} has no VpcConfig: its nodes are not in "
+                    "subnets of your VPC",
+                )
+            )
+        else:
+            notes.append(
+                f"the job runs in cluster {facts.name}'s VPC subnets {', '.join(subnets)} "
+                f"(security groups {', '.join(facts.security_groups) or 'none listed'})"
+            )
+    if policy.require_customer_managed_key and options.kms_key_id is None:
+        found.append(
+            Unmet(
+                requirement="placement.require_customer_managed_key",
+                reason="no key for the staged datasets given in options.kms_key_id",
+            )
+        )
+    if target.compute.spot:
+        found.append(
+            Unmet(
+                requirement="compute.spot",
+                reason="a HyperPod cluster's instances are on-demand or reserved capacity; a "
+                "job cannot ask for spot",
+            )
+        )
+    if target.compute.volume_size_gb is not None:
+        found.append(
+            Unmet(
+                requirement="compute.volume_size_gb",
+                reason="a HyperPod job uses the volumes its cluster's instance groups were "
+                "created with (InstanceStorageConfigs)",
+            )
+        )
+    return found, notes
+
+
+def _eks_unmet(options: HyperPodOptions) -> list[Unmet]:
+    found = []
+    if options.training_image is None:
+        found.append(
+            Unmet(
+                requirement="options.training_image",
+                reason="an EKS cluster runs the trainer from an image (deploy/trainer with the "
+                "HyperPod elastic agent) in a registry its nodes can pull from",
+            )
+        )
+    if options.storage_claim is None:
+        found.append(
+            Unmet(
+                requirement="options.storage_claim",
+                reason="the pods read the staged datasets and write the model through the "
+                "shared storage's PersistentVolumeClaim (FSx for Lustre linked to the bucket, "
+                "or Mountpoint for Amazon S3)",
+            )
+        )
+    slurm_only = {
+        "head_node": options.head_node,
+        "ssh_config": options.ssh_config,
+        "partition": options.partition,
+        "python": options.python,
+        "container_image": options.container_image,
+    }
+    found += [
+        Unmet(requirement=f"options.{name}", reason="a Slurm option, and the cluster is EKS")
+        for name, value in slurm_only.items()
+        if value is not None
+    ]
+    return found
+
+
+def labels_unmet(spec: RunSpec) -> list[Unmet]:
+    """The policy's tags that cannot be Kubernetes labels; tunefleet never rewrites a tag."""
+    found = []
+    for key, value in spec.placement.tags.items():
+        if not _LABEL_KEY.match(key):
+            found.append(
+                Unmet(
+                    requirement=f"placement.tags.{key}",
+                    reason=f"{key!r} cannot be a Kubernetes label key (an optional DNS prefix "
+                    "and /, then at most 63 letters, digits, -, _ and ., starting and ending "
+                    "with a letter or digit); tunefleet does not rewrite tags: rename it",
+                )
+            )
+        elif not _LABEL_VALUE.match(value):
+            found.append(
+                Unmet(
+                    requirement=f"placement.tags.{key}",
+                    reason=f"{value!r} cannot be a Kubernetes label value (at most 63 letters, "
+                    "digits, -, _ and ., starting and ending with a letter or digit); "
+                    "tunefleet does not rewrite tags: change it",
+                )
+            )
+    return found
+
+
+def _labels(spec: RunSpec, target: TargetSpec, options: HyperPodOptions) -> dict[str, str]:
+    labels = {
+        LABELS.get(key, key): value for key, value in run_labels(spec, target=target.key).items()
+    }
+    if options.queue is not None:
+        labels[QUEUE_LABEL] = options.queue
+    if options.priority_class is not None:
+        labels[PRIORITY_LABEL] = options.priority_class
+    return labels
+
+
+def roles_of(spec: RunSpec) -> list[str]:
+    """The datasets a job of ``spec`` reads."""
+    return ["train", "validation"] if spec.dataset.validation is not None else ["train"]
+
+
+def trainer_config(spec: RunSpec, options: HyperPodOptions, job: str) -> dict[str, Any]:
+    """The trainer's config with the shared storage's paths."""
+    adapter = spec.method.adapter or "lora"
+    config = neutral_trainer_config(spec, adapter=adapter, merge=adapter != "full")
+    config.update({role: path_placeholder(role) for role in roles_of(spec)})
+    config.update(
+        output_dir=shared_file(options, output_key(options, job, "model")),
+        checkpoint_dir=shared_file(options, output_key(options, job, "checkpoints")),
+    )
+    return config
+
+
+def eks_job(
+    spec: RunSpec,
+    target: TargetSpec,
+    options: HyperPodOptions,
+    group: _cluster.InstanceGroup | None,
+) -> dict[str, Any]:
+    """The HyperPodPyTorchJob of ``spec``, with placeholders."""
+    name = job_name(spec)
+    nodes = target.compute.instance_count
+    instance_type = group.instance_type if group is not None else target.compute.instance_type
+    offered = resources(instance_type or "")
+    gpus = offered.gpus if offered is not None else 0
+    nproc = options.nproc_per_node or max(gpus, 1)
+    labels = _labels(spec, target, options)
+    config = trainer_config(spec, options, name)
+    requests: dict[str, str] = {"nvidia.com/gpu": str(gpus)}
+    if options.efa_per_node:
+        requests["vpc.amazonaws.com/efa"] = str(options.efa_per_node)
+    container: dict[str, Any] = {
+        "name": CONTAINER,
+        "image": options.training_image,
+        "command": [
+            "hyperpodrun",
+            f"--nnodes={nodes}",
+            f"--nproc-per-node={nproc}",
+            "--server-host=0.0.0.0",
+            f"--server-port={AGENT_PORT}",
+            "--tee=3",
+            "--log_dir=/tmp/hyperpod",
+            "-m",
+            "tunefleet_trainer",
+        ],
+        "env": [
+            {"name": "TUNEFLEET_TRAINER_CONFIG", "value": json.dumps(config, sort_keys=True)},
+            {"name": "PYTHONUNBUFFERED", "value": "1"},
+        ],
+        # The elastic agent serves the training operator here (the operator's usage guide
+        # declares it: "containerPort: 8080 # port HyperPodElasticAgent listens to").
+        "ports": [{"containerPort": AGENT_PORT}],
+        "resources": {"requests": dict(requests), "limits": dict(requests)},
+        "volumeMounts": [{"name": "shared", "mountPath": options.shared_path}],
+    }
+    pod_spec: dict[str, Any] = {
+        "containers": [container],
+        "volumes": [
+            {"name": "shared", "persistentVolumeClaim": {"claimName": options.storage_claim}}
+        ],
+    }
+    if instance_type:
+        pod_spec["nodeSelector"] = {"node.kubernetes.io/instance-type": instance_type}
+    if options.service_account is not None:
+        pod_spec["serviceAccountName"] = options.service_account
+    run_policy: dict[str, Any] = {
+        "cleanPodPolicy": "None",
+        "jobMaxRetryCount": options.max_retries,
+        "ttlSecondsAfterFinished": KEEP_FINISHED_SECONDS,
+    }
+    if target.compute.max_runtime_hours is not None:
+        run_policy["activeDeadlineSeconds"] = int(target.compute.max_runtime_hours * 3600)
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {"name": name, "namespace": options.namespace, "labels": labels},
+        "spec": {
+            "nprocPerNode": str(nproc),
+            "replicaSpecs": [
+                {
+                    "name": "pod",
+                    "replicas": nodes,
+                    "template": {"metadata": {"labels": dict(labels)}, "spec": pod_spec},
+                }
+            ],
+            "runPolicy": run_policy,
+        },
+    }
+
+
+def fill(
+    body: dict[str, Any], options: HyperPodOptions, uris: dict[str, str], run_key: str
+) -> dict[str, Any]:
+    """``body`` with the run key and the staged datasets' shared-storage paths in place of
+    placeholders."""
+    prefix = f"s3://{options.bucket}/"
+    values = {RUN_KEY: run_key}
+    for role, uri in uris.items():
+        if not uri.startswith(prefix):
+            raise ValueError(f"{uri} is not in bucket {options.bucket}")
+        values[path_placeholder(role)] = shared_file(options, uri.removeprefix(prefix))
+    filled = fill_placeholders(body, values)
+    if "${" in json.dumps(filled):
+        raise ValueError("a placeholder of the planned job was left unfilled")
+    return filled
+
+
+def _cost(
+    request: PlanRequest, instance_type: str | None, count: int, epochs: int
+) -> tuple[CostEstimate | None, list[str]]:
+    options = request.options
+    assert isinstance(options, HyperPodOptions)
+    if instance_type is None:
+        return None, []
+    train = request.datasets.get("train")
+    tokens = None if train is None or train.billable_tokens is None else train.billable_tokens
+    estimate, notes = PRICES.estimate(
+        instance=instance_type,
+        count=count,
+        region=request.target.region or PRICES.fallback_region,
+        tokens=None if tokens is None else tokens * epochs,
+        price_per_hour=options.price_per_hour,
+        tokens_per_second=options.tokens_per_second,
+    )
+    if estimate is None:
+        return None, notes
+    source = "options.price_per_hour" if options.price_per_hour is not None else PRICE_SOURCE
+    share = estimate.model_copy(
+        update={
+            "basis": f"the job's share of the cluster's time (the cluster is paid for whether "
+            f"or not it trains): {estimate.basis} ({source})"
+        }
+    )
+    return share, notes
+
+
+def plan(provider: str, request: PlanRequest, clusters: _cluster.Clusters) -> Plan:
+    """The uploads and the job of one target, checked against the cluster, with the job's
+    share of the cluster's cost."""
+    spec, target = request.spec, request.target
+    options = request.options
+    assert isinstance(options, HyperPodOptions)
+    found: list[Unmet] = trainer_unmet(spec) + labels_unmet(spec) + _serving.unmet(spec)
+    notes: list[str] = []
+    requests: list[NativeRequest] = []
+    tagging = urlencode(
+        {k: v for k, v in run_labels(spec).items() if v != RUN_KEY}, quote_via=quote
+    )
+    for role in roles_of(spec):
+        dataset = request.datasets.get(role)
+        key = dataset_key(options, dataset.sha256 if dataset and dataset.sha256 else DATASET_HASH)
+        put: dict[str, Any] = {"Bucket": options.bucket, "Key": key, "Tagging": tagging}
+        if options.kms_key_id:
+            put.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=options.kms_key_id)
+        requests.append(
+            NativeRequest(
+                phase="stage",
+                service="s3",
+                operation="PutObject",
+                body=put,
+                purpose=f"upload the {role} dataset (skipped when the object is there)",
+            )
+        )
+    epochs, _ = trainer_epochs(spec)
+    cost: CostEstimate | None = None
+    if target.region is None:
+        found.append(
+            Unmet(requirement="region", reason="a HyperPod cluster is in a region; set it")
+        )
+    else:
+        facts = clusters.describe(target.region, options.cluster)
+        group, group_unmet = _group(facts, target, options)
+        cluster_unmet, cluster_notes = _cluster_unmet(spec, target, options, facts, group)
+        found += group_unmet + cluster_unmet
+        notes += cluster_notes
+        if facts.orchestrator == "eks":
+            found += _eks_unmet(options)
+            requests.append(
+                NativeRequest(
+                    service="kubernetes",
+                    operation=f"Create{KIND}",
+                    body=eks_job(spec, target, options, group),
+                    purpose=f"create the {KIND} on EKS cluster "
+                    f"{(facts.eks_cluster_arn or '').rsplit('/', 1)[-1]}",
+                )
+            )
+        instance_type = group.instance_type if group is not None else None
+        cost, cost_notes = _cost(request, instance_type, target.compute.instance_count, epochs)
+        notes += cost_notes
+    return Plan(
+        target=target.key,
+        provider=provider,
+        region=target.region,
+        options=options.model_dump(mode="json"),
+        epochs=epochs,
+        requests=requests,
+        cost=cost,
+        unmet=found,
+        notes=notes,
+        predictions=None,
+    )
