@@ -271,3 +271,20 @@ def test_resuming_from_a_checkpoint_ends_with_the_uninterrupted_weights(
     assert expected.keys() == actual.keys()
     for key in expected:
         assert (expected[key] == actual[key]).all(), f"{key} differs after resuming"
+
+
+def test_a_scratch_base_built_twice_into_one_folder_keeps_the_first(
+    tmp_path: Path, quickstart_train: Path
+) -> None:
+    """Every process of a multi-node job builds the scratch base into the shared checkpoint
+    folder; the one that loses the race uses the winner's, and leaves nothing behind."""
+    from tunefleet_trainer.chat import dataset_texts, read_examples
+    from tunefleet_trainer.models import build_scratch_base
+
+    _, examples = read_examples(quickstart_train, "train")
+    base = tmp_path / "checkpoints" / "scratch-base"
+    build_scratch_base("tiny", dataset_texts(examples), 0, base)
+    first = (base / "model.safetensors").read_bytes()
+    build_scratch_base("tiny", dataset_texts(examples), 0, base)
+    assert (base / "model.safetensors").read_bytes() == first
+    assert sorted(p.name for p in base.parent.iterdir()) == ["scratch-base"]

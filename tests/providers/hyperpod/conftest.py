@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,14 @@ from typing import Any
 
 import pytest
 from tests.providers.hyperpod.kube import KubeCluster, Operator, start_kube_cluster, why_unavailable
+from tests.providers.hyperpod.slurm import (
+    SlurmCluster,
+    SshServer,
+    start_slurm,
+    start_sshd,
+    why_slurm_unavailable,
+    why_sshd_unavailable,
+)
 
 from tunefleet.provider import JobRef
 from tunefleet_trainer.metrics import format_checkpoint_line, format_metric_line
@@ -44,8 +53,9 @@ SUBNETS = ["subnet-0a1b2c3d4e5f60001"]
 SECURITY_GROUPS = ["sg-0a1b2c3d4e5f60001"]
 
 
-def behave_like_aws(monkeypatch: pytest.MonkeyPatch, kube: KubeCluster) -> None:
-    """Correct moto where it answers otherwise than AWS (module docstring)."""
+def behave_like_aws(monkeypatch: pytest.MonkeyPatch, kube: KubeCluster | None) -> None:
+    """Correct moto where it answers otherwise than AWS (module docstring); with ``kube``,
+    EKS clusters are served by that API server."""
     from moto.eks.models import EKSBackend
     from moto.sagemaker.models import Cluster
     from moto.sagemaker.responses import SageMakerResponse
@@ -67,7 +77,8 @@ def behave_like_aws(monkeypatch: pytest.MonkeyPatch, kube: KubeCluster) -> None:
 
     monkeypatch.setattr(SageMakerResponse, "create_cluster", create_keeping_orchestrator)
     monkeypatch.setattr(Cluster, "describe", describe_with_orchestrator)
-
+    if kube is None:
+        return
     create_eks = EKSBackend.create_cluster
 
     def create_eks_served_by_the_api_server(self: Any, *args: Any, **kwargs: Any) -> Any:
@@ -142,22 +153,23 @@ class Aws:
                     "InstanceStorageConfigs": [{"EbsVolumeConfig": ebs}],
                 }
             )
+            if orchestrator == "slurm":
+                node_type = "Controller" if group == "controller" else "Compute"
+                instance_groups[-1]["SlurmConfig"] = {"NodeType": node_type}
         request: dict[str, Any] = {"ClusterName": name, "InstanceGroups": instance_groups}
         if orchestrator == "eks":
             request["Orchestrator"] = {"Eks": {"ClusterArn": self.eks_arn}}
+        else:
+            request["Orchestrator"] = {"Slurm": {"SlurmConfigStrategy": "Managed"}}
         if vpc:
             request["VpcConfig"] = {"Subnets": SUBNETS, "SecurityGroupIds": SECURITY_GROUPS}
         arn: str = self.client("sagemaker").create_cluster(**request)["ClusterArn"]
         return arn
 
 
-@pytest.fixture
-def aws(
-    moto_server: str, monkeypatch: pytest.MonkeyPatch, kube: KubeCluster, tmp_path: Path
-) -> Aws:
-    """A fresh moto account (reset per test) with an EKS cluster backed by the local API
-    server and a HyperPod cluster ``tftest`` of two ml.g5.8xlarge nodes on it; boto3 in
-    this process and in CLI subprocesses reaches it through the environment."""
+def _account(moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Aws:
+    """A fresh moto account (reset) with the staging bucket and a KMS key, reached by boto3
+    in this process and in CLI subprocesses through the environment."""
     urllib.request.urlopen(
         urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=10
     ).close()
@@ -170,21 +182,30 @@ def aws(
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
     # No kubeconfig of the machine's: only what a test names.
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-kubeconfig"))
-    behave_like_aws(monkeypatch, kube)
     import boto3
 
     boto3.client("s3", region_name=REGION).create_bucket(
         Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": REGION}
     )
     key = boto3.client("kms", region_name=REGION).create_key()["KeyMetadata"]["Arn"]
-    eks = boto3.client("eks", region_name=REGION).create_cluster(
+    return Aws(url=moto_server, kms_key=key, eks_arn="")
+
+
+@pytest.fixture
+def aws(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch, kube: KubeCluster, tmp_path: Path
+) -> Aws:
+    """A fresh moto account (reset per test) with an EKS cluster backed by the local API
+    server and a HyperPod cluster ``tftest`` of two ml.g5.8xlarge nodes on it."""
+    behave_like_aws(monkeypatch, kube)
+    account = _account(moto_server, monkeypatch, tmp_path)
+    account.eks_arn = account.client("eks").create_cluster(
         name=EKS_CLUSTER,
         roleArn=f"arn:aws:iam::{ACCOUNT}:role/eks",
         resourcesVpcConfig={"subnetIds": SUBNETS, "securityGroupIds": SECURITY_GROUPS},
     )["cluster"]["arn"]
-    found = Aws(url=moto_server, kms_key=key, eks_arn=eks)
-    found.hyperpod_cluster()
-    return found
+    account.hyperpod_cluster()
+    return account
 
 
 @dataclass
@@ -274,3 +295,105 @@ def hyperpod_spec(
         del body["dataset"]["validation"]
     body.update(top)
     return json.dumps(body)
+
+
+# Slurm -----------------------------------------------------------------------------------
+
+SLURM_CLUSTER = "tfslurm"
+
+
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
+    """A real Slurm cluster of two nodes on this host (:mod:`.slurm`), for the session; its
+    shared folder stands for the HyperPod cluster's FSx for Lustre file system."""
+    reason = why_slurm_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with start_slurm(tmp_path_factory.mktemp("slurm"), nodes=2) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory, slurm: SlurmCluster) -> Iterator[SshServer]:
+    """A real sshd on 127.0.0.1 standing for the cluster's head node (remote commands see
+    the cluster's SLURM_CONF)."""
+    reason = why_sshd_unavailable()
+    if reason is not None:
+        pytest.skip(reason)
+    with start_sshd(tmp_path_factory.mktemp("sshd"), env=slurm.env) as server:
+        yield server
+
+
+def link_bucket_to(monkeypatch: pytest.MonkeyPatch, shared: Path) -> None:
+    """Play FSx for Lustre's data repository association with the bucket (auto-import): an
+    object put into the staging bucket appears as a file under ``shared`` (the job's
+    ``options.shared_path``). The real import is asynchronous; the job's script waits for
+    its datasets, which a test checks by not linking."""
+    from moto.s3.models import S3Backend
+
+    put_object = S3Backend.put_object
+
+    def put_and_import(
+        self: Any, bucket_name: str, key_name: str, value: bytes, *a: Any, **k: Any
+    ) -> Any:
+        stored = put_object(self, bucket_name, key_name, value, *a, **k)
+        if bucket_name == BUCKET:
+            target = shared / key_name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(bytes(value))
+        return stored
+
+    monkeypatch.setattr(S3Backend, "put_object", put_and_import)
+
+
+def slurm_account(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared: Path, nodes: int
+) -> Aws:
+    """A fresh moto account with a Slurm-orchestrated HyperPod cluster ``tfslurm`` (a
+    controller and ``nodes`` compute nodes) whose bucket is linked to ``shared``."""
+    behave_like_aws(monkeypatch, None)
+    account = _account(moto_server, monkeypatch, tmp_path)
+    account.hyperpod_cluster(
+        SLURM_CLUSTER,
+        groups={"controller": ("ml.c5.xlarge", 1), "workers": ("ml.c5.xlarge", nodes)},
+        orchestrator="slurm",
+    )
+    link_bucket_to(monkeypatch, shared)
+    return account
+
+
+@pytest.fixture
+def slurm_aws(
+    moto_server: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, slurm: SlurmCluster
+) -> Aws:
+    """:func:`slurm_account` for the session's Slurm cluster (as many compute nodes), with
+    SLURM_CONF set for commands run here."""
+    account = slurm_account(moto_server, monkeypatch, tmp_path, slurm.shared, len(slurm.nodes))
+    for name, value in slurm.env.items():
+        monkeypatch.setenv(name, value)
+    return account
+
+
+def slurm_spec(
+    slurm: SlurmCluster,
+    *,
+    ssh: SshServer | None = None,
+    options: dict[str, Any] | None = None,
+    **top: Any,
+) -> str:
+    """A spec training scratch:tiny for real on the local Slurm cluster's two nodes, through
+    ``ssh`` (the head node) or here."""
+    spec = json.loads(hyperpod_spec(**top))
+    # A learning rate at which the tiny model's loss falls visibly in two short epochs.
+    spec["hyperparameters"]["learning_rate"] = 0.005
+    target = spec["targets"][0]
+    target["compute"] = {"instance_type": "ml.c5.xlarge", "instance_count": len(slurm.nodes)}
+    target["options"] = {
+        "cluster": SLURM_CLUSTER,
+        "bucket": BUCKET,
+        "shared_path": str(slurm.shared),
+        "python": sys.executable,
+        **({"head_node": ssh.host_alias, "ssh_config": str(ssh.ssh_config)} if ssh else {}),
+        **(options or {}),
+    }
+    return json.dumps(spec)

@@ -41,16 +41,9 @@ STARTUP_S: list[float] = []
 
 
 @pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+def moto_url(moto_server: str) -> str:
+    """The session's moto (tests/providers/conftest.py): STS is all this module asks of it."""
+    return moto_server
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,9 @@ from there afterwards, so a resumed run tokenizes exactly as the interrupted one
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,10 +125,18 @@ def build_scratch_base(preset: str, texts: Iterable[str], seed: int, directory: 
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id
-    partial = directory.with_name(directory.name + ".partial")
+    # Every process of a distributed run builds it (the same seed and data give the same
+    # base) into a folder of its own and renames it into place: on shared storage (FSx on
+    # HyperPod, every node) the first rename wins and the others use that one.
+    partial = directory.with_name(f".{directory.name}.{socket.gethostname()}.{os.getpid()}.partial")
     model.save_pretrained(partial)
     tokenizer.save_pretrained(partial)
-    partial.replace(directory)
+    try:
+        partial.rename(directory)
+    except OSError:
+        if not (directory / "config.json").is_file():
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _resolve_dtype(device: str, adapter: str) -> Any:

@@ -10,6 +10,7 @@ finding the job a run key created is one DescribeTrainingJob.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
@@ -19,6 +20,7 @@ from tunefleet.kit.trainer import trainer_config as neutral_trainer_config
 from tunefleet.kit.trainer import trainer_unmet
 from tunefleet.provider import (
     CostEstimate,
+    DatasetFacts,
     NativeRequest,
     Plan,
     PlanRequest,
@@ -46,6 +48,7 @@ __all__ = [
     "plan",
     "training_request",
     "unmet",
+    "upload_requests",
 ]
 
 RUN_KEY = RUN_KEY_PLACEHOLDER
@@ -391,6 +394,36 @@ def object_tags(spec: RunSpec) -> dict[str, str]:
     return {key: value for key, value in run_labels(spec).items() if value != RUN_KEY}
 
 
+def upload_requests(
+    spec: RunSpec,
+    options: StagingOptions,
+    kms_key_id: str | None,
+    datasets: Mapping[str, DatasetFacts],
+    roles: list[str],
+) -> list[NativeRequest]:
+    """The planned PutObject of each dataset ``roles`` names: its content-addressed key,
+    the policy's tags, SSE-KMS with ``kms_key_id`` (the HyperPod provider stages alike)."""
+    tagging = urlencode(object_tags(spec), quote_via=quote)
+    requests = []
+    for role in roles:
+        facts = datasets.get(role)
+        key = dataset_key(options, facts.sha256 if facts and facts.sha256 else DATASET_HASH)
+        put: dict[str, Any] = {"Bucket": options.bucket, "Key": key, "Tagging": tagging}
+        if kms_key_id:
+            put.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=kms_key_id)
+        requests.append(
+            NativeRequest(
+                phase="stage",
+                service="s3",
+                operation="PutObject",
+                body=put,
+                purpose=f"upload the {_ROLE_NAMES.get(role, role)} (skipped when the object is "
+                "there)",
+            )
+        )
+    return requests
+
+
 def _samples(spec: RunSpec, options: SageMakerOptions, roles: list[str]) -> dict[str, str]:
     """The longest value each placeholder of a plan can take, so a limit checked on them
     holds for every run: a run key (32 hex digits), a dataset's sha256 (64), the longest
@@ -470,24 +503,7 @@ def plan(provider: str, request: PlanRequest) -> Plan:
     region = target.region or PRICES.fallback_region
     roles = roles_of(spec)
     body = training_request(spec, target, options, roles)
-    tagging = urlencode(object_tags(spec), quote_via=quote)
-    requests = []
-    for role in roles:
-        facts = request.datasets.get(role)
-        key = dataset_key(options, facts.sha256 if facts and facts.sha256 else DATASET_HASH)
-        put: dict[str, Any] = {"Bucket": options.bucket, "Key": key, "Tagging": tagging}
-        if options.kms_key_id:
-            put.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=options.kms_key_id)
-        requests.append(
-            NativeRequest(
-                phase="stage",
-                service="s3",
-                operation="PutObject",
-                body=put,
-                purpose=f"upload the {_ROLE_NAMES.get(role, role)} (skipped when the object is "
-                "there)",
-            )
-        )
+    requests = upload_requests(spec, options, options.kms_key_id, request.datasets, roles)
     requests.append(
         NativeRequest(
             service="sagemaker",

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import base64
+import shlex
 import tempfile
 import threading
 import time
@@ -30,15 +31,23 @@ from tunefleet.errors import (
 )
 from tunefleet_sagemaker._client import client, translated
 
-__all__ = ["PROVIDER", "aws", "aws_translated", "eks_token", "kube_api", "kube_translated"]
+__all__ = [
+    "PROVIDER",
+    "Channel",
+    "aws",
+    "aws_translated",
+    "eks_token",
+    "kube_api",
+    "kube_translated",
+]
 
 PROVIDER = "hyperpod"
 TOKEN_PREFIX = "k8s-aws-v1."  # noqa: S105 (the scheme of EKS tokens, not a secret)
-TOKEN_LIFETIME_SECONDS = 14 * 60
+TOKEN_LIFETIME_SECONDS = 10 * 60
 """How long a signed token is used. The presigned URL says 60 s, but EKS's authenticator
-accepts a token for 15 minutes (aws-iam-authenticator, pkg/token/token.go:
-``presignedURLExpiration = 15 * time.Minute``); ``aws eks get-token`` prints an expiry 14
-minutes out for the same reason."""
+accepts a token for 15 minutes after it was signed (aws-iam-authenticator,
+pkg/token/token.go: ``presignedURLExpiration = 15 * time.Minute``; ``aws eks get-token``
+prints an expiry 14 minutes out); re-signing after 10 leaves room for a slow call."""
 _KUBE_TIMEOUT = (10, 60)
 """Connect and read timeouts of every Kubernetes API request, in seconds."""
 
@@ -98,11 +107,13 @@ class _KubeClients:
     def get(self, key: tuple[str, ...], make: Any) -> Any:
         with self._lock:
             found = self._clients.get(key)
-            if found is not None and found[0] > time.monotonic():
+            if found is not None and found[0] > time.time():
                 return found[1]
         made, lifetime = make()
         with self._lock:
-            self._clients[key] = (time.monotonic() + lifetime, made)
+            # Wall-clock time: a monotonic clock stops while a laptop sleeps, and the token
+            # expires 15 minutes after it was signed whatever the machine did meanwhile.
+            self._clients[key] = (time.time() + lifetime, made)
         return made
 
     def ca_file(self, pem: bytes) -> str:
@@ -232,3 +243,83 @@ def _status_of(exc: Any) -> tuple[str, str]:
     reason = str(body.get("reason") or exc.reason or "Unknown")
     message = str(body.get("message") or "")[:500]
     return reason, message
+
+
+class Channel:
+    """Runs shell commands on a Slurm cluster's head node: over ``ssh`` (``head_node``,
+    with ``ssh_config`` as ``ssh -F``; a ``Host`` of the ssh configuration can go through
+    SSM Session Manager with ``ProxyCommand``), or here when tunefleet runs on the head
+    node (``head_node`` None).
+
+    ssh runs in batch mode (no password or host-key prompt can hang a run) with its own
+    configuration deciding keys, agents and known hosts. Its exit status 255 (it could not
+    connect) is a TransientProviderError; a command that fails is a ProviderError with its
+    exit status as the code and the first line it printed to stderr.
+    """
+
+    def __init__(self, head_node: str | None, ssh_config: str | None = None) -> None:
+        self.head_node = head_node
+        self.ssh_config = ssh_config
+
+    def argv(self, command: str) -> list[str]:
+        """The process that runs ``command`` (a shell command line) on the head node."""
+        if self.head_node is None:
+            return ["/bin/sh", "-c", command]
+        ssh = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=20"]
+        if self.ssh_config is not None:
+            ssh += ["-F", self.ssh_config]
+        # A login shell: HyperPod puts Slurm's commands on PATH in /etc/profile.d, which a
+        # non-interactive ssh command's shell does not read.
+        return [*ssh, "--", self.head_node, f"bash -lc {shlex.quote(command)}"]
+
+    def run(
+        self,
+        command: str,
+        *,
+        operation: str,
+        stdin: str | None = None,
+        timeout: float = 120,
+        read_only: bool = False,
+    ) -> str:
+        """``command``'s standard output; raises as the class docstring says. A
+        ``read_only`` command (squeue, reading a file) that fails is a
+        TransientProviderError: tried again, it can only succeed or fail the same way, and
+        Slurm's commands fail alike (exit 1) whether the controller is busy or gone."""
+        import subprocess
+
+        where = "the head node" if self.head_node is None else self.head_node
+        try:
+            done = subprocess.run(
+                self.argv(command),
+                input=stdin,
+                capture_output=True,
+                text=True,
+                # Bytes that are not UTF-8 (a log line cut by a crash) survive a round trip.
+                errors="surrogateescape",
+                timeout=timeout,
+                check=False,
+            )
+        except FileNotFoundError as exc:
+            raise ProviderError(
+                PROVIDER,
+                f"{operation}: {exc.filename} is not installed here (the Slurm cluster is "
+                f"reached with {'ssh' if self.head_node else 'its own commands'})",
+                code="missing_command",
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise TransientProviderError(
+                PROVIDER, f"{operation}: no answer from {where} in {timeout:.0f} s"
+            ) from None
+        if done.returncode == 0:
+            return done.stdout
+        said = next((line for line in done.stderr.splitlines() if line.strip()), "")[:300]
+        if self.head_node is not None and done.returncode == 255:
+            raise TransientProviderError(
+                PROVIDER, f"{operation}: cannot reach {where} over ssh: {said}", code="ssh"
+            )
+        kind = TransientProviderError if read_only else ProviderError
+        raise kind(
+            PROVIDER,
+            f"{operation} on {where} failed (exit {done.returncode}): {said}",
+            code=f"exit {done.returncode}",
+        )

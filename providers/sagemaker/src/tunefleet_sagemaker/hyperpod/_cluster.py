@@ -41,6 +41,11 @@ class InstanceGroup(_Frozen):
     """The KMS keys of its EBS volumes (InstanceStorageConfigs[].EbsVolumeConfig)."""
     subnets: tuple[str, ...] = ()
     """Its own subnets, where it overrides the cluster's (OverrideVpcConfig)."""
+    slurm_node_type: str | None = None
+    """On a Slurm cluster: ``Controller``, ``Login`` or ``Compute`` (SlurmConfig.NodeType);
+    None when the cluster does not say (the lifecycle scripts decide)."""
+    slurm_partitions: tuple[str, ...] = ()
+    """On a Slurm cluster: the partitions its nodes are in (SlurmConfig.PartitionNames)."""
 
 
 class ClusterFacts(_Frozen):
@@ -124,6 +129,8 @@ def _facts(described: dict[str, Any], region: str, running: dict[str, int]) -> C
                 running=running.get(group["InstanceGroupName"], 0),
                 volume_kms_keys=keys,
                 subnets=tuple((group.get("OverrideVpcConfig") or {}).get("Subnets", [])),
+                slurm_node_type=(group.get("SlurmConfig") or {}).get("NodeType"),
+                slurm_partitions=tuple((group.get("SlurmConfig") or {}).get("PartitionNames", [])),
             )
         )
     return ClusterFacts(

@@ -1,4 +1,5 @@
-"""A HyperPod job's events on EKS: its conditions, the trainer's lines, and its cost.
+"""A HyperPod job's events. On EKS: its conditions, the trainer's lines, and its cost (on
+Slurm: :func:`._slurm.events`).
 
 - Status: each condition the operator sets (``status.conditions``), once.
 - The trainer's lines: the log of the job's first pod (rank 0, the one that prints the
@@ -21,17 +22,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from tunefleet.events import Event, EventPage, JsonCursor, StatusEvent
+from tunefleet.errors import ProviderError
+from tunefleet.events import Event, EventPage, JobState, JsonCursor, StatusEvent
 from tunefleet.kit.trainer import line_event
 from tunefleet.provider import JobRef
-from tunefleet_sagemaker.hyperpod import _jobs
+from tunefleet_sagemaker.hyperpod import _eks, _slurm
 from tunefleet_sagemaker.hyperpod._client import (
     kube_api,
     kube_request_options,
     kube_translated,
 )
 from tunefleet_sagemaker.hyperpod._planning import CONTAINER
-from tunefleet_sagemaker.hyperpod.pricing import PRICES
+from tunefleet_sagemaker.hyperpod.pricing import job_cost
 
 __all__ = ["POD_LABEL", "Cursor", "events"]
 
@@ -83,16 +85,17 @@ def _sortable(text: str) -> str:
 
 
 def _condition_events(resource: dict[str, Any], position: Cursor) -> list[Event]:
+    """Each true condition once, oldest first; and, for a job that succeeded without a
+    running condition ever read, its start at ``status.startTime`` (the operator flips
+    Running to False when the job ends, so a job that finished between two reads would
+    otherwise never read as running; ``startTime`` alone is only its admission)."""
     seen = set(position.conditions or [])
-    found: list[Event] = []
-    conditions = sorted(
-        (resource.get("status") or {}).get("conditions") or [],
-        key=lambda c: str(c.get("lastTransitionTime") or ""),
-    )
-    for condition in conditions:
+    found: list[tuple[tuple[str, int], Event]] = []
+    status = resource.get("status") or {}
+    for condition in status.get("conditions") or []:
         if condition.get("status") != "True":
             continue
-        state = _jobs.CONDITIONS.get(str(condition.get("type")))
+        state = _eks.CONDITIONS.get(str(condition.get("type")))
         when = str(condition.get("lastTransitionTime") or "")
         key = f"{condition.get('type')}@{when}"
         if state is None or key in seen or not when:
@@ -103,35 +106,62 @@ def _condition_events(resource: dict[str, Any], position: Cursor) -> list[Event]
             for p in (condition.get("type"), condition.get("reason"), condition.get("message"))
             if p
         )
-        found.append(
-            StatusEvent(id=f"condition-{key}", time=_time(when), state=state, message=message)
+        event = StatusEvent(id=f"condition-{key}", time=_time(when), state=state, message=message)
+        found.append(((_sortable(when), 1), event))
+    started = status.get("startTime")
+    ran = any(
+        key.split("@", 1)[0] in _RUNNING_CONDITIONS or key.startswith("started@") for key in seen
+    )
+    succeeded = _eks.job_state(resource)[0] == JobState.SUCCEEDED
+    if succeeded and isinstance(started, str) and started and not ran:
+        seen.add(f"started@{started}")
+        event = StatusEvent(
+            id=f"started-{started}", time=_time(started), state=JobState.RUNNING, message="started"
         )
+        found.append(((_sortable(started), 0), event))  # before an end at the same time
     position.conditions = sorted(seen)
-    return found
+    return [event for _, event in sorted(found, key=lambda pair: pair[0])]
 
 
-def _first_pod(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
+_RUNNING_CONDITIONS = frozenset(
+    kind for kind, state in _eks.CONDITIONS.items() if state == JobState.RUNNING
+)
+
+
+def _first_pod(api: Any, namespace: str, name: str, master: str | None) -> dict[str, Any] | None:
+    """The job's pod that prints the trainer's lines (rank 0's: the one at the operator's
+    ``status.masterAddr``, else the first by name), once its container has started; None
+    before that (a log read during image pull is refused with 400)."""
     import kubernetes
 
     with kube_translated(f"list the pods of {name}"):
         pods: Any = kubernetes.client.CoreV1Api(api).list_namespaced_pod(
             namespace, label_selector=f"{POD_LABEL}={name}", **kube_request_options()
         )
-    named = sorted(
-        (pod for pod in pods.items if pod.spec and pod.spec.node_name),
-        key=lambda pod: pod.metadata.name,
+    placed = sorted(
+        (pod for pod in pods.items if pod.spec and pod.spec.node_name and pod.metadata),
+        key=lambda pod: str(pod.metadata.name),
     )
-    if not named:
+    if master:
+        placed = [p for p in placed if p.status and p.status.pod_ip == master] or placed
+    if not placed:
         return None
-    pod = named[0]
+    pod = placed[0]
+    statuses = (pod.status.container_statuses if pod.status else None) or []
+    started = any(
+        s.name == CONTAINER and s.state is not None and (s.state.running or s.state.terminated)
+        for s in statuses
+    )
+    if not started:
+        return None
     return {"name": pod.metadata.name, "uid": pod.metadata.uid}
 
 
-def _log_events(api: Any, job: JobRef, position: Cursor) -> list[Event]:
+def _log_events(api: Any, job: JobRef, position: Cursor, master: str | None) -> list[Event]:
     import kubernetes
 
     namespace = job.scope["namespace"]
-    pod = _first_pod(api, namespace, job.id)
+    pod = _first_pod(api, namespace, job.id, master)
     if pod is None:
         return []
     if pod["uid"] != position.pod:
@@ -140,15 +170,25 @@ def _log_events(api: Any, job: JobRef, position: Cursor) -> list[Event]:
     if position.time:
         age = (datetime.now(UTC) - _time(position.time)).total_seconds()
         since = max(int(age) + _SKEW_SECONDS, 1)
-    with kube_translated(f"read the log of pod {pod['name']}"):
-        text = kubernetes.client.CoreV1Api(api).read_namespaced_pod_log(
-            pod["name"],
-            namespace,
-            container=CONTAINER,
-            timestamps=True,
-            since_seconds=since,
-            **kube_request_options(),
-        )
+    try:
+        with kube_translated(f"read the log of pod {pod['name']}"):
+            answer: Any = kubernetes.client.CoreV1Api(api).read_namespaced_pod_log(
+                pod["name"],
+                namespace,
+                container=CONTAINER,
+                timestamps=True,
+                since_seconds=since,
+                _preload_content=False,
+                **kube_request_options(),
+            )
+    except ProviderError as exc:
+        # 400: the container is between states (a restart); 404: the pod was replaced
+        # since it was listed. Either way there is nothing to read yet.
+        if exc.status in {400, 404}:
+            return []
+        raise
+    # The client would decode strictly; a log may hold any bytes.
+    text = answer.data.decode("utf-8", errors="replace")
     found: list[Event] = []
     checkpoints = f"s3://{job.scope['bucket']}/{job.scope['output_prefix']}/checkpoints/"
     read_time, read_same, again = position.time, position.same, 0
@@ -179,9 +219,11 @@ def _log_events(api: Any, job: JobRef, position: Cursor) -> list[Event]:
 
 
 def events(job: JobRef, cursor: str | None) -> EventPage:
-    """The job's events after ``cursor``."""
+    """The job's events after ``cursor`` (a Slurm job's: :func:`._slurm.events`)."""
+    if job.scope.get("orchestrator") == "slurm":
+        return _slurm.events(job, cursor)
     position = Cursor.decode(cursor)
-    resource = _jobs.get(job)
+    resource = _eks.get(job)
     if resource is None:
         return EventPage(events=[], cursor=position.encode())
     found = _condition_events(resource, position)
@@ -190,21 +232,13 @@ def events(job: JobRef, cursor: str | None) -> EventPage:
         eks_cluster_arn=job.scope["eks_cluster"],
         context=job.scope.get("kube_context") or None,
     )
-    found += _log_events(api, job, position)
-    state, _ = _jobs.job_state(resource)
-    seconds = _jobs.billed_seconds(resource)
+    master = (resource.get("status") or {}).get("masterAddr")
+    found += _log_events(api, job, position, master if isinstance(master, str) else None)
+    state, _ = _eks.job_state(resource)
+    seconds = _eks.billed_seconds(resource)
     if state.terminal and seconds is not None and not position.costed:
-        cost = PRICES.job_cost(
-            seconds=seconds,
-            scope=job.scope,
-            region=str(job.region),
-            time=datetime.now(UTC),
-        )
+        cost = job_cost(seconds, job.scope, str(job.region), datetime.now(UTC))
         if cost is not None:
-            found.append(
-                cost.model_copy(
-                    update={"basis": f"the job's share of the cluster's time: {cost.basis}"}
-                )
-            )
+            found.append(cost)
         position.costed = True
     return EventPage(events=found, cursor=position.encode())

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote, urlencode
 
+from tunefleet.errors import ProviderNotFoundError
 from tunefleet.kit.labels import RUN, RUN_KEY_PLACEHOLDER, TARGET, run_labels
 from tunefleet.kit.labels import RUN_KEY as RUN_KEY_TAG
 from tunefleet.kit.trainer import epochs as trainer_epochs
@@ -33,6 +35,7 @@ from tunefleet.kit.trainer import trainer_config as neutral_trainer_config
 from tunefleet.kit.trainer import trainer_unmet
 from tunefleet.provider import (
     CostEstimate,
+    DatasetRef,
     NativeRequest,
     Plan,
     PlanRequest,
@@ -40,7 +43,7 @@ from tunefleet.provider import (
     fill_placeholders,
 )
 from tunefleet.spec import RunSpec, TargetSpec
-from tunefleet_sagemaker._planning import dataset_key
+from tunefleet_sagemaker._planning import upload_requests
 from tunefleet_sagemaker.hyperpod import _cluster, _serving
 from tunefleet_sagemaker.hyperpod.options import HyperPodOptions
 from tunefleet_sagemaker.hyperpod.pricing import PRICE_SOURCE, PRICES, Resources, resources
@@ -82,10 +85,14 @@ QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
 AGENT_PORT = 8080
 """Where the HyperPod elastic agent in each pod listens for the training operator."""
-KEEP_FINISHED_SECONDS = 7 * 24 * 3600
-"""runPolicy.ttlSecondsAfterFinished: a finished job stays readable a week, so a later
-process finds it and reads its status (the SDK sends 0, which deletes it at once)."""
+KEEP_FINISHED = -1
+"""runPolicy.ttlSecondsAfterFinished: a finished job is kept until someone deletes it
+(-1, "infinite", in the operator's CRD), so a later process finds it and reads how it
+ended; the SDK's default 0 deletes it at once, and a job deleted by a timer would later
+read as cancelled."""
 _PLACEHOLDER_PATH = "${%s_path}"
+_OUR_PLACEHOLDER = re.compile(r"\$\{(run_key|[a-z_]+_(path|size))\}")
+"""tunefleet's placeholders (a Slurm script's own ``${var%...}`` are the shell's)."""
 
 # Kubernetes label syntax ("Labels and Selectors", kubernetes.io/docs/concepts/overview/
 # working-with-objects/labels/#syntax-and-character-set): an optional DNS-subdomain prefix
@@ -101,6 +108,11 @@ _RUNNABLE = {"InService", "Updating", "SystemUpdating"}
 def path_placeholder(role: str) -> str:
     """Stands for a staged dataset's path on the shared storage in a planned request."""
     return _PLACEHOLDER_PATH % role
+
+
+def size_placeholder(role: str) -> str:
+    """Stands for a staged dataset's size in bytes in a planned request."""
+    return f"${{{role}_size}}"
 
 
 def shared_file(options: HyperPodOptions, key: str) -> str:
@@ -123,8 +135,12 @@ def _group(
     facts: _cluster.ClusterFacts, target: TargetSpec, options: HyperPodOptions
 ) -> tuple[_cluster.InstanceGroup | None, list[Unmet]]:
     """The instance group the job runs on, or why none can be chosen."""
-    groups = {group.name: group for group in facts.groups}
-    have = ", ".join(f"{g.name} ({g.instance_type} x {g.running})" for g in facts.groups)
+    # A Slurm cluster's controller and login nodes run no jobs.
+    candidates = [
+        group for group in facts.groups if group.slurm_node_type not in {"Controller", "Login"}
+    ]
+    groups = {group.name: group for group in candidates}
+    have = ", ".join(f"{g.name} ({g.instance_type} x {g.running})" for g in candidates)
     wanted = target.compute.instance_type
     if options.instance_group is not None:
         group = groups.get(options.instance_group)
@@ -146,7 +162,7 @@ def _group(
             ]
         return group, []
     if wanted is not None:
-        matching = [g for g in facts.groups if g.instance_type == wanted]
+        matching = [g for g in candidates if g.instance_type == wanted]
         if not matching:
             return None, [
                 Unmet(
@@ -155,8 +171,8 @@ def _group(
                 )
             ]
     else:
-        accelerated = [g for g in facts.groups if (resources(g.instance_type) or _NO_GPU).gpus > 0]
-        matching = accelerated or list(facts.groups)
+        accelerated = [g for g in candidates if (resources(g.instance_type) or _NO_GPU).gpus > 0]
+        matching = accelerated or candidates
     if len(matching) != 1:
         return None, [
             Unmet(
@@ -186,14 +202,6 @@ def _cluster_unmet(
                 reason=f"cluster {facts.name} is {facts.status}; it runs jobs when InService",
             )
         )
-    if facts.orchestrator == "slurm":
-        found.append(
-            Unmet(
-                requirement="options.cluster",
-                reason=f"cluster {facts.name} is orchestrated by Slurm, which this version of "
-                "the hyperpod provider does not drive yet (EKS clusters only)",
-            )
-        )
     count = target.compute.instance_count
     if group is not None:
         if count > group.running:
@@ -206,7 +214,16 @@ def _cluster_unmet(
                     "for capacity that is not there",
                 )
             )
-        gpus = (resources(group.instance_type) or _NO_GPU).gpus
+        known = resources(group.instance_type)
+        if known is None and options.nproc_per_node is None:
+            found.append(
+                Unmet(
+                    requirement="options.nproc_per_node",
+                    reason=f"tunefleet does not know how many GPUs {group.instance_type} has; "
+                    "set options.nproc_per_node (one process per GPU)",
+                )
+            )
+        gpus = known.gpus if known is not None else (options.nproc_per_node or 0)
         if spec.method.adapter == "qlora" and gpus == 0:
             found.append(
                 Unmet(
@@ -367,13 +384,15 @@ def eks_job(
     nodes = target.compute.instance_count
     instance_type = group.instance_type if group is not None else target.compute.instance_type
     offered = resources(instance_type or "")
-    gpus = offered.gpus if offered is not None else 0
+    # An unknown type is refused at plan unless nproc_per_node says how many GPUs to use.
+    gpus = offered.gpus if offered is not None else (options.nproc_per_node or 0)
     nproc = options.nproc_per_node or max(gpus, 1)
     labels = _labels(spec, target, options)
     config = trainer_config(spec, options, name)
     requests: dict[str, str] = {"nvidia.com/gpu": str(gpus)}
-    if options.efa_per_node:
-        requests["vpc.amazonaws.com/efa"] = str(options.efa_per_node)
+    efa = options.efa_per_node if options.efa_per_node is not None else (offered or _NO_GPU).efa
+    if efa:
+        requests["vpc.amazonaws.com/efa"] = str(efa)
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": options.training_image,
@@ -396,12 +415,18 @@ def eks_job(
         # declares it: "containerPort: 8080 # port HyperPodElasticAgent listens to").
         "ports": [{"containerPort": AGENT_PORT}],
         "resources": {"requests": dict(requests), "limits": dict(requests)},
-        "volumeMounts": [{"name": "shared", "mountPath": options.shared_path}],
+        "volumeMounts": [
+            {"name": "shared", "mountPath": options.shared_path},
+            {"name": "shmem", "mountPath": "/dev/shm"},  # noqa: S108 (the pod's own)
+        ],
     }
     pod_spec: dict[str, Any] = {
         "containers": [container],
         "volumes": [
-            {"name": "shared", "persistentVolumeClaim": {"claimName": options.storage_claim}}
+            {"name": "shared", "persistentVolumeClaim": {"claimName": options.storage_claim}},
+            # A container's /dev/shm is 64 MiB; NCCL and data loaders need more (AWS's
+            # HyperPodPyTorchJob examples mount memory there the same way).
+            {"name": "shmem", "emptyDir": {"medium": "Memory"}},
         ],
     }
     if instance_type:
@@ -411,7 +436,7 @@ def eks_job(
     run_policy: dict[str, Any] = {
         "cleanPodPolicy": "None",
         "jobMaxRetryCount": options.max_retries,
-        "ttlSecondsAfterFinished": KEEP_FINISHED_SECONDS,
+        "ttlSecondsAfterFinished": KEEP_FINISHED,
     }
     if target.compute.max_runtime_hours is not None:
         run_policy["activeDeadlineSeconds"] = int(target.compute.max_runtime_hours * 3600)
@@ -433,20 +458,211 @@ def eks_job(
     }
 
 
-def fill(
-    body: dict[str, Any], options: HyperPodOptions, uris: dict[str, str], run_key: str
+def job_dir(options: HyperPodOptions, name: str) -> str:
+    """Where a job's files are on the shared storage: its script, its Slurm record, its
+    output (``output.log``), the model and the checkpoints."""
+    return shared_file(options, output_key(options, name))
+
+
+SLURM_RECORD = "slurm.json"
+"""The record a Slurm job keeps of itself on the shared storage (its id when it starts;
+its end and exit status when it ends), so it is found and its outcome known after Slurm
+forgot it (without accounting, Slurm forgets a finished job after MinJobAge)."""
+SLURM_OUTPUT = "output.log"
+MAX_COMMENT = 1024
+"""``--comment`` and ``--job-name`` are kept up to 1024 characters; sbatch refuses longer
+ones ("Pathname of a file, directory or other parameter too long": measured with Slurm
+22.05, shared/TESTING-TARGETS.md B)."""
+DATASET_WAIT_SECONDS = 600
+"""How long a job waits for its datasets to appear on the shared storage: FSx for Lustre
+imports new objects of a linked bucket asynchronously (data repository associations)."""
+
+
+def slurm_comment(spec: RunSpec, target: TargetSpec) -> str:
+    """The job's ``--comment``: the policy's tags and tunefleet's labels, ``key=value``
+    separated by spaces (Slurm has no labels; the comment is shown by squeue and scontrol
+    and kept by accounting)."""
+    labels = {
+        LABELS.get(key, key): value for key, value in run_labels(spec, target=target.key).items()
+    }
+    return " ".join(f"{key}={value}" for key, value in labels.items())
+
+
+def _trainer_command(options: HyperPodOptions, nproc: int) -> list[str]:
+    python = options.python or "python3"
+    return [
+        python,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=$SLURM_JOB_NUM_NODES",
+        f"--nproc-per-node={nproc}",
+        "--rdzv-backend=c10d",
+        "--rdzv-endpoint=$head_addr:$port",
+        "--rdzv-id=$SLURM_JOB_ID",
+        "-m",
+        "tunefleet_trainer",
+    ]
+
+
+def slurm_job(
+    spec: RunSpec,
+    target: TargetSpec,
+    options: HyperPodOptions,
+    group: _cluster.InstanceGroup | None,
 ) -> dict[str, Any]:
-    """``body`` with the run key and the staged datasets' shared-storage paths in place of
-    placeholders."""
+    """The sbatch script of ``spec`` and how it is submitted, with placeholders.
+
+    One task per node (``srun``), each running ``torch.distributed.run`` (torchrun) with
+    ``nproc_per_node`` processes and a c10d rendezvous at the first node's address, from an
+    environment on the shared storage (``options.python``) or from an image through
+    pyxis/enroot (``options.container_image``, the shared storage mounted at the same
+    path). On HyperPod (``/opt/sagemaker_cluster`` exists) ``srun --auto-resume=1`` lets
+    HyperPod replace a failed node and run the step again; the trainer resumes from its
+    newest checkpoint.
+    """
+    name = job_name(spec)
+    folder = job_dir(options, name)
+    nodes = target.compute.instance_count
+    offered = resources(group.instance_type) if group is not None else None
+    nproc = options.nproc_per_node or max(offered.gpus if offered else 0, 1)
+    config = trainer_config(spec, options, name)
+    directives = [
+        f"--job-name={name}",
+        f"--nodes={nodes}",
+        "--ntasks-per-node=1",
+        "--exclusive",
+        f"--output={folder}/{SLURM_OUTPUT}",
+        # A requeued job appends: the events cursor is a byte offset into this file.
+        "--open-mode=append",
+    ]
+    partition = options.partition or (
+        group.slurm_partitions[0] if group is not None and group.slurm_partitions else None
+    )
+    if partition is not None:
+        # The group's own partition, so the job runs on the nodes plan checked.
+        directives.append(f"--partition={partition}")
+    if target.compute.max_runtime_hours is not None:
+        directives.append(f"--time={max(int(target.compute.max_runtime_hours * 60), 1)}")
+    srun = ["srun"]
+    if options.container_image is not None:
+        srun += [
+            f"--container-image={options.container_image}",
+            f"--container-mounts={options.shared_path}:{options.shared_path}",
+        ]
+    command = " ".join(
+        part if part.startswith("--") and "$" in part else shlex.quote(part)
+        for part in _trainer_command(options, nproc)
+    )
+    datasets = " ".join(
+        shlex.quote(f"{path_placeholder(role)}:{size_placeholder(role)}") for role in roles_of(spec)
+    )
+    record = shlex.quote(f"{folder}/{SLURM_RECORD}")
+    script = "\n".join(
+        [
+            "#!/bin/bash",
+            *(f"#SBATCH {directive}" for directive in directives),
+            "# Written by tunefleet: the trainer on every node, one torchrun per node.",
+            "set -uo pipefail",
+            f"record={record}",
+            "started=$(date +%s)",
+            "write_record() {  # atomically: a reader never sees half a record",
+            '    printf \'%s\\n\' "$1" >"$record.$$" && mv -f "$record.$$" "$record"',
+            "}",
+            'write_record "{\\"job_id\\": \\"$SLURM_JOB_ID\\", \\"started\\": $started}"',
+            "finish() {",
+            "    code=$?",
+            '    write_record "{\\"job_id\\": \\"$SLURM_JOB_ID\\", \\"started\\": $started, '
+            '\\"ended\\": $(date +%s), \\"exit_code\\": $code}"',
+            "}",
+            "trap finish EXIT",
+            "trap 'exit 143' TERM INT  # scancel: record the end too",
+            "# The shared storage imports new objects of the bucket asynchronously.",
+            f"for dataset in {datasets}; do",
+            '    file="${dataset%:*}" size="${dataset##*:}" waited=0',
+            '    until [ -f "$file" ] && [ "$(stat -c %s "$file")" = "$size" ]; do',
+            f"        if [ $waited -ge {DATASET_WAIT_SECONDS} ]; then",
+            f'            echo "tunefleet: $file is not on the shared storage after {DATASET_WAIT_SECONDS} s" >&2',
+            "            exit 3",
+            "        fi",
+            "        sleep 2; waited=$((waited + 2))",
+            "    done",
+            "done",
+            f"export TUNEFLEET_TRAINER_CONFIG={shlex.quote(json.dumps(config, sort_keys=True))}",
+            "export PYTHONUNBUFFERED=1",
+            'head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+            "head_addr=$(scontrol show node \"$head_node\" -o | tr ' ' '\\n' | sed -n 's/^NodeAddr=//p')",
+            "port=$((20000 + SLURM_JOB_ID % 20000))",
+            "resume=()",
+            "[ -d /opt/sagemaker_cluster ] && resume=(--auto-resume=1)",
+            f'{shlex.join(srun)} "${{resume[@]}}" {command}',
+        ]
+    )
+    return {
+        "job_name": name,
+        "job_dir": folder,
+        "nodes": nodes,
+        "instance_type": group.instance_type if group is not None else "",
+        "adapter": config["adapter"],
+        "comment": slurm_comment(spec, target),
+        "script": script + "\n",
+    }
+
+
+def _slurm_unmet(spec: RunSpec, target: TargetSpec, options: HyperPodOptions) -> list[Unmet]:
+    found = []
+    if options.python is None and options.container_image is None:
+        found.append(
+            Unmet(
+                requirement="options.python",
+                reason="a Slurm job runs the trainer from an environment on the shared storage "
+                "(options.python) or an image through pyxis/enroot (options.container_image)",
+            )
+        )
+    eks_only = {
+        "kube_context": options.kube_context,
+        "training_image": options.training_image,
+        "service_account": options.service_account,
+        "storage_claim": options.storage_claim,
+        "queue": options.queue,
+        "priority_class": options.priority_class,
+        "efa_per_node": options.efa_per_node or None,
+    }
+    found += [
+        Unmet(requirement=f"options.{name}", reason="an EKS option, and the cluster is Slurm")
+        for name, value in eks_only.items()
+        if value is not None
+    ]
+    comment = slurm_comment(spec, target).replace(RUN_KEY, "f" * 32)
+    if len(comment) > MAX_COMMENT:
+        found.append(
+            Unmet(
+                requirement="placement.tags",
+                reason=f"the tags make a Slurm --comment of {len(comment)} characters; Slurm "
+                f"keeps at most {MAX_COMMENT}",
+            )
+        )
+    return found
+
+
+def fill(
+    body: dict[str, Any],
+    options: HyperPodOptions,
+    datasets: Mapping[str, DatasetRef],
+    run_key: str,
+) -> dict[str, Any]:
+    """``body`` with the run key and the staged datasets' shared-storage paths and sizes in
+    place of placeholders."""
     prefix = f"s3://{options.bucket}/"
     values = {RUN_KEY: run_key}
-    for role, uri in uris.items():
-        if not uri.startswith(prefix):
-            raise ValueError(f"{uri} is not in bucket {options.bucket}")
-        values[path_placeholder(role)] = shared_file(options, uri.removeprefix(prefix))
+    for role, dataset in datasets.items():
+        if not dataset.uri.startswith(prefix):
+            raise ValueError(f"{dataset.uri} is not in bucket {options.bucket}")
+        values[path_placeholder(role)] = shared_file(options, dataset.uri.removeprefix(prefix))
+        values[size_placeholder(role)] = str(dataset.size_bytes)
     filled = fill_placeholders(body, values)
-    if "${" in json.dumps(filled):
-        raise ValueError("a placeholder of the planned job was left unfilled")
+    left = _OUR_PLACEHOLDER.search(json.dumps(filled))
+    if left is not None:  # a dataset the plan reads was not staged
+        raise ValueError(f"the planned job's placeholder {left.group(0)} was left unfilled")
     return filled
 
 
@@ -485,27 +701,11 @@ def plan(provider: str, request: PlanRequest, clusters: _cluster.Clusters) -> Pl
     spec, target = request.spec, request.target
     options = request.options
     assert isinstance(options, HyperPodOptions)
-    found: list[Unmet] = trainer_unmet(spec) + labels_unmet(spec) + _serving.unmet(spec)
+    found: list[Unmet] = trainer_unmet(spec) + _serving.unmet(spec)
     notes: list[str] = []
-    requests: list[NativeRequest] = []
-    tagging = urlencode(
-        {k: v for k, v in run_labels(spec).items() if v != RUN_KEY}, quote_via=quote
+    requests: list[NativeRequest] = upload_requests(
+        spec, options, options.kms_key_id, request.datasets, roles_of(spec)
     )
-    for role in roles_of(spec):
-        dataset = request.datasets.get(role)
-        key = dataset_key(options, dataset.sha256 if dataset and dataset.sha256 else DATASET_HASH)
-        put: dict[str, Any] = {"Bucket": options.bucket, "Key": key, "Tagging": tagging}
-        if options.kms_key_id:
-            put.update(ServerSideEncryption="aws:kms", SSEKMSKeyId=options.kms_key_id)
-        requests.append(
-            NativeRequest(
-                phase="stage",
-                service="s3",
-                operation="PutObject",
-                body=put,
-                purpose=f"upload the {role} dataset (skipped when the object is there)",
-            )
-        )
     epochs, _ = trainer_epochs(spec)
     cost: CostEstimate | None = None
     if target.region is None:
@@ -513,25 +713,47 @@ def plan(provider: str, request: PlanRequest, clusters: _cluster.Clusters) -> Pl
             Unmet(requirement="region", reason="a HyperPod cluster is in a region; set it")
         )
     else:
-        facts = clusters.describe(target.region, options.cluster)
-        group, group_unmet = _group(facts, target, options)
-        cluster_unmet, cluster_notes = _cluster_unmet(spec, target, options, facts, group)
-        found += group_unmet + cluster_unmet
-        notes += cluster_notes
-        if facts.orchestrator == "eks":
-            found += _eks_unmet(options)
-            requests.append(
-                NativeRequest(
-                    service="kubernetes",
-                    operation=f"Create{KIND}",
-                    body=eks_job(spec, target, options, group),
-                    purpose=f"create the {KIND} on EKS cluster "
-                    f"{(facts.eks_cluster_arn or '').rsplit('/', 1)[-1]}",
+        try:
+            facts: _cluster.ClusterFacts | None = clusters.describe(target.region, options.cluster)
+        except ProviderNotFoundError:
+            facts = None
+            found.append(
+                Unmet(
+                    requirement="options.cluster",
+                    reason=f"there is no HyperPod cluster {options.cluster} in {target.region} "
+                    "(the target's region must be the cluster's)",
                 )
             )
-        instance_type = group.instance_type if group is not None else None
-        cost, cost_notes = _cost(request, instance_type, target.compute.instance_count, epochs)
-        notes += cost_notes
+        if facts is not None:
+            group, group_unmet = _group(facts, target, options)
+            cluster_unmet, cluster_notes = _cluster_unmet(spec, target, options, facts, group)
+            found += group_unmet + cluster_unmet
+            notes += cluster_notes
+            if facts.orchestrator == "slurm":
+                found += _slurm_unmet(spec, target, options)
+                where = options.head_node or "this machine (the head node)"
+                requests.append(
+                    NativeRequest(
+                        service="slurm",
+                        operation="sbatch",
+                        body=slurm_job(spec, target, options, group),
+                        purpose=f"submit the batch job to Slurm on {where}",
+                    )
+                )
+            else:
+                found += _eks_unmet(options) + labels_unmet(spec)
+                requests.append(
+                    NativeRequest(
+                        service="kubernetes",
+                        operation=f"Create{KIND}",
+                        body=eks_job(spec, target, options, group),
+                        purpose=f"create the {KIND} on EKS cluster "
+                        f"{(facts.eks_cluster_arn or '').rsplit('/', 1)[-1]}",
+                    )
+                )
+            instance_type = group.instance_type if group is not None else None
+            cost, cost_notes = _cost(request, instance_type, target.compute.instance_count, epochs)
+            notes += cost_notes
     return Plan(
         target=target.key,
         provider=provider,

@@ -10,7 +10,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from tunefleet_sagemaker.options import Bucket, ImageUri, KeyPrefix, KmsKey
+from tunefleet_sagemaker.options import Bucket, ImageUri, KmsKey
 
 __all__ = ["HyperPodOptions"]
 
@@ -43,6 +43,23 @@ def _absolute(value: str) -> str:
 AbsolutePath = Annotated[
     str, Field(pattern=r"^/[A-Za-z0-9_./-]*$", max_length=1024), AfterValidator(_absolute)
 ]
+LabelValue = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$", max_length=63)
+]
+"""A Kubernetes label value (Kueue's queue and priority class are labels)."""
+
+
+def _key_prefix(value: str) -> str:
+    if value.startswith("/") or ".." in value.split("/"):
+        raise ValueError("must not start with / or hold a .. segment")
+    return value
+
+
+KeyPrefix = Annotated[
+    str, Field(pattern=r"^[A-Za-z0-9_./-]*$", max_length=256), AfterValidator(_key_prefix)
+]
+"""An S3 key prefix that is also a safe path on the shared storage and in a shell script
+(narrower than S3 allows: no quotes, stars or brackets)."""
 SlurmName = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=64)]
 SshDestination = Annotated[
     str, Field(pattern=r"^([a-z_][a-z0-9_-]*@)?[A-Za-z0-9][A-Za-z0-9_.:-]*$", max_length=255)
@@ -78,7 +95,9 @@ class HyperPodOptions(BaseModel):
     """The instance group the job runs on; default the one of the spec's instance type
     (compute.instance_type), or the cluster's only accelerated group."""
     nproc_per_node: int | None = Field(default=None, ge=1, le=64)
-    """Training processes per node; default one per GPU of the instance type (1 without)."""
+    """Training processes per node; default one per GPU of the instance type (1 without).
+    Required for an instance type tunefleet's table does not know (pricing.py), and then
+    also the GPUs each EKS pod asks for."""
     price_per_hour: float | None = Field(default=None, ge=0)
     """USD per instance-hour of the cluster's instances, replacing the price table."""
     tokens_per_second: float | None = Field(default=None, gt=0)
@@ -99,12 +118,13 @@ class HyperPodOptions(BaseModel):
     storage_claim: DnsSubdomain | None = None
     """PersistentVolumeClaim of the shared storage (FSx for Lustre or Mountpoint for S3),
     mounted at ``shared_path`` in every pod; required on EKS."""
-    queue: DnsSubdomain | None = None
+    queue: LabelValue | None = None
     """Kueue local queue (HyperPod task governance: ``hyperpod-ns-<team>-localqueue``)."""
-    priority_class: DnsSubdomain | None = None
+    priority_class: LabelValue | None = None
     """Kueue workload priority class (HyperPod task governance)."""
-    efa_per_node: int = Field(default=0, ge=0, le=32)
-    """Elastic Fabric Adapter devices each pod asks for (``vpc.amazonaws.com/efa``)."""
+    efa_per_node: int | None = Field(default=None, ge=0, le=32)
+    """Elastic Fabric Adapter devices each pod asks for (``vpc.amazonaws.com/efa``); default
+    all the instance type has, as the sagemaker-hyperpod CLI asks (0 turns EFA off)."""
     max_retries: int = Field(default=3, ge=0, le=100)
     """Times HyperPod restarts the job after a node or process fault (runPolicy's
     ``jobMaxRetryCount``); the trainer resumes from its newest checkpoint."""

@@ -16,11 +16,22 @@ unless ``options.nproc_per_node`` says otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
 from typing import NamedTuple
 
+from tunefleet.events import CostEvent
 from tunefleet_sagemaker.pricing import PRICES, REGIONS
 
-__all__ = ["INSTANCE_RESOURCES", "PRICES", "PRICE_SOURCE", "REGIONS", "Resources", "resources"]
+__all__ = [
+    "INSTANCE_RESOURCES",
+    "PRICES",
+    "PRICE_SOURCE",
+    "REGIONS",
+    "Resources",
+    "job_cost",
+    "resources",
+]
 
 PRICE_SOURCE = "SageMaker's training price of the instance type, standing in for HyperPod's"
 
@@ -64,6 +75,16 @@ INSTANCE_RESOURCES: dict[str, Resources] = {
     "ml.g6e.16xlarge": Resources(1, 1),
     "ml.g6e.24xlarge": Resources(4, 2),
     "ml.g6e.48xlarge": Resources(8, 4),
+    "ml.gr6.4xlarge": Resources(1, 0),
+    "ml.gr6.8xlarge": Resources(1, 1),
+    "ml.g7e.2xlarge": Resources(1, 0),
+    "ml.g7e.4xlarge": Resources(1, 0),
+    "ml.g7e.8xlarge": Resources(1, 1),
+    "ml.g7e.12xlarge": Resources(2, 1),
+    "ml.g7e.24xlarge": Resources(4, 2),
+    "ml.g7e.48xlarge": Resources(8, 4),
+    "ml.p6-b300.48xlarge": Resources(8, 16),
+    "ml.p6e-gb200.36xlarge": Resources(4, 0),
     **{
         f"ml.{family}.{size}": Resources(0, 0)
         for family, sizes in {
@@ -81,3 +102,14 @@ or CPU)."""
 def resources(instance_type: str) -> Resources | None:
     """What ``instance_type`` offers, or None when the table does not know it."""
     return INSTANCE_RESOURCES.get(instance_type)
+
+
+def job_cost(
+    seconds: int, scope: Mapping[str, str], region: str, time: datetime
+) -> CostEvent | None:
+    """The cost event of a finished job that held its nodes ``seconds``, labelled as the
+    job's share of the cluster's time (None when the instance has no price)."""
+    cost = PRICES.job_cost(seconds=seconds, scope=scope, region=region, time=time)
+    if cost is None:
+        return None
+    return cost.model_copy(update={"basis": f"the job's share of the cluster's time: {cost.basis}"})
