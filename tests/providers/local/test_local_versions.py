@@ -381,7 +381,13 @@ def test_an_add_killed_anywhere_and_repeated_serves_the_version_once(
     PROVIDER.remove_version(endpoint, NEW)
     kill_points = sorted({1, *range(2, lines + 1, max(1, lines // 6)), lines})
     for kill_at in kill_points:
-        assert add_in_a_process(kill_at) == -9, f"killed at line {kill_at} of {lines}"
+        code = add_in_a_process(kill_at)
+        # The call's length moves a little with timing (it polls the server): a point near
+        # its end can lie past a faster run's last line, which then simply finishes (seen
+        # once in CI: line 92 of 92). Every other point must kill it.
+        assert code == -9 or (code == 0 and kill_at > lines * 0.8), (
+            f"killed at line {kill_at} of {lines}: exit {code}"
+        )
         PROVIDER.add_version(plan, endpoint, models.new, NEW)
         assert PROVIDER.versions(endpoint) == {"primary": 100, NEW: 0}, kill_at
         assert servers(workdir) == [server], f"one server, the same, after a kill at {kill_at}"
