@@ -12,7 +12,10 @@ set -euo pipefail
 
 kube_home="${TUNEFLEET_KUBE_HOME:-$HOME/.cache/tunefleet-kube}"
 kube_version="1.20.2"
-apiserver="$kube_home/v$kube_version/kube-apiserver"
+# The build's cache key: the version and the revision of this recipe's patches (tf1: the
+# empty-string fix below). A new patch takes a new key, so a machine rebuilds once.
+kube_build="v$kube_version-tf1"
+apiserver="$kube_home/$kube_build/kube-apiserver"
 
 packages=()
 command -v slurmctld >/dev/null || packages+=(slurm-wlm)
@@ -60,6 +63,14 @@ mkdir "$src/vendor/github.com/modern-go/reflect2"
 cp /usr/share/gocode/src/github.com/modern-go/reflect2/*.go \
     /usr/share/gocode/src/github.com/modern-go/reflect2/*.s \
     "$src/vendor/github.com/modern-go/reflect2/"
+# Go >= 1.16 makes the zero-value check of go-openapi's validator take "" for null, so the
+# server refuses a CRD with `default: ""` (HyperPod's InferenceEndpointConfig has 26) and any
+# object holding an empty string (kubernetes#99804; fixed upstream by kube-openapi#230 and
+# go-openapi/validate#138, which this one-line change is).
+for f in $(grep -rl 'reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data))' \
+    "$src/vendor" "$src/staging" 2>/dev/null || true); do
+    sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "$f"
+done
 # GOPATH mode, as debian/rules builds it (module mode wants go.mod updates).
 mkdir -p "$src/.go/src/k8s.io"
 ln -s ../../.. "$src/.go/src/k8s.io/kubernetes"

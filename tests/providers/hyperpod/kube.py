@@ -2,7 +2,7 @@
 
 :func:`start_kube_cluster` runs etcd (Debian's ``/usr/bin/etcd``) and kube-apiserver v1.20.2
 (built from Debian's ``kubernetes`` source package by ``bash scripts/test-servers.sh`` into
-``$TUNEFLEET_KUBE_HOME/v1.20.2/kube-apiserver``, default ``~/.cache/tunefleet-kube``) as child
+``$TUNEFLEET_KUBE_HOME/v1.20.2-tf1/kube-apiserver``, default ``~/.cache/tunefleet-kube``) as child
 processes on free 127.0.0.1 ports, with flags as in shared/TESTING-TARGETS.md section A: a
 private CA and serving certificate, a static admin token, RBAC, and the vendored
 ``HyperPodPyTorchJob`` CRD (``specs/hyperpod-pytorchjob-crd.yaml.gz``, synthesized from the
@@ -128,6 +128,8 @@ if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 KUBE_VERSION = "1.20.2"
+KUBE_BUILD = f"v{KUBE_VERSION}-tf1"
+"""The folder scripts/test-servers.sh builds into: the version and its patches' revision."""
 HOME_ENV = "TUNEFLEET_KUBE_HOME"
 """Where ``scripts/test-servers.sh`` puts kube-apiserver (default ``~/.cache/tunefleet-kube``)."""
 APISERVER_ENV = "TUNEFLEET_KUBE_APISERVER"
@@ -178,7 +180,7 @@ def apiserver_path() -> Path:
     if override:
         return Path(override)
     home = os.environ.get(HOME_ENV) or str(Path.home() / ".cache" / "tunefleet-kube")
-    return Path(home) / f"v{KUBE_VERSION}" / "kube-apiserver"
+    return Path(home) / KUBE_BUILD / "kube-apiserver"
 
 
 def etcd_path() -> Path | None:
