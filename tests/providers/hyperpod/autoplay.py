@@ -8,6 +8,13 @@ it): the pods start, the first pod prints the trainer's metric lines with a fall
 and a checkpoint line, then the job completes (or fails, with ``fail_with``). With ``hold``
 the jobs start and train but never finish until :meth:`BackgroundOperator.release`.
 
+Given an :class:`~tests.providers.hyperpod.inference.InferenceOperator` (``inference``), each
+round also moves every InferenceEndpointConfig of the namespace one step on: one being deleted
+is finalized (its SageMaker endpoint torn down, then it is gone); one without a status, or whose
+``status.observedGeneration`` is not its ``metadata.generation`` (new, or its spec changed), is
+accepted (``DeploymentInProgress``) in one round and completed (``DeploymentComplete``, the
+endpoint in moto) in the next, or failed with ``serve_fail_with`` as the message.
+
 An exception in the thread stops the playing and is raised again when the ``with`` block
 ends, so no test passes on an operator that silently gave up.
 """
@@ -21,6 +28,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from tests.providers.hyperpod.conftest import Training
+from tests.providers.hyperpod.inference import FINALIZER, InferenceOperator
 from tests.providers.hyperpod.kube import JOB_LABEL, KubeCluster, Operator
 
 from tunefleet.provider import JobRef
@@ -82,9 +90,16 @@ def _finished(job: dict[str, Any]) -> bool:
     return any(c.get("type") in _FINISHED and c.get("status") == "True" for c in conditions)
 
 
+def _accepted(config: dict[str, Any]) -> bool:
+    """Accepted and not yet completed or failed (for its current generation)."""
+    status = config.get("status") or {}
+    return status.get("state") == "DeploymentInProgress"
+
+
 class BackgroundOperator:
     """Plays every HyperPodPyTorchJob of ``namespace`` through its life in a daemon thread
-    (module docstring). Use it as a context manager."""
+    (module docstring), and with ``inference`` every InferenceEndpointConfig of it too
+    (completed, or failed with ``serve_fail_with``). Use it as a context manager."""
 
     def __init__(
         self,
@@ -95,10 +110,19 @@ class BackgroundOperator:
         fail_with: str | None = None,
         hold: bool = False,
         interval: float = 0.1,
+        inference: InferenceOperator | None = None,
+        serve_fail_with: str | None = None,
+        play_jobs: bool = True,
     ) -> None:
         self.operator = operator
         self.namespace = namespace
         self.training = Training(operator, namespace=namespace, steps=steps, fail_with=fail_with)
+        self.play_jobs = play_jobs
+        """False leaves the jobs to the test (the conformance suite steps them itself)."""
+        self.inference = inference
+        self.serve_fail_with = serve_fail_with
+        self.serve_steps: dict[str, int] = {}
+        """Steps played per InferenceEndpointConfig name (accept, complete/fail, finalize)."""
         self.interval = interval
         self._hold = threading.Event()
         if hold:
@@ -165,10 +189,15 @@ class BackgroundOperator:
                 return
 
     def _round(self) -> None:
+        if (not self.play_jobs or self._play_jobs()) and self._play_endpoint_configs():
+            self.rounds += 1
+
+    def _play_jobs(self) -> bool:
+        """One step for each job; False when stopped midway."""
         cluster = self.operator.cluster
         for job in cluster.json("GET", cluster.job_path(self.namespace))["items"]:
             if self._stop.is_set():
-                return
+                return False
             metadata = job["metadata"]
             name = metadata["name"]
             if _finished(job) or metadata.get("deletionTimestamp"):
@@ -188,4 +217,40 @@ class BackgroundOperator:
                 if status == 404:
                     continue  # deleted (cancelled) while it was being played
                 raise
-        self.rounds += 1
+        return True
+
+    def _play_endpoint_configs(self) -> bool:
+        """One step for each InferenceEndpointConfig (module docstring); False when stopped
+        midway. Without ``inference``, nothing."""
+        inference = self.inference
+        if inference is None:
+            return True
+        cluster = inference.cluster
+        for config in inference.endpoint_configs(self.namespace):
+            if self._stop.is_set():
+                return False
+            metadata = config["metadata"]
+            name = metadata["name"]
+            status = config.get("status") or {}
+            try:
+                if metadata.get("deletionTimestamp"):
+                    if FINALIZER not in (metadata.get("finalizers") or []):
+                        continue  # another finalizer holds it; not ours to play
+                    inference.finalize(self.namespace, name)
+                elif status.get("observedGeneration") == metadata.get("generation"):
+                    continue  # completed or failed, and its spec has not changed since
+                elif not _accepted(config):
+                    inference.accept(self.namespace, name)
+                elif self.serve_fail_with is not None:
+                    inference.fail(self.namespace, name, message=self.serve_fail_with)
+                else:
+                    inference.complete(self.namespace, name)
+            except Exception:
+                answer, _ = cluster.request(
+                    "GET", cluster.endpoint_config_path(self.namespace, name)
+                )
+                if answer == 404:
+                    continue  # deleted while it was being played
+                raise
+            self.serve_steps[name] = self.serve_steps.get(name, 0) + 1
+        return True

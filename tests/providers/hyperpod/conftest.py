@@ -9,11 +9,23 @@ source:
 - EKS's DescribeCluster answers the local API server's address and certificate authority
   (moto makes up both), so the provider reaches "the EKS cluster" exactly as it reaches a
   real one: endpoint and CA from EKS, a token signed for STS.
+- The endpoints HyperPod's inference operator registers: moto's instance-type list predates
+  the g5 family, and it has no UpdateEndpoint (:func:`.inference.correct_moto_endpoints`).
+- SageMaker runtime's InvokeEndpoint refuses an endpoint that does not exist (moto answers
+  any name) and answers, for one that does, as the TGI container behind it would: a chat
+  completion (TGI's Messages API) saying which model folder it serves, so a test can tell
+  the model a redeploy swapped in.
 
 The API server authenticates those tokens through a webhook playing aws-iam-authenticator
 against moto's STS (see :mod:`.kube`), and :class:`~.kube.Operator` plays the HyperPod
 training operator and the nodes: it creates a job's pods, writes its conditions and serves
-the trainer's lines where the provider reads them (the pods' logs).
+the trainer's lines where the provider reads them (the pods' logs). :class:`Training` also
+plays the trainer's answers to the golden set of a job created with an evaluation, put
+where the cluster's FSx would have exported them.
+
+FSx for Lustre's data repository association is played in ONE place,
+:func:`link_bucket_to`, both ways: new objects of the bucket imported as files, files the
+job wrote exported as objects.
 """
 
 from __future__ import annotations
@@ -22,12 +34,13 @@ import base64
 import json
 import sys
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.providers.hyperpod.inference import correct_moto_endpoints
 from tests.providers.hyperpod.kube import KubeCluster, Operator, start_kube_cluster, why_unavailable
 from tests.providers.hyperpod.slurm import (
     SlurmCluster,
@@ -40,6 +53,13 @@ from tests.providers.hyperpod.slurm import (
 
 from tunefleet.provider import JobRef
 from tunefleet_trainer.metrics import format_checkpoint_line, format_metric_line
+from tunefleet_trainer.predictions import (
+    BASELINE_PREDICTIONS_NAME,
+    PREDICTIONS_NAME,
+    GoldenExample,
+    Prediction,
+    parse_golden_line,
+)
 
 ACCOUNT = "123456789012"
 REGION = "eu-west-1"
@@ -59,6 +79,7 @@ def behave_like_aws(monkeypatch: pytest.MonkeyPatch, kube: KubeCluster | None) -
     from moto.eks.models import EKSBackend
     from moto.sagemaker.models import Cluster
     from moto.sagemaker.responses import SageMakerResponse
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
     create_cluster = SageMakerResponse.create_cluster
     describe = Cluster.describe
@@ -77,6 +98,8 @@ def behave_like_aws(monkeypatch: pytest.MonkeyPatch, kube: KubeCluster | None) -
 
     monkeypatch.setattr(SageMakerResponse, "create_cluster", create_keeping_orchestrator)
     monkeypatch.setattr(Cluster, "describe", describe_with_orchestrator)
+    monkeypatch.setattr(SageMakerRuntimeResponse, "invoke_endpoint", _invoke_served_model)
+    correct_moto_endpoints(monkeypatch)
     if kube is None:
         return
     create_eks = EKSBackend.create_cluster
@@ -88,6 +111,43 @@ def behave_like_aws(monkeypatch: pytest.MonkeyPatch, kube: KubeCluster | None) -
         return cluster
 
     monkeypatch.setattr(EKSBackend, "create_cluster", create_eks_served_by_the_api_server)
+
+
+def served_answer(model_data: str) -> str:
+    """What the played model server behind an endpoint answers: the model it loaded."""
+    return f"served from {model_data}"
+
+
+def _invoke_served_model(response: Any) -> tuple[int, dict[str, str], str]:
+    """InvokeEndpoint as SageMaker answers it (see the module docstring). A missing endpoint
+    is "ValidationError ... Endpoint <name> of account <account> not found."
+    (aws/amazon-sagemaker-examples#293; the reference lists ValidationError, 400)."""
+    import urllib.parse
+
+    from moto.core.exceptions import ServiceException
+    from moto.sagemaker.models import sagemaker_backends
+
+    class AwsError(ServiceException):
+        """An error with AWS's code, serialized in the SageMaker runtime's shape."""
+
+    name = urllib.parse.unquote(response.path.split("/")[2])
+    backend = sagemaker_backends[response.current_account][response.region]
+    endpoint = backend.endpoints.get(name)
+    if endpoint is None:
+        raise AwsError(
+            "ValidationError", f"Endpoint {name} of account {response.current_account} not found."
+        )
+    config = backend.endpoint_configs[endpoint.endpoint_config_name]
+    model = backend._models[config.production_variants[0]["ModelName"]]
+    text = served_answer(model.primary_container.get("ModelDataUrl", ""))
+    body = {
+        "object": "chat.completion",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 4, "total_tokens": 5},
+    }
+    return 200, {"Content-Type": "application/json"}, json.dumps(body)
 
 
 @pytest.fixture(scope="session")
@@ -208,17 +268,33 @@ def aws(
     return account
 
 
+def expected_answer(example: GoldenExample) -> str:
+    """The answer the golden example expects (the played trained model answers it)."""
+    return example.expected
+
+
+def unknown_answer(example: GoldenExample) -> str:
+    """An answer no golden example expects (the played base model's)."""
+    return "I do not know."
+
+
 @dataclass
 class Training:
     """Plays a HyperPod job through its life on the API server, one step per call of
     :meth:`advance` (the conformance suite's ``advance``): the operator starts its pods,
-    the first pod prints the trainer's lines with a falling loss, then the job completes."""
+    the first pod prints the trainer's lines with a falling loss, then the job completes.
+    A job whose trainer config has an evaluation answers its golden set before it
+    completes (:meth:`answer_golden_set`)."""
 
     operator: Operator
     namespace: str = "default"
     steps: int = 4
     fail_with: str | None = None
     ticks: dict[str, int] = field(default_factory=dict)
+    trained_answer: Callable[[GoldenExample], str] = expected_answer
+    """What the played trained model answers a golden example."""
+    baseline_answer: Callable[[GoldenExample], str] = unknown_answer
+    """What the played base model answers a golden example."""
 
     def advance(self, job: JobRef) -> None:
         from tunefleet.errors import ProviderNotFoundError
@@ -247,7 +323,60 @@ class Training:
         if self.fail_with is not None:
             self.operator.fail(self.namespace, job.id, "TrainingFailed", self.fail_with)
         else:
+            self.answer_golden_set(self.operator.get_job(self.namespace, job.id))
             self.operator.succeed(self.namespace, job.id)
+
+    def answer_golden_set(self, resource: dict[str, Any]) -> dict[str, str]:
+        """Stands in for the trainer of the HyperPodPyTorchJob ``resource`` answering its
+        golden set (no pod runs here) and for FSx exporting the answers: for a trainer
+        config (``TUNEFLEET_TRAINER_CONFIG``) with an evaluation, the golden set is read
+        from the bucket at the key its path on the shared storage shows (the volume
+        ``shared`` mounted at ``options.shared_path``), its first ``max_examples`` answered
+        in the trainer's format (:class:`~tunefleet_trainer.predictions.Prediction`, one a
+        line, in golden-set order) and put at the keys of ``predictions_dir``'s files, the
+        baseline's too when the config asks for them. Returns the S3 keys written."""
+        import boto3
+
+        (container,) = resource["spec"]["replicaSpecs"][0]["template"]["spec"]["containers"]
+        env = {item["name"]: item.get("value", "") for item in container.get("env", [])}
+        evaluation = json.loads(env.get("TUNEFLEET_TRAINER_CONFIG", "{}")).get("evaluation")
+        if not evaluation:
+            return {}
+        (mount,) = [m["mountPath"] for m in container["volumeMounts"] if m["name"] == "shared"]
+
+        def key_of(path: str) -> str:
+            return path.removeprefix(mount.rstrip("/") + "/")
+
+        s3 = boto3.client("s3", region_name=REGION)
+        golden = key_of(evaluation["golden_set"])
+        body = s3.get_object(Bucket=BUCKET, Key=golden)["Body"].read()
+        lines = [line for line in body.splitlines() if line.strip()]
+        limit = evaluation.get("max_examples") or len(lines)
+        examples = [
+            parse_golden_line(line, index=index, line=index + 1, source=golden)
+            for index, line in enumerate(lines[:limit])
+        ]
+
+        def answers(answer: Callable[[GoldenExample], str]) -> bytes:
+            return b"".join(
+                Prediction(index=e.index, text=answer(e), finish_reason="stop")
+                .model_dump_json(exclude_none=True)
+                .encode()
+                + b"\n"
+                for e in examples
+            )
+
+        folder = key_of(evaluation["predictions_dir"]).rstrip("/")
+        written = {"predictions": f"{folder}/{PREDICTIONS_NAME}"}
+        s3.put_object(Bucket=BUCKET, Key=written["predictions"], Body=answers(self.trained_answer))
+        if evaluation.get("baseline"):
+            written["baseline_predictions"] = f"{folder}/{BASELINE_PREDICTIONS_NAME}"
+            s3.put_object(
+                Bucket=BUCKET,
+                Key=written["baseline_predictions"],
+                Body=answers(self.baseline_answer),
+            )
+        return written
 
 
 @pytest.fixture
@@ -297,6 +426,36 @@ def hyperpod_spec(
     return json.dumps(body)
 
 
+GOLDEN = DATA / "golden.jsonl"
+"""The quickstart's golden set: chat examples whose last turn is the answer expected."""
+EVALUATION: dict[str, Any] = {"metrics": ["exact_match"], "max_examples": 3}
+"""The evaluation of the tests' evaluated specs: exact match on three golden examples."""
+
+
+def write_golden_set(folder: Path, examples: int = 4) -> Path:
+    """The first ``examples`` examples of :data:`GOLDEN`, written to ``folder``/golden.jsonl."""
+    lines = GOLDEN.read_text().splitlines(keepends=True)[:examples]
+    path = folder / "golden.jsonl"
+    path.write_text("".join(lines))
+    return path
+
+
+def evaluated_hyperpod_spec(folder: Path) -> Path:
+    """A spec like :func:`hyperpod_spec` (EKS cluster tftest, one dataset) with an
+    ``evaluation`` section, written to ``folder``/hyperpod-evaluated.yaml beside its golden
+    set (:func:`write_golden_set`); returns its path. Exact match on three examples, with a
+    threshold the played trainer's answers (the expected ones, :class:`Training`) meet."""
+    body = json.loads(hyperpod_spec(validation=False))
+    body["evaluation"] = {
+        **EVALUATION,
+        "golden_set": str(write_golden_set(folder)),
+        "thresholds": {"exact_match": 0.9},
+    }
+    path = folder / "hyperpod-evaluated.yaml"
+    path.write_text(json.dumps(body))
+    return path
+
+
 # Slurm -----------------------------------------------------------------------------------
 
 SLURM_CLUSTER = "tfslurm"
@@ -325,13 +484,25 @@ def sshd(tmp_path_factory: pytest.TempPathFactory, slurm: SlurmCluster) -> Itera
 
 
 def link_bucket_to(monkeypatch: pytest.MonkeyPatch, shared: Path) -> None:
-    """Play FSx for Lustre's data repository association with the bucket (auto-import): an
-    object put into the staging bucket appears as a file under ``shared`` (the job's
-    ``options.shared_path``). The real import is asynchronous; the job's script waits for
-    its datasets, which a test checks by not linking."""
+    """Play FSx for Lustre's data repository association with the bucket, both ways:
+
+    - auto-import: an object put into the staging bucket appears as a file under
+      ``shared`` (the job's ``options.shared_path``). The real import is asynchronous; the
+      job's script waits for its datasets, which a test checks by not linking.
+    - auto-export: a file the job wrote under ``shared`` (one the association did not
+      import) reaches the bucket as the object of the same key. The real export is
+      asynchronous too ("Amazon FSx for Lustre automatically exports the defined changes
+      asynchronously once your application finishes modifying the file", FSx API
+      reference, AutoExportPolicy); here it happens, at the latest, when the object is
+      first asked for: a GetObject or HeadObject of a key missing from the bucket whose
+      file exists under ``shared`` puts the file first. A file not there either stays
+      missing (``NoSuchKey``), as an export not done yet reads.
+    """
     from moto.s3.models import S3Backend
 
     put_object = S3Backend.put_object
+    get_object = S3Backend.get_object
+    imported: set[str] = set()
 
     def put_and_import(
         self: Any, bucket_name: str, key_name: str, value: bytes, *a: Any, **k: Any
@@ -341,9 +512,23 @@ def link_bucket_to(monkeypatch: pytest.MonkeyPatch, shared: Path) -> None:
             target = shared / key_name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(bytes(value))
+            imported.add(key_name)
         return stored
 
+    def export_and_get(self: Any, bucket_name: str, key_name: str, *a: Any, **k: Any) -> Any:
+        # HeadObject is a GetObject in moto (S3Backend.head_object calls get_object).
+        written = shared / key_name
+        if (
+            bucket_name == BUCKET
+            and key_name not in imported
+            and key_name not in self.get_bucket(bucket_name).keys
+            and written.is_file()
+        ):
+            put_object(self, bucket_name, key_name, written.read_bytes())
+        return get_object(self, bucket_name, key_name, *a, **k)
+
     monkeypatch.setattr(S3Backend, "put_object", put_and_import)
+    monkeypatch.setattr(S3Backend, "get_object", export_and_get)
 
 
 def slurm_account(

@@ -4,11 +4,14 @@
 (built from Debian's ``kubernetes`` source package by ``bash scripts/test-servers.sh`` into
 ``$TUNEFLEET_KUBE_HOME/v1.20.2-tf1/kube-apiserver``, default ``~/.cache/tunefleet-kube``) as child
 processes on free 127.0.0.1 ports, with flags as in shared/TESTING-TARGETS.md section A: a
-private CA and serving certificate, a static admin token, RBAC, and the vendored
-``HyperPodPyTorchJob`` CRD (``specs/hyperpod-pytorchjob-crd.yaml.gz``, synthesized from the
-sagemaker-hyperpod 3.12.0 models; see specs/README.md) installed and Established. It writes a
-kubeconfig whose single context is named as ``aws eks update-kubeconfig`` names it
-(``arn:aws:eks:{region}:{account}:cluster/{eks_name}``).
+private CA and serving certificate, a static admin token, RBAC, and three vendored CRDs
+installed and Established: ``HyperPodPyTorchJob`` (``specs/hyperpod-pytorchjob-crd.yaml.gz``,
+synthesized from the sagemaker-hyperpod 3.12.0 models; see specs/README.md) and the HyperPod
+inference operator's ``InferenceEndpointConfig`` and ``SageMakerEndpointRegistration``
+(``specs/inference/``, rendered as that folder's README.md says: :func:`render_inference_crd`).
+It writes a kubeconfig whose single context is named as ``aws eks update-kubeconfig`` names it
+(``arn:aws:eks:{region}:{account}:cluster/{eks_name}``). The inference operator is played by
+``tests/providers/hyperpod/inference.py``.
 
 EKS authentication, for real
 ----------------------------
@@ -98,6 +101,7 @@ The operator is closed source; these facts come from what its clients read:
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import contextlib
 import copy
 import ctypes
@@ -144,6 +148,27 @@ VERSION = "v1"
 PLURAL = "hyperpodpytorchjobs"
 KIND = "HyperPodPyTorchJob"
 CRD_NAME = f"{PLURAL}.{GROUP}"
+INFERENCE_SPECS = SPECS / "inference"
+INFERENCE_CRD_FILE = (
+    INFERENCE_SPECS / "inference.sagemaker.aws.amazon.com_inferenceendpointconfigs.yaml.gz"
+)
+REGISTRATION_CRD_FILE = (
+    INFERENCE_SPECS / "inference.sagemaker.aws.amazon.com_sagemakerendpointregistrations.yaml.gz"
+)
+INFERENCE_GROUP = "inference.sagemaker.aws.amazon.com"
+INFERENCE_VERSION = "v1"
+INFERENCE_PLURAL = "inferenceendpointconfigs"
+INFERENCE_KIND = "InferenceEndpointConfig"
+INFERENCE_CRD_NAME = f"{INFERENCE_PLURAL}.{INFERENCE_GROUP}"
+REGISTRATION_PLURAL = "sagemakerendpointregistrations"
+REGISTRATION_KIND = "SageMakerEndpointRegistration"
+REGISTRATION_CRD_NAME = f"{REGISTRATION_PLURAL}.{INFERENCE_GROUP}"
+INFERENCE_CHART_VALUES: Mapping[str, str] = {
+    "namePrefix": "hyperpod-inference-operator",
+    "shortPrefix": "hyperpod-inference",
+}
+"""The inference-operator chart's defaults (its values.yaml) for the ``{{ .Values.* }}``
+placeholders in the vendored CRDs (specs/inference/README.md)."""
 JOB_LABEL = "HPJob"
 """The pod label the HyperPod SDK lists a job's pods by (value: the job's name)."""
 DEFAULT_NODE = "hyperpod-i-0a1b2c3d4e5f60001"
@@ -700,6 +725,14 @@ class KubeCluster:
         path = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
         return f"{path}/{name}" if name else path
 
+    def endpoint_config_path(self, namespace: str, name: str | None = None) -> str:
+        """The REST path of InferenceEndpointConfigs (``v1``) in ``namespace`` (of one, given
+        its name)."""
+        path = (
+            f"/apis/{INFERENCE_GROUP}/{INFERENCE_VERSION}/namespaces/{namespace}/{INFERENCE_PLURAL}"
+        )
+        return f"{path}/{name}" if name else path
+
 
 def _die_with_parent() -> None:
     """In the child, before exec: SIGKILL when the parent dies, however it dies (Linux)."""
@@ -850,28 +883,89 @@ def _wait_ready(cluster: KubeCluster, process: subprocess.Popen[bytes], deadline
     raise TimeoutError(f"kube-apiserver was not ready in {_START_TIMEOUT_S:.0f} s")
 
 
-def _load_crd() -> dict[str, Any]:
+def _load_yaml(text: str | bytes) -> dict[str, Any]:
     import yaml
 
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    document = yaml.load(gzip.decompress(CRD_FILE.read_bytes()), Loader=loader)
+    document = yaml.load(text, Loader=loader)
     assert isinstance(document, dict)
     return document
 
 
-def _install_crd(cluster: KubeCluster, deadline: float) -> None:
-    cluster.json("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", _load_crd())
-    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{CRD_NAME}"
+def render_inference_crd(path: Path = INFERENCE_CRD_FILE) -> dict[str, Any]:
+    """A vendored inference-operator CRD (``specs/inference/*.yaml.gz``) as the chart installs it.
+
+    The files are inputs to the chart's templates (``templates/default.yaml`` renders them with
+    ``tpl``): the conversion webhook's service name and namespace and the cert-manager
+    annotation hold ``{{ .Values.namePrefix }}`` / ``{{ .Values.shortPrefix }}``. Each is
+    replaced by the chart's default (:data:`INFERENCE_CHART_VALUES`), giving service
+    ``hyperpod-inference-operator-conversion-webhook`` in ``hyperpod-inference-system``.
+    Unrendered, kube-apiserver 1.20 accepts the CRD but answers every request for its resource
+    500 ("host must be a URL or a host:port pair"). Rendered, ``v1`` (the storage version)
+    works without the webhook; ``v1alpha1`` reads fail (no webhook runs), which no test does.
+
+    The other correction the README names (26 ``default: ""``) is not made here: the test
+    kube-apiserver is built with the empty-string validation fix (scripts/test-servers.sh).
+    Raises ValueError if a placeholder other than these is left.
+    """
+    text = gzip.decompress(path.read_bytes()).decode()
+    for key, value in INFERENCE_CHART_VALUES.items():
+        text = text.replace("{{ .Values." + key + " }}", value)
+    if "{{" in text:
+        raise ValueError(f"{path.name}: a Helm placeholder is left unrendered")
+    return _load_yaml(text)
+
+
+def _post_crd(cluster: KubeCluster, document: dict[str, Any]) -> None:
+    cluster.json("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", document)
+
+
+def _wait_served(cluster: KubeCluster, crd_name: str, probe: str, deadline: float) -> None:
+    """Wait until CRD ``crd_name`` is Established and a GET of ``probe`` (a list of its
+    resource in the version to be used) answers 200: Established can come a moment before the
+    new resource is served."""
+    path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{crd_name}"
     while time.monotonic() < deadline:
         crd = cluster.json("GET", path)
         conditions = (crd.get("status") or {}).get("conditions") or []
         if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
-            # Established can come a moment before the new resource is served.
-            status, _ = cluster.request("GET", cluster.job_path("default"))
+            status, _ = cluster.request("GET", probe)
             if status == 200:
                 return
         time.sleep(0.1)
-    raise TimeoutError(f"CRD {CRD_NAME} was not Established in time")
+    raise TimeoutError(f"CRD {crd_name} was not Established and served in time")
+
+
+def _install_crds(cluster: KubeCluster, deadline: float) -> None:
+    """Install the job CRD and the inference operator's two and wait until all three are
+    served. Each is posted and waited for in its own thread: the apiserver spends about a
+    second building the InferenceEndpointConfig's handler (a 450 kB schema, two versions) on
+    the first request for it, which then overlaps the job CRD's establishing."""
+    crds = [
+        (
+            _load_yaml(gzip.decompress(CRD_FILE.read_bytes())),
+            CRD_NAME,
+            cluster.job_path("default"),
+        ),
+        (
+            render_inference_crd(INFERENCE_CRD_FILE),
+            INFERENCE_CRD_NAME,
+            cluster.endpoint_config_path("default"),
+        ),
+        (
+            render_inference_crd(REGISTRATION_CRD_FILE),
+            REGISTRATION_CRD_NAME,
+            f"/apis/{INFERENCE_GROUP}/{INFERENCE_VERSION}/namespaces/default/{REGISTRATION_PLURAL}",
+        ),
+    ]
+
+    def install(document: dict[str, Any], name: str, probe: str) -> None:
+        _post_crd(cluster, document)
+        _wait_served(cluster, name, probe, deadline)
+
+    with concurrent.futures.ThreadPoolExecutor(len(crds), "install-crd") as pool:
+        for done in [pool.submit(install, *crd) for crd in crds]:
+            done.result()  # raises what the thread raised
 
 
 @contextlib.contextmanager
@@ -884,7 +978,9 @@ def start_kube_cluster(
     sts_url: str | None = None,
     sts_credentials: Mapping[str, str] | None = None,
 ) -> Iterator[KubeCluster]:
-    """Run etcd + kube-apiserver v1.20.2 on 127.0.0.1 with the HyperPodPyTorchJob CRD Established.
+    """Run etcd + kube-apiserver v1.20.2 on 127.0.0.1 with the HyperPodPyTorchJob,
+    InferenceEndpointConfig and SageMakerEndpointRegistration CRDs Established and served
+    (``v1``).
 
     ``workdir`` receives the PKI, logs (``etcd.log``, ``kube-apiserver.log``), etcd's data and
     the kubeconfig. With ``sts_url``, bearer tokens other than the admin token are checked by
@@ -941,7 +1037,7 @@ def start_kube_cluster(
             raise RuntimeError(f"kube-apiserver did not start; {log}:\n{_tail(log)}")
         assert cluster is not None
         _write_kubeconfig(cluster)
-        _install_crd(cluster, deadline)
+        _install_crds(cluster, deadline)
         yield cluster
     finally:
         for name in ("kube-apiserver", "etcd"):

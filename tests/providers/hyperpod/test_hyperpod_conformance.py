@@ -6,9 +6,13 @@ played) and on a Slurm-orchestrated one (a real Slurm)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
+from tests.providers.hyperpod.autoplay import BackgroundOperator
 from tests.providers.hyperpod.conftest import Aws, Training, hyperpod_spec, slurm_spec
+from tests.providers.hyperpod.inference import InferenceOperator, clear_endpoint_configs
+from tests.providers.hyperpod.kube import KubeCluster, Operator
 from tests.providers.hyperpod.slurm import SlurmCluster
 
 from tunefleet.plugins import discover
@@ -18,15 +22,24 @@ from tunefleet_sagemaker.hyperpod.provider import HyperPodProvider
 
 
 class TestHyperPodConformance(ProviderConformance):
+    """Jobs are stepped by the suite (``advance``); the inference operator serves the
+    endpoint in the background while ``deploy`` waits for it."""
+
     @pytest.fixture
-    def harness(self, aws: Aws, training: Training) -> ConformanceHarness:
-        return ConformanceHarness(
-            provider=HyperPodProvider(),
-            spec=parse_spec(hyperpod_spec(validation=False)),
-            registry=discover(),
-            advance=training.advance,
-            timeout=60,
-        )
+    def harness(
+        self, aws: Aws, kube: KubeCluster, operator: Operator, training: Training
+    ) -> Iterator[ConformanceHarness]:
+        clear_endpoint_configs(kube, "default")
+        inference = InferenceOperator(kube, aws.client("sagemaker"))
+        with BackgroundOperator(operator, inference=inference, play_jobs=False):
+            yield ConformanceHarness(
+                provider=HyperPodProvider(),
+                spec=parse_spec(hyperpod_spec(validation=False, endpoint={})),
+                registry=discover(),
+                advance=training.advance,
+                timeout=60,
+            )
+        clear_endpoint_configs(kube, "default")
 
 
 class TestHyperPodSlurmConformance(ProviderConformance):
@@ -44,4 +57,5 @@ class TestHyperPodSlurmConformance(ProviderConformance):
             registry=discover(),
             poll_interval=0.5,
             timeout=240,
+            cannot_serve="a Slurm cluster has no inference operator (plan refuses endpoints)",
         )

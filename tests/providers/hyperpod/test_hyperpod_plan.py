@@ -154,16 +154,68 @@ def test_a_required_private_network_needs_a_cluster_in_a_vpc(aws: Aws) -> None:
     assert any("subnet-0a1b2c3d4e5f60001" in note for note in in_vpc.notes), in_vpc.notes
 
 
-def test_an_endpoint_is_refused_with_where_to_serve_instead(aws: Aws) -> None:
-    """The provider does not serve: an endpoint in the spec is refused at plan (by the
-    engine, from the capabilities, and by the provider), the provider's reason pointing at
-    the sagemaker provider."""
-    plan = planned(endpoint={})
-    assert not plan.ok
-    (unmet,) = [u for u in plan.unmet if "`sagemaker` target" in u.reason]
-    assert unmet.requirement == "endpoint"
-    assert "does not serve models" in unmet.reason
-    assert {u.requirement for u in plan.unmet} == {"endpoint"}, "nothing else is refused"
+def test_an_endpoint_is_planned_as_the_inference_operators_resource(aws: Aws) -> None:
+    """An endpoint on an EKS cluster is served by HyperPod's inference operator: the plan
+    shows the InferenceEndpointConfig as it will be sent (the CLI's shape for a model in S3),
+    on the training job's instance type, with the region's TGI image and one GPU per GPU
+    the instance has, the tags as labels and as the SageMaker endpoint's tags."""
+    plan = planned(
+        endpoint={"name": "support", "instance_count": 2}, placement={"tags": {"team": "nlp"}}
+    )
+    assert plan.ok, plan.unmet
+    body = plan.request("CreateInferenceEndpointConfig", "deploy").body
+    assert body["apiVersion"] == "inference.sagemaker.aws.amazon.com/v1"
+    assert body["kind"] == "InferenceEndpointConfig"
+    assert body["metadata"]["name"] == "${endpoint}"
+    assert body["metadata"]["labels"]["team"] == "nlp"
+    assert body["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "tunefleet"
+    assert "tunefleet.dev/run-key" not in body["metadata"]["labels"], "an endpoint outlives its run"
+    spec = body["spec"]
+    assert spec["endpointName"] == "${endpoint}" and spec["modelName"] == "${model}"
+    assert spec["instanceType"] == "ml.g5.8xlarge" and spec["replicas"] == 2
+    assert spec["modelSourceConfig"] == {
+        "modelSourceType": "s3",
+        "s3Storage": {"bucketName": "${model_bucket}", "region": REGION},
+        "modelLocation": "${model_location}",
+        "prefetchEnabled": False,
+    }
+    worker = spec["worker"]
+    assert "huggingface-pytorch-tgi-inference" in worker["image"]
+    assert worker["resources"]["requests"] == {"nvidia.com/gpu": 1}  # ml.g5.8xlarge: 1 GPU
+    assert {"name": "HF_MODEL_ID", "value": "/opt/ml/model"} in worker["environmentVariables"]
+    assert spec["tags"] == [{"name": "team", "value": "nlp"}]
+
+
+def test_an_endpoint_the_cluster_cannot_serve_is_refused_naming_why(aws: Aws) -> None:
+    """The operator serves on the cluster's own nodes: an instance type the cluster lacks,
+    more replicas than its nodes of that type, and canaries and autoscaling (one model per
+    resource, no traffic split in tunefleet's driving of it) are refused at plan."""
+    other = planned(endpoint={"instance_type": "ml.p4d.24xlarge"})
+    assert "has no ml.p4d.24xlarge nodes" in refused(other, "endpoint.instance_type").reason
+    many = planned(endpoint={"instance_count": 3})
+    assert "2 ml.g5.8xlarge nodes running" in refused(many, "endpoint.instance_count").reason
+    canary = planned(endpoint={"canary": {"traffic_percent": 10}})
+    assert not canary.ok
+    assert any(u.requirement.startswith("endpoint.canary") for u in canary.unmet), canary.unmet
+
+
+def test_an_endpoint_on_a_slurm_cluster_is_refused_with_where_to_serve_instead(
+    aws: Aws,
+) -> None:
+    """Slurm clusters have no inference operator: the endpoint is refused, the reason
+    pointing at serving the S3 model from a sagemaker target."""
+    aws.hyperpod_cluster(name="tfslurm", orchestrator="slurm")
+    plan = planned(
+        endpoint={},
+        options={
+            "cluster": "tfslurm",
+            "training_image": None,
+            "storage_claim": None,
+            "python": "/fsx/env/bin/python",
+        },
+    )
+    unmet = refused(plan, "endpoint")
+    assert "orchestrated by Slurm" in unmet.reason and "`sagemaker` target" in unmet.reason
 
 
 def test_the_cost_is_the_jobs_share_of_the_clusters_time(aws: Aws) -> None:

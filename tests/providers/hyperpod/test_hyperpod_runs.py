@@ -27,8 +27,10 @@ from tests.providers.hyperpod.conftest import (
     DATA,
     INSTANCE_TYPE,
     Aws,
+    evaluated_hyperpod_spec,
     hyperpod_spec,
 )
+from tests.providers.hyperpod.inference import InferenceOperator, clear_endpoint_configs
 from tests.providers.hyperpod.kube import CRD_FILE, KubeCluster, Operator
 
 from tunefleet.errors import ProviderError
@@ -369,9 +371,9 @@ def test_a_job_of_the_same_name_that_another_run_made_is_never_adopted(
 
 
 class TestHyperPodRuns(RunConformance):
-    """Rerun elsewhere and kills around and inside stage and submit, through the CLI, with
-    the operator played in the background. The provider does not serve and the harness
-    gives no evaluated spec: those scenarios skip, saying so."""
+    """Rerun elsewhere, kills around and inside stage, submit and deploy, and a run with an
+    evaluation, through the CLI, with the training and inference operators played in the
+    background."""
 
     @pytest.fixture
     def run_harness(
@@ -379,11 +381,23 @@ class TestHyperPodRuns(RunConformance):
     ) -> Iterator[RunHarness]:
         # One dataset (the whole run above stages two): the kill scenarios run the spec
         # several times, and what they check does not depend on how many are staged.
-        spec = write_spec(tmp_path, hyperpod_spec(validation=False))
-        with BackgroundOperator(operator):
+        spec = write_spec(tmp_path, hyperpod_spec(validation=False, endpoint={}))
+        clear_endpoint_configs(empty_cluster, "default")
+        inference = InferenceOperator(empty_cluster, aws.client("sagemaker"))
+
+        def orphans() -> list[str]:
+            """SageMaker endpoints no InferenceEndpointConfig serves any more."""
+            served = {found["spec"].get("endpointName") for found in inference.endpoint_configs()}
+            return [name for name in inference.sagemaker_endpoints() if name not in served]
+
+        with BackgroundOperator(operator, inference=inference):
             yield RunHarness(
                 spec=spec,
                 run_name="support-bot",
                 jobs=lambda: len(all_jobs(empty_cluster)),
+                endpoints=lambda: len(inference.endpoint_configs()),
+                orphans=orphans,
+                evaluated_spec=evaluated_hyperpod_spec(tmp_path),
                 timeout=120,
             )
+        clear_endpoint_configs(empty_cluster, "default")

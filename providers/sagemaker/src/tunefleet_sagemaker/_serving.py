@@ -710,15 +710,22 @@ def delete_endpoint(endpoint: EndpointRef) -> None:
         delete(cloudwatch.delete_alarms, "alarm", AlarmNames=[alarm])
 
 
-def invoke(endpoint: EndpointRef, request: ChatRequest, variant: str | None = None) -> ChatReply:
+def invoke(
+    endpoint: EndpointRef,
+    request: ChatRequest,
+    variant: str | None = None,
+    *,
+    provider: str = PROVIDER,
+) -> ChatReply:
     """Ask the endpoint through TGI's Messages API (an OpenAI chat completion); with
     ``variant``, that production variant whatever the weights (InvokeEndpoint,
     TargetVariant: "the targeted routing overrides the random traffic distribution", Test
-    models in production)."""
+    models in production). Errors are raised as ``provider``'s (the hyperpod provider's
+    endpoints are SageMaker endpoints too)."""
     runtime = client("sagemaker-runtime", str(endpoint.region))
     target = {"TargetVariant": variant} if variant is not None else {}
     where = f"endpoint {endpoint.name}" + (f" (version {variant})" if variant else "")
-    with translated(f"invoke {where}"):
+    with translated(f"invoke {where}", provider=provider):
         answer = runtime.invoke_endpoint(
             EndpointName=endpoint.name,
             ContentType="application/json",
@@ -727,7 +734,7 @@ def invoke(endpoint: EndpointRef, request: ChatRequest, variant: str | None = No
             **target,
         )
     return chat_reply(
-        PROVIDER, answer["Body"].read(), f"{where} (is its container the TGI Messages API?)"
+        provider, answer["Body"].read(), f"{where} (is its container the TGI Messages API?)"
     )
 
 

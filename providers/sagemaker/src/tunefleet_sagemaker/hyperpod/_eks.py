@@ -37,6 +37,7 @@ from tunefleet_sagemaker.hyperpod._planning import (
     VERSION,
     fill,
     output_key,
+    prediction_kinds,
 )
 from tunefleet_sagemaker.hyperpod.options import HyperPodOptions
 
@@ -81,7 +82,8 @@ def _scope(plan: Plan, region: str, clusters: _cluster.Clusters) -> dict[str, st
     selector = replica["template"]["spec"].get("nodeSelector", {})
     (container,) = replica["template"]["spec"]["containers"]
     env = {item["name"]: item.get("value", "") for item in container.get("env", [])}
-    adapter = json.loads(env.get("TUNEFLEET_TRAINER_CONFIG", "{}")).get("adapter", "lora")
+    config = json.loads(env.get("TUNEFLEET_TRAINER_CONFIG", "{}"))
+    adapter = config.get("adapter", "lora")
     scope = {
         "cluster": facts.arn,
         "eks_cluster": facts.eks_cluster_arn or "",
@@ -93,6 +95,9 @@ def _scope(plan: Plan, region: str, clusters: _cluster.Clusters) -> dict[str, st
         "adapter": str(adapter),
         "orchestrator": "eks",
     }
+    kinds = prediction_kinds(config)
+    if kinds:  # planned with an evaluation: the answers it writes (see _artifacts)
+        scope["predictions"] = ",".join(kinds)
     if options.kube_context is not None:
         scope["kube_context"] = options.kube_context
     if options.price_per_hour is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tunefleet.provider import ArtifactRef, DatasetRef, JobRef, JobStatus, Plan
-from tunefleet_sagemaker.hyperpod import _cluster, _eks, _slurm
+from tunefleet_sagemaker.hyperpod import _artifacts, _cluster, _eks, _slurm
 
 __all__ = ["artifacts", "cancel", "find", "status", "submit"]
 
@@ -57,10 +57,12 @@ def cancel(job: JobRef) -> None:
 def artifacts(job: JobRef) -> list[ArtifactRef]:
     """The model (the adapter, with the merged model beside it, or the whole model) and
     the checkpoints under the job's output prefix in S3 (the shared storage exports them
-    there)."""
+    there); for a job planned with an evaluation, the golden set's answers too
+    (:mod:`._artifacts`)."""
     base = f"s3://{job.scope['bucket']}/{job.scope['output_prefix']}"
     model = "merged_model" if job.scope.get("adapter") == "full" else "adapter"
     return [
         ArtifactRef(kind=model, uri=f"{base}/model/"),
         ArtifactRef(kind="checkpoint", uri=f"{base}/checkpoints/"),
+        *_artifacts.prediction_artifacts(job),
     ]

@@ -17,6 +17,11 @@ Paths: the cluster's shared storage shows ``s3://<bucket>/<key>`` at
 ``<shared_path>/<key>`` (an FSx for Lustre data repository association or a Mountpoint for
 S3 volume), so the staged datasets are read there and the model and checkpoints written
 under ``<prefix>/jobs/<job name>/``, which the association exports back to S3.
+
+Evaluation (``predictions="job"``, as on SageMaker): with ``spec.evaluation`` the golden
+set is staged too and the trainer answers it after training, writing its answers to
+``<prefix>/jobs/<job name>/predictions/`` on the shared storage (:data:`PREDICTIONS_DIR`),
+which :mod:`._artifacts` lists and reads back from S3.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from tunefleet.provider import (
     fill_placeholders,
 )
 from tunefleet.spec import RunSpec, TargetSpec
-from tunefleet_sagemaker._planning import upload_requests
+from tunefleet_sagemaker._planning import evaluation_config, upload_requests
 from tunefleet_sagemaker.hyperpod import _cluster, _serving
 from tunefleet_sagemaker.hyperpod.options import HyperPodOptions
 from tunefleet_sagemaker.hyperpod.pricing import PRICE_SOURCE, PRICES, Resources, resources
@@ -62,6 +67,7 @@ __all__ = [
     "job_name",
     "output_key",
     "plan",
+    "prediction_kinds",
     "shared_file",
 ]
 
@@ -90,6 +96,9 @@ KEEP_FINISHED = -1
 (-1, "infinite", in the operator's CRD), so a later process finds it and reads how it
 ended; the SDK's default 0 deletes it at once, and a job deleted by a timer would later
 read as cancelled."""
+PREDICTIONS_DIR = "predictions"
+"""The folder of a job's output (``<prefix>/jobs/<job name>/``) the trainer writes the golden
+set's answers to: beside the model, not in it, so reading them never lists the model."""
 _PLACEHOLDER_PATH = "${%s_path}"
 _OUR_PLACEHOLDER = re.compile(r"\$\{(run_key|[a-z_]+_(path|size))\}")
 """tunefleet's placeholders (a Slurm script's own ``${var%...}`` are the shell's)."""
@@ -357,20 +366,43 @@ def _labels(spec: RunSpec, target: TargetSpec, options: HyperPodOptions) -> dict
 
 
 def roles_of(spec: RunSpec) -> list[str]:
-    """The datasets a job of ``spec`` reads."""
-    return ["train", "validation"] if spec.dataset.validation is not None else ["train"]
+    """The datasets a job of ``spec`` reads: the golden set too when the spec has an
+    evaluation, which the job answers."""
+    roles = ["train", "validation"] if spec.dataset.validation is not None else ["train"]
+    if spec.evaluation is not None:
+        roles.append("golden_set")
+    return roles
 
 
 def trainer_config(spec: RunSpec, options: HyperPodOptions, job: str) -> dict[str, Any]:
-    """The trainer's config with the shared storage's paths."""
+    """The trainer's config with the shared storage's paths; with an evaluation, the
+    golden set's path and the job's predictions folder (:data:`PREDICTIONS_DIR`)."""
     adapter = spec.method.adapter or "lora"
     config = neutral_trainer_config(spec, adapter=adapter, merge=adapter != "full")
-    config.update({role: path_placeholder(role) for role in roles_of(spec)})
+    config.update({role: path_placeholder(role) for role in roles_of(spec) if role != "golden_set"})
     config.update(
         output_dir=shared_file(options, output_key(options, job, "model")),
         checkpoint_dir=shared_file(options, output_key(options, job, "checkpoints")),
     )
+    if spec.evaluation is not None:
+        # SageMaker's evaluation (greedy, the baseline too), with the shared storage's paths.
+        config["evaluation"] = {
+            **evaluation_config(spec.evaluation),
+            "golden_set": path_placeholder("golden_set"),
+            "predictions_dir": shared_file(options, output_key(options, job, PREDICTIONS_DIR)),
+        }
     return config
+
+
+def prediction_kinds(config: Mapping[str, Any]) -> list[str]:
+    """The predictions artifacts a job with trainer ``config`` writes: none without an
+    evaluation, the baseline's too when it asks for them."""
+    evaluation = config.get("evaluation")
+    if not isinstance(evaluation, Mapping):
+        return []
+    return (
+        ["predictions", "baseline_predictions"] if evaluation.get("baseline") else ["predictions"]
+    )
 
 
 def eks_job(
@@ -597,7 +629,7 @@ def slurm_job(
             f'{shlex.join(srun)} "${{resume[@]}}" {command}',
         ]
     )
-    return {
+    body: dict[str, Any] = {
         "job_name": name,
         "job_dir": folder,
         "nodes": nodes,
@@ -606,6 +638,10 @@ def slurm_job(
         "comment": slurm_comment(spec, target),
         "script": script + "\n",
     }
+    kinds = prediction_kinds(config)
+    if kinds:  # the answers the job writes, for its ref's scope (see _slurm)
+        body["predictions"] = kinds
+    return body
 
 
 def _slurm_unmet(spec: RunSpec, target: TargetSpec, options: HyperPodOptions) -> list[Unmet]:
@@ -626,6 +662,8 @@ def _slurm_unmet(spec: RunSpec, target: TargetSpec, options: HyperPodOptions) ->
         "queue": options.queue,
         "priority_class": options.priority_class,
         "efa_per_node": options.efa_per_node or None,
+        "serving_image": options.serving_image,
+        "serving_gpus": options.serving_gpus,
     }
     found += [
         Unmet(requirement=f"options.{name}", reason="an EKS option, and the cluster is Slurm")
@@ -701,7 +739,7 @@ def plan(provider: str, request: PlanRequest, clusters: _cluster.Clusters) -> Pl
     spec, target = request.spec, request.target
     options = request.options
     assert isinstance(options, HyperPodOptions)
-    found: list[Unmet] = trainer_unmet(spec) + _serving.unmet(spec)
+    found: list[Unmet] = trainer_unmet(spec)
     notes: list[str] = []
     requests: list[NativeRequest] = upload_requests(
         spec, options, options.kms_key_id, request.datasets, roles_of(spec)
@@ -726,6 +764,7 @@ def plan(provider: str, request: PlanRequest, clusters: _cluster.Clusters) -> Pl
             )
         if facts is not None:
             group, group_unmet = _group(facts, target, options)
+            found += _serving.unmet(spec, target, options, facts, target.region)
             cluster_unmet, cluster_notes = _cluster_unmet(spec, target, options, facts, group)
             found += group_unmet + cluster_unmet
             notes += cluster_notes
@@ -751,9 +790,35 @@ def plan(provider: str, request: PlanRequest, clusters: _cluster.Clusters) -> Pl
                         f"{(facts.eks_cluster_arn or '').rsplit('/', 1)[-1]}",
                     )
                 )
+                serving_type = _serving.serving_instance_type(spec, target, facts)
+                if spec.endpoint is not None and serving_type is not None:
+                    labels = {
+                        key: value
+                        for key, value in _labels(spec, target, options).items()
+                        if key not in {RUN_KEY_LABEL, QUEUE_LABEL, PRIORITY_LABEL}
+                    }
+                    requests.append(
+                        NativeRequest(
+                            service="kubernetes",
+                            operation=_serving.OPERATION,
+                            body=_serving.endpoint_config(
+                                spec, target, options, target.region, serving_type, labels
+                            ),
+                            purpose="serve the trained model through HyperPod's inference "
+                            "operator, which registers a SageMaker endpoint of the same name",
+                            phase="deploy",
+                        )
+                    )
             instance_type = group.instance_type if group is not None else None
             cost, cost_notes = _cost(request, instance_type, target.compute.instance_count, epochs)
             notes += cost_notes
+    if spec.evaluation is not None:
+        notes.append(
+            "the job also answers the golden set, with the base model before training and "
+            f"the trained model after it (greedy, up to {spec.evaluation.max_tokens} new "
+            "tokens an answer), into its predictions folder on the shared storage; the cost "
+            "estimate leaves that time out"
+        )
     return Plan(
         target=target.key,
         provider=provider,
@@ -764,5 +829,7 @@ def plan(provider: str, request: PlanRequest, clusters: _cluster.Clusters) -> Pl
         cost=cost,
         unmet=found,
         notes=notes,
-        predictions=None,
+        # The job answers the golden set itself (the nodes are paid for already); the
+        # answers come back as its predictions artifacts (see _artifacts).
+        predictions="job" if spec.evaluation is not None else None,
     )

@@ -126,6 +126,9 @@ def _scope(plan: Plan, clusters: _cluster.Clusters, body: Mapping[str, Any]) -> 
         "instance_type": str(body["instance_type"]),
         "adapter": str(body["adapter"]),
     }
+    kinds = body.get("predictions") or []
+    if kinds:  # planned with an evaluation: the answers it writes (see _artifacts)
+        scope["predictions"] = ",".join(str(kind) for kind in kinds)
     if options.head_node is not None:
         scope["head_node"] = options.head_node
     if options.ssh_config is not None:

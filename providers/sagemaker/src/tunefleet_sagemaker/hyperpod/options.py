@@ -128,6 +128,12 @@ class HyperPodOptions(BaseModel):
     max_retries: int = Field(default=3, ge=0, le=100)
     """Times HyperPod restarts the job after a node or process fault (runPolicy's
     ``jobMaxRetryCount``); the trainer resumes from its newest checkpoint."""
+    serving_image: ImageUri | None = None
+    """Inference container the inference operator runs for the spec's endpoint; default
+    the region's Hugging Face LLM (TGI) container, which serves the merged model."""
+    serving_gpus: int | None = Field(default=None, ge=1, le=64)
+    """GPUs each serving replica asks for; default all its instance type has (required for
+    a type tunefleet's table does not know)."""
 
     # Slurm orchestrator
     head_node: SshDestination | None = None

@@ -15,9 +15,14 @@ A thin facade; each step lives in its own module::
     events    _events     conditions, the first pod's log lines, and the cost
     cancel    _jobs       delete the resource
     artifacts _jobs       the model and checkpoints under the job's S3 prefix
+    read_artifact         _artifacts: the golden set's answers the job wrote, from S3
+    deploy    _serving    an InferenceEndpointConfig named after the endpoint, served by
+                          HyperPod's inference operator on the cluster's nodes (EKS only)
+    invoke    _serving    InvokeEndpoint on the SageMaker endpoint the operator registers
+    delete_endpoint       delete the resource and wait for the operator to tear it down
 
-Serving is not offered (:mod:`._serving` says why and where to serve instead). boto3 and
-the Kubernetes client are imported by the first method that talks to AWS or the cluster.
+boto3 and the Kubernetes client are imported by the first method that talks to AWS or the
+cluster.
 """
 
 from __future__ import annotations
@@ -33,14 +38,26 @@ from tunefleet.events import EventPage
 from tunefleet.provider import (
     ArtifactRef,
     Capabilities,
+    ChatReply,
+    ChatRequest,
     DatasetRef,
+    EndpointRef,
     JobRef,
     JobStatus,
     Plan,
     PlanRequest,
     UploadProgress,
 )
-from tunefleet_sagemaker.hyperpod import _cluster, _events, _jobs, _planning, _staging, pricing
+from tunefleet_sagemaker.hyperpod import (
+    _artifacts,
+    _cluster,
+    _events,
+    _jobs,
+    _planning,
+    _serving,
+    _staging,
+    pricing,
+)
 from tunefleet_sagemaker.hyperpod._client import PROVIDER
 from tunefleet_sagemaker.hyperpod.options import HyperPodOptions
 
@@ -104,3 +121,15 @@ class HyperPodProvider:
 
     def artifacts(self, job: JobRef) -> list[ArtifactRef]:
         return _jobs.artifacts(job)
+
+    def read_artifact(self, job: JobRef, artifact: ArtifactRef, max_bytes: int) -> bytes:
+        return _artifacts.read_artifact(job, artifact, max_bytes)
+
+    def deploy(self, plan: Plan, artifact: ArtifactRef, name: str) -> EndpointRef:
+        return _serving.deploy(plan, self._region(plan), artifact, name, self._clusters)
+
+    def delete_endpoint(self, endpoint: EndpointRef) -> None:
+        _serving.delete_endpoint(endpoint)
+
+    def invoke(self, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
+        return _serving.invoke(endpoint, request)
