@@ -50,6 +50,7 @@ from tests.providers.hyperpod.slurm import (
     why_slurm_unavailable,
     why_sshd_unavailable,
 )
+from tests.providers.trainer_files import prediction_files
 
 from tunefleet.provider import JobRef
 from tunefleet_trainer.metrics import format_checkpoint_line, format_metric_line
@@ -57,7 +58,6 @@ from tunefleet_trainer.predictions import (
     BASELINE_PREDICTIONS_NAME,
     PREDICTIONS_NAME,
     GoldenExample,
-    Prediction,
     parse_golden_line,
 )
 
@@ -357,25 +357,14 @@ class Training:
             for index, line in enumerate(lines[:limit])
         ]
 
-        def answers(answer: Callable[[GoldenExample], str]) -> bytes:
-            return b"".join(
-                Prediction(index=e.index, text=answer(e), finish_reason="stop")
-                .model_dump_json(exclude_none=True)
-                .encode()
-                + b"\n"
-                for e in examples
-            )
-
-        folder = key_of(evaluation["predictions_dir"]).rstrip("/")
-        written = {"predictions": f"{folder}/{PREDICTIONS_NAME}"}
-        s3.put_object(Bucket=BUCKET, Key=written["predictions"], Body=answers(self.trained_answer))
+        files = prediction_files(examples, self.trained_answer, self.baseline_answer)
+        names = {"predictions": PREDICTIONS_NAME}
         if evaluation.get("baseline"):
-            written["baseline_predictions"] = f"{folder}/{BASELINE_PREDICTIONS_NAME}"
-            s3.put_object(
-                Bucket=BUCKET,
-                Key=written["baseline_predictions"],
-                Body=answers(self.baseline_answer),
-            )
+            names["baseline_predictions"] = BASELINE_PREDICTIONS_NAME
+        folder = key_of(evaluation["predictions_dir"]).rstrip("/")
+        written = {kind: f"{folder}/{name}" for kind, name in names.items()}
+        for kind, name in names.items():
+            s3.put_object(Bucket=BUCKET, Key=written[kind], Body=files[name])
         return written
 
 
