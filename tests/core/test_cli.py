@@ -58,6 +58,69 @@ def test_help_imports_no_cloud_sdk() -> None:
     assert "data" in result.stdout and "plan" in result.stdout
 
 
+PROVIDER_PACKAGES = (
+    "tunefleet_local",
+    "tunefleet_openai",
+    "tunefleet_sagemaker",
+    "tunefleet_azureml",
+    "tunefleet_vertex",
+)
+JOURNAL_MODULES = ("sqlalchemy", "alembic", "tunefleet.state", "tunefleet.run.engine")
+
+
+def _modules_after_plan(spec: Path) -> tuple[int, set[str]]:
+    """Plan ``spec`` as `tunefleet plan --json` does, in a fresh interpreter; its exit
+    status and the top-level packages (and every tunefleet module) it imported."""
+    code = (
+        "import sys; from tunefleet.cli import main; status = main(['plan', "
+        f"{str(spec)!r}, '--json']);"
+        "print(status, sorted({m.split('.')[0] for m in sys.modules} | "
+        "{m for m in sys.modules if m.startswith('tunefleet')}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    status, loaded = result.stdout.strip().splitlines()[-1].split(" ", 1)
+    return int(status), set(json.loads(loaded.replace("'", '"')))
+
+
+@pytest.mark.parametrize("provider", ["openai", "local"])
+def test_a_one_target_plan_loads_only_that_provider_and_no_journal(
+    tmp_path: Path, provider: str
+) -> None:
+    """`plan` pays for the cloud it plans: not for the journal's database layer, and not
+    for any other installed provider's modules or SDK."""
+    dataset = tmp_path / "train.jsonl"
+    example = {
+        "messages": [
+            {"role": "user", "content": "What is the capital of France?"},
+            {"role": "assistant", "content": "Paris."},
+        ]
+    }
+    dataset.write_text("\n".join(json.dumps(example) for _ in range(12)) + "\n")
+    spec = tmp_path / "spec.yaml"
+    model = "gpt-4o-mini-2024-07-18" if provider == "openai" else "HuggingFaceTB/SmolLM2-135M"
+    spec.write_text(
+        f"name: imports\nbase_model: {model}\ndataset:\n  train: train.jsonl\n"
+        f"targets:\n  - name: only\n    provider: {provider}\n"
+    )
+    status, loaded = _modules_after_plan(spec)
+    assert status == 0
+    assert f"tunefleet_{provider}" in loaded
+    # Other providers' plugin modules are loaded (that is how providers are found, and
+    # they import nothing); nothing beyond them is.
+    others = [p for p in PROVIDER_PACKAGES if p != f"tunefleet_{provider}"]
+    beyond = {
+        m
+        for m in loaded
+        if m.split(".")[0] in others and m.split(".")[-1] not in ("plugin", "hyperpod") and "." in m
+    }
+    assert not beyond, beyond
+    assert not loaded & set(JOURNAL_MODULES), loaded & set(JOURNAL_MODULES)
+    sdks = {m for m in loaded & set(CLOUD_SDKS) if m != provider} - set(NAMESPACES)
+    assert not sdks, sdks
+
+
 def test_init_validate_and_plan_the_starter(tmp_path: Path) -> None:
     assert tunefleet("init", str(tmp_path / "proj")).returncode == 0
     schema = json.loads((tmp_path / "proj" / "tunefleet.schema.json").read_text())

@@ -69,3 +69,66 @@ def test_missing_first_party_provider_says_what_to_install(registry) -> None:  #
         ProviderNotInstalledError, match="install the distribution that provides it"
     ):
         registry.provider("acme")
+
+
+def make_tracing_plugin(site: Path, module: str, provider_name: str) -> None:
+    """A plugin whose provider module records, in ``ASKED``, that it was imported."""
+    (site / f"{module}_provider.py").write_text(
+        textwrap.dedent(
+            f"""
+            import os
+            from tunefleet.testing.fake import FakeProvider
+
+            with open(os.environ["ASKED"], "a") as record:
+                record.write({module!r} + "\\n")
+
+            class Provider(FakeProvider):
+                name = {provider_name!r}
+            """
+        )
+    )
+    (site / f"{module}.py").write_text(
+        textwrap.dedent(
+            f"""
+            from tunefleet.hookspecs import hookimpl
+
+            @hookimpl
+            def tunefleet_providers():
+                from {module}_provider import Provider
+                return [Provider]
+            """
+        )
+    )
+
+
+def test_using_one_provider_imports_only_the_plugin_named_after_it(
+    fake_site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`plan` of one target must not pay for every installed provider's modules."""
+    asked = tmp_path / "asked"
+    asked.touch()
+    monkeypatch.setenv("ASKED", str(asked))
+    make_tracing_plugin(fake_site, "alpha_plugin", "alpha")
+    make_tracing_plugin(fake_site, "beta_plugin", "beta")
+    make_tracing_plugin(fake_site, "gamma_plugin", "gamma")
+    write_entry_point(fake_site, "tunefleet-alpha", {"alpha": "alpha_plugin"})
+    write_entry_point(fake_site, "tunefleet-beta", {"beta": "beta_plugin"})
+    # Installed under a name that is not its provider's: found, but only by asking everyone.
+    write_entry_point(fake_site, "tunefleet-gamma", {"extras": "gamma_plugin"})
+    registry = discover()
+    assert registry.provider("alpha").name == "alpha"
+    assert asked.read_text().split() == ["alpha_plugin"]
+    assert registry.provider_info("alpha").distribution == "tunefleet-alpha"
+    assert registry.provider("gamma").name == "gamma"
+    assert sorted(asked.read_text().split()) == ["alpha_plugin", "beta_plugin", "gamma_plugin"]
+
+
+def test_a_clash_under_the_providers_own_entry_point_name_is_found_when_using_it(
+    fake_site: Path,
+) -> None:
+    make_plugin(fake_site, "one_plugin", "dup")
+    make_plugin(fake_site, "two_plugin", "dup")
+    write_entry_point(fake_site, "tunefleet-one", {"dup": "one_plugin"})
+    write_entry_point(fake_site, "tunefleet-two", {"dup": "two_plugin"})
+    with pytest.raises(ProviderClashError, match="tunefleet-one"):
+        discover().provider("dup")

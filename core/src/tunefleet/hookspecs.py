@@ -20,6 +20,10 @@ Rules that keep ``tunefleet --help`` fast and plugins independent:
 
 * Loading a plugin module must not import a cloud SDK. Import the SDK inside the provider's
   methods, when it is first used.
+* Name the entry point after the provider it registers (``myprovider`` above). A command
+  that uses one provider asks only the plugins installed under its name, so planning one
+  cloud never imports another's provider modules; a provider registered under another
+  entry point name is still found, at the price of asking every plugin.
 * Hooks are called with keyword arguments; an implementation may accept any subset of the
   arguments a spec names, and new arguments may be added to a spec without breaking it.
 * First-party providers register exactly like third-party ones, through this module.

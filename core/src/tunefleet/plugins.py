@@ -3,6 +3,11 @@
 Plugins come from the entry-point group ``tunefleet`` (see :mod:`tunefleet.hookspecs`).
 Loading them imports each plugin module and nothing more: provider classes are collected
 from the ``tunefleet_providers`` hook and only instantiated when a command needs one.
+
+Calling a plugin's ``tunefleet_providers`` imports its provider modules (tens to hundreds of
+milliseconds each), so a command that names its providers (`plan`, `run`, `status`) asks
+only the plugins whose entry point is named after them: see :meth:`Registry.provider`.
+Listing every provider (`tunefleet providers`) still asks every plugin.
 """
 
 from __future__ import annotations
@@ -52,11 +57,25 @@ class Registry:
         self.manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs)
         self._origin: dict[str, tuple[str, str | None]] = {}
+        self._entry_point: dict[str, str] = {}
+        self._named: dict[str, ProviderInfo] = {}
         for plugin, plugin_name, distribution, version in plugins:
             self.add(plugin, plugin_name, distribution, version)
 
-    def add(self, plugin: object, name: str, distribution: str, version: str | None = None) -> None:
-        """Register one plugin object or module, attributed to ``distribution``."""
+    def add(
+        self,
+        plugin: object,
+        name: str,
+        distribution: str,
+        version: str | None = None,
+        *,
+        entry_point: str | None = None,
+    ) -> None:
+        """Register one plugin object or module, attributed to ``distribution``.
+
+        ``entry_point`` is the name it was installed under; a plugin whose entry point is
+        named after a provider is the one asked first for that provider.
+        """
         try:
             registered = self.manager.register(plugin, name=name)
         except (ValueError, pluggy.PluginValidationError) as exc:
@@ -64,14 +83,23 @@ class Registry:
         if registered is None:  # pragma: no cover - pluggy returns None only for blocked names
             raise PluginError(f"plugin {name!r} from {distribution} is blocked")
         self._origin[name] = (distribution, version)
+        if entry_point is not None:
+            self._entry_point[name] = entry_point
         self.__dict__.pop("providers", None)
+        self._named.clear()
 
-    @functools.cached_property
-    def providers(self) -> dict[str, ProviderInfo]:
-        """Every registered provider by name. Raises ProviderClashError on a duplicate name."""
+    def _collect(self, only_entry_point: str | None = None) -> dict[str, ProviderInfo]:
+        """The providers that plugins register: every plugin's, or only those of plugins
+        installed under entry point ``only_entry_point``. Raises ProviderClashError on a
+        name registered twice among them, PluginError on a class without a name."""
         found: dict[str, ProviderInfo] = {}
         # Call each implementation on its own to know which distribution returned what.
         for impl in self.manager.hook.tunefleet_providers.get_hookimpls():
+            if (
+                only_entry_point is not None
+                and self._entry_point.get(impl.plugin_name) != only_entry_point
+            ):
+                continue
             distribution, version = self._origin.get(impl.plugin_name, (impl.plugin_name, None))
             classes = cast("Sequence[type[Provider]] | None", impl.function())
             for cls in classes or ():
@@ -85,12 +113,37 @@ class Registry:
                 found[name] = ProviderInfo(name, cls, distribution, version)
         return dict(sorted(found.items()))
 
-    def provider(self, name: str) -> Provider:
-        """A new instance of provider ``name``; ProviderNotInstalledError says how to get it."""
-        info = self.providers.get(name)
+    @functools.cached_property
+    def providers(self) -> dict[str, ProviderInfo]:
+        """Every registered provider by name (asking every plugin, so importing every
+        provider's modules). Raises ProviderClashError on a duplicate name."""
+        return self._collect()
+
+    def provider_info(self, name: str) -> ProviderInfo:
+        """Provider ``name``'s class and origin, asking as few plugins as possible.
+
+        The plugins installed under an entry point called ``name`` are asked first (every
+        first-party provider's entry point is named after it, as :mod:`tunefleet.hookspecs`
+        recommends), so that planning one cloud never imports the others' provider modules.
+        Only when they do not register ``name`` is every plugin asked. Two distributions
+        registering ``name`` under entry points of that name are still a ProviderClashError;
+        a clash with a plugin installed under another name shows in `tunefleet providers`.
+        Raises ProviderNotInstalledError, saying how to get it, for an unknown name.
+        """
+        listed = "providers" in self.__dict__
+        if not listed and name not in self._named and name in self._entry_point.values():
+            self._named.update(self._collect(only_entry_point=name))
+        info = None if listed else self._named.get(name)
+        if info is None:
+            info = self.providers.get(name)
         if info is None:
             raise ProviderNotInstalledError(name, self.providers, install_hint(name))
-        return info.cls()
+        return info
+
+    def provider(self, name: str) -> Provider:
+        """A new instance of provider ``name`` (see :meth:`provider_info` for which plugins
+        are asked); ProviderNotInstalledError says how to get it."""
+        return self.provider_info(name).cls()
 
     def dataset_checks(self) -> list[hookspecs.ExampleCheck]:
         """Every registered per-example dataset check."""
@@ -120,7 +173,9 @@ def discover() -> Registry:
             raise PluginError(
                 f"plugin {ep.name!r} from {distribution} failed to load: {type(exc).__name__}: {exc}"
             ) from exc
-        registry.add(plugin, f"{distribution}:{ep.name}", distribution, version)
+        registry.add(
+            plugin, f"{distribution}:{ep.name}", distribution, version, entry_point=ep.name
+        )
     return registry
 
 

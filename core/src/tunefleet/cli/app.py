@@ -130,10 +130,19 @@ def data_validate(
         int, typer.Option(help="Findings listed per code; 0 lists all.", min=0)
     ] = 1000,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report.")] = False,
+    no_cache: Annotated[
+        bool,
+        typer.Option(
+            "--no-cache",
+            help="Validate even if this content was validated before with the same settings.",
+        ),
+    ] = False,
 ) -> None:
     """Check a chat dataset: format, tokens, context limit, duplicates, likely PII, cost.
 
-    Exits 0 when valid, 1 when it found errors, 2 for usage errors.
+    A report is kept by the file's sha256 and the settings, so validating unchanged data
+    again (here, in `plan` or in `run`) reads the stored report. Exits 0 when valid, 1 when
+    it found errors, 2 for usage errors.
     """
     from tunefleet.cli import render
     from tunefleet.data import validate_dataset
@@ -152,6 +161,7 @@ def data_validate(
             jobs=jobs,
             max_per_code=max_per_code,
             progress=advance,
+            cache=not no_cache,
         )
     render.dataset_report(report, as_json=as_json)
     if not report.valid:

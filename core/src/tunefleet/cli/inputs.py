@@ -44,17 +44,20 @@ def plan_input(path: Path, *, target: str | None, as_json: bool) -> tuple[RunSpe
     """Load the spec at ``path`` (:func:`spec_input`) and plan it, validating its datasets
     behind a progress bar; what `plan` and `run` do first. Creates nothing.
 
-    A dataset with errors has its report shown (unless ``as_json``) and fails with one line
-    naming the spec's line and field (:func:`dataset_error`); so do a dataset that cannot be
-    read as JSONL and a target whose provider is not installed.
+    A dataset whose content was validated before with the same settings is not read again
+    (the on-disk cache of :mod:`tunefleet.data.cache`). A dataset with errors has its
+    report shown (unless ``as_json``) and fails with one line naming the spec's line and
+    field (:func:`dataset_error`); so do a dataset that cannot be read as JSONL and a target
+    whose provider is not installed.
     """
     from tunefleet.cli import render
+    from tunefleet.data import reuse_reports
     from tunefleet.errors import DatasetInvalidError, InputFileError, ProviderNotInstalledError
     from tunefleet.planning import plan_run
 
     spec = spec_input(path)
     try:
-        with render.progress_bar("validating datasets") as advance:
+        with reuse_reports(on_disk=True), render.progress_bar("validating datasets") as advance:
             planned = plan_run(
                 spec, target=target, progress=lambda role, done, total: advance(done, total)
             )

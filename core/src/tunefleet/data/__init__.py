@@ -11,6 +11,7 @@ import os
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,32 +24,41 @@ if TYPE_CHECKING:
 
 __all__ = ["reuse_reports", "validate_dataset"]
 
-_reports: ContextVar[dict[Hashable, DatasetReport] | None] = ContextVar(
-    "tunefleet_reused_reports", default=None
-)
+
+@dataclass
+class _Reuse:
+    reports: dict[Hashable, DatasetReport] = field(default_factory=dict)
+    on_disk: bool = False
+
+
+_reuse: ContextVar[_Reuse | None] = ContextVar("tunefleet_reused_reports", default=None)
 
 
 @contextmanager
-def reuse_reports() -> Iterator[None]:
+def reuse_reports(*, on_disk: bool = False) -> Iterator[None]:
     """Inside this block, validating the same unchanged file with the same options again
-    returns the first report instead of reading the file again.
+    returns the first report instead of reading the file again; with ``on_disk``, so does
+    a report an earlier process stored (:mod:`tunefleet.data.cache`).
 
     `tunefleet run` plans (validating every dataset) before it opens the journal, so that a
     bad dataset writes nothing, then has the engine plan again: this keeps the second
-    validation free. A file counts as unchanged while its device, inode, size, mtime and
-    ctime are; staging checks the content's sha256 in any case.
+    validation free. In memory, a file counts as unchanged while its device, inode, size,
+    mtime and ctime are; on disk, while its sha256 is; staging checks the content's sha256
+    in any case. Blocks nest: an inner block shares the outer one's reports.
     """
-    token = _reports.set({})
+    outer = _reuse.get()
+    inner = _Reuse(outer.reports if outer else {}, on_disk or bool(outer and outer.on_disk))
+    token = _reuse.set(inner)
     try:
         yield
     finally:
-        _reports.reset(token)
+        _reuse.reset(token)
 
 
 def _cache_key(path: str | Path, options: ValidationOptions) -> Hashable | None:
-    """What makes a report reusable: the file's identity and every option but ``jobs``;
-    None outside :func:`reuse_reports`, or where the file cannot be stat'ed."""
-    if _reports.get() is None:
+    """What makes a report reusable in memory: the file's identity and every option but
+    ``jobs``; None outside :func:`reuse_reports`, or where the file cannot be stat'ed."""
+    if _reuse.get() is None:
         return None
     try:
         found = os.stat(path)
@@ -80,15 +90,20 @@ def validate_dataset(
     max_per_code: int = 1000,
     registry: Registry | None = None,
     progress: Callable[[int, int], None] | None = None,
+    cache: bool | None = None,
 ) -> DatasetReport:
     """Validate a JSONL dataset and, given a ``provider``, estimate what training costs.
 
     Runs the built-in checks and every check registered through the
     ``tunefleet_dataset_checks`` hook. ``epochs`` overrides the provider's default-epochs
-    rule. Raises InputFileError for unreadable files and ProviderNotInstalledError for an
-    unknown provider; problems inside the file are findings in the report.
+    rule. ``cache`` reuses (True) a report stored by an earlier validation of the same
+    content with the same settings and stores this one, or validates afresh and stores the
+    result (False); None does what the enclosing :func:`reuse_reports` says, else
+    validates without the on-disk cache. Raises InputFileError for unreadable files and
+    ProviderNotInstalledError for an unknown provider; problems inside the file are
+    findings in the report.
     """
-    from tunefleet.data.validate import ValidationOptions, validate_file
+    from tunefleet.data.validate import ValidationOptions
     from tunefleet.plugins import default_registry
     from tunefleet.provider import ContextLimits, Estimating, optional
 
@@ -108,18 +123,41 @@ def validate_dataset(
         max_per_code=max_per_code,
         checks=tuple(registry.dataset_checks()),
     )
-    key = _cache_key(path, options)
-    cache = _reports.get() if key is not None else None
-    report = cache.get(key) if cache is not None else None
-    if report is not None:
-        if progress is not None:
-            progress(report.size_bytes, report.size_bytes)
-    else:
-        report = validate_file(path, options, progress)
-        if cache is not None:
-            cache[key] = report
+    report = _validated(path, options, progress, cache)
     if backend is None or report.examples == 0:
         return report
     estimator = optional(backend, Estimating)
     estimate = estimator.estimate_training(model, report.examples, report.billable_tokens, epochs)
     return report.model_copy(update={"training": estimate})
+
+
+def _validated(
+    path: str | Path,
+    options: ValidationOptions,
+    progress: Callable[[int, int], None] | None,
+    cache: bool | None,
+) -> DatasetReport:
+    """The report of ``path``: from memory, from the on-disk cache, or by validating."""
+    from tunefleet.data import cache as on_disk
+    from tunefleet.data.validate import validate_file
+
+    reuse = _reuse.get()
+    use_disk = cache if cache is not None else bool(reuse and reuse.on_disk)
+    key = _cache_key(path, options)
+    memory = reuse.reports if reuse is not None and key is not None else None
+    report = memory.get(key) if memory is not None else None
+    file = on_disk.probe(path) if report is None and (use_disk or cache is False) else None
+    if file is not None and use_disk:
+        report = on_disk.lookup(file, options)
+    elif file is not None:
+        on_disk.forget(file)  # forced: the file is read again, and its sha256 with it
+    if report is not None:
+        if progress is not None:
+            progress(report.size_bytes, report.size_bytes)
+    else:
+        report = validate_file(path, options, progress)
+        if use_disk or cache is False:
+            on_disk.store(report, options, file)
+    if memory is not None:
+        memory[key] = report
+    return report
