@@ -165,3 +165,43 @@ def test_pause_then_resume_continues_the_job_where_it_stopped(cli: Cli) -> None:
         assert journal.verify_audit().ok
     refused = cli("pause", run_id)
     assert refused.returncode == 0 and "has no running job to pause" in refused.stderr
+
+
+def test_logs_tail_and_since_and_runs_page_by_page(cli: Cli) -> None:
+    spec = cli.spec(steps=4)
+    first = json.loads(cli("run", str(spec), "--json").stdout)["id"]
+    body = json.loads(spec.read_text())
+    body["name"] = "second"
+    spec.write_text(json.dumps(body))
+    second = json.loads(cli("run", str(spec), "--json").stdout)["id"]
+
+    everything = cli("logs", first).stdout.splitlines()
+    assert len(everything) > 4
+    assert cli("logs", first, "--tail", "3").stdout.splitlines() == everything[-3:]
+    assert cli("logs", first, "--since", "1h").stdout.splitlines() == everything
+    last = everything[-1].split()[0]  # log lines start with the event's UTC time
+    assert cli("logs", first, "--since", last).stdout.splitlines() == [
+        line for line in everything if line.split()[0] >= last
+    ]
+    assert cli("logs", first, "--since", "2999-01-01T00:00:00Z", "--tail", "3").stdout == ""
+    # --follow after --tail prints each event once: the job is done, nothing more comes.
+    assert cli("logs", first, "--tail", "2", "--follow").stdout.splitlines() == everything[-2:]
+    for option, value, message in (
+        ("--tail", "ten", "--tail must be a number of events (0 or more), not 'ten'"),
+        (
+            "--since",
+            "yesterday",
+            "--since must be an ISO-8601 time (2026-01-31T12:00:00Z) or a duration "
+            "(10m, 2h, 1d), not 'yesterday'",
+        ),
+    ):
+        bad = cli("logs", first, option, value)
+        assert (bad.returncode, bad.stderr.strip()) == (2, f"error: {message}")
+
+    newest = cli("runs", "--limit", "1")
+    assert second in newest.stdout and first not in newest.stdout
+    assert f"older runs: tunefleet runs --before {second}" in newest.stderr
+    older = json.loads(cli("runs", "--limit", "1", "--before", second, "--json").stdout)
+    assert [r["id"] for r in older] == [first]
+    assert older[0]["targets"][0]["step"] == 4
+    assert json.loads(cli("runs", "--before", first, "--json").stdout) == []

@@ -9,8 +9,10 @@ provider error, 130 when Ctrl-C detached from jobs that keep running.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -226,23 +228,33 @@ def watch(
 def runs(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option(help="Show at most this many, newest first.", min=1)] = 20,
+    before: Annotated[
+        str | None,
+        typer.Option(metavar="RUN", help="Only runs older than this one: the next page."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List the runs in the journal, newest first."""
+    """List the runs in the journal, newest first, a page at a time.
+
+    A page costs the same however many runs the journal holds; the table ends with the
+    command for the next page.
+    """
     from rich.markup import escape
     from rich.table import Table
 
-    from tunefleet.cli.render import out
+    from tunefleet.cli.render import err, out
     from tunefleet.cli.runview import state_label
-    from tunefleet.run import run_progress
+    from tunefleet.run.progress import runs_progress
 
     journal = _journal(ctx)
-    progresses = [run_progress(journal, run_row) for run_row in journal.runs(limit)]
+    page = journal.runs(limit, before=before)
+    progresses = runs_progress(journal, page)
     if as_json:
         print(json.dumps([p.model_dump(mode="json") for p in progresses], indent=2))
         return
     if not progresses:
-        out.print(f"no runs in the journal at {journal.display_url}")
+        older = f" older than {journal.run(before).id}" if before else ""
+        out.print(f"no runs{older} in the journal at {journal.display_url}", markup=False)
         return
     grid = Table()
     for column in ("run", "created", "by", "targets"):
@@ -256,6 +268,8 @@ def runs(
             escape(states),
         )
     out.print(grid)
+    if len(page) == limit:  # maybe more: say how to see them (stderr: the table stays clean)
+        err.print(f"older runs: tunefleet runs --before {page[-1].id}", markup=False)
 
 
 def status(ctx: typer.Context, run_ref: RunArg, as_json: JsonOpt = False) -> None:
@@ -267,6 +281,50 @@ def status(ctx: typer.Context, run_ref: RunArg, as_json: JsonOpt = False) -> Non
     runview.summary(run_progress(journal, journal.run(run_ref)), as_json=as_json)
 
 
+_DURATION = re.compile(r"(?:\d+[smhd])+")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _tail_count(text: str | None) -> int | None:
+    """``--tail``'s value: a number of events, 0 or more; UsageError otherwise."""
+    if text is None:
+        return None
+    from tunefleet.errors import UsageError
+
+    if not text.isascii() or not text.isdigit():
+        raise UsageError(f"--tail must be a number of events (0 or more), not {text!r}")
+    return int(text)
+
+
+def _since_time(text: str | None, now: datetime | None = None) -> datetime | None:
+    """``--since``'s value as an aware UTC time: an ISO-8601 time (UTC unless it names an
+    offset, as log lines print times in UTC) or a duration before ``now`` (``90s``,
+    ``10m``, ``2h``, ``1d``, ``1h30m``); UsageError otherwise."""
+    if text is None:
+        return None
+    from tunefleet.errors import UsageError
+
+    now = now or datetime.now(UTC)
+    cleaned = text.strip().lower()
+    if _DURATION.fullmatch(cleaned):
+        seconds = sum(
+            int(amount) * _UNIT_SECONDS[unit]
+            for amount, unit in re.findall(r"(\d+)([smhd])", cleaned)
+        )
+        try:
+            return now - timedelta(seconds=seconds)
+        except OverflowError:
+            raise UsageError(f"--since {text!r} reaches back before the year 1") from None
+    try:
+        when = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(
+            f"--since must be an ISO-8601 time (2026-01-31T12:00:00Z) or a duration "
+            f"(10m, 2h, 1d), not {text!r}"
+        ) from None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
 def logs(
     ctx: typer.Context,
     run_ref: RunArg,
@@ -274,28 +332,61 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing until the jobs finish.")
     ] = False,
+    tail: Annotated[
+        str | None,
+        typer.Option(metavar="N", help="Only the last N events of each target (then new ones)."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            metavar="WHEN",
+            help="Only events at or after WHEN: an ISO-8601 time (UTC unless it says) or a "
+            "duration ago (10m, 2h, 1d).",
+        ),
+    ] = None,
 ) -> None:
-    """Print a run's events: status changes, metrics, checkpoints, log lines, cost."""
+    """Print a run's events: status changes, metrics, checkpoints, log lines, cost.
+
+    Events stream from the journal a page at a time, so memory stays flat however long
+    the run; --tail reads only the events it prints.
+    """
     import sys
 
     from tunefleet.cli.runview import event_line
 
+    count, start = _tail_count(tail), _since_time(since)  # bad values: before any work
     journal = _journal(ctx)
     run_row = journal.run(run_ref)
     ids = _target_ids(journal, run_row, target)
     rows = [row for row in journal.targets(run_row.id) if ids is None or row.id in ids]
-    seen = dict.fromkeys((row.id for row in rows), 0)
+    seen: dict[int, int] = {}
+    write = sys.stdout.write
+    for row in rows:
+        # What --follow prints comes after this mark: events stored by then were either
+        # printed now or left out on purpose (older than the tail, before --since).
+        mark = journal.last_seq(row.id)
+        events = (
+            journal.iter_events(row.id, since=start)
+            if count is None
+            else journal.tail_events(row.id, count, since=start)
+        )
+        for event in events:
+            write(event_line(row.name, event) + "\n")
+            mark = max(mark, event.seq)
+        seen[row.id] = mark
+    sys.stdout.flush()
+    if not follow:
+        return
 
     def flush() -> None:
         for row in rows:
-            for event in journal.events(row.id, after_seq=seen[row.id]):
-                print(event_line(row.name, event))
-                seen[row.id] = event.seq
+            mark = journal.last_seq(row.id)  # so events --since leaves out are read once
+            for event in journal.iter_events(row.id, after_seq=seen[row.id], since=start):
+                write(event_line(row.name, event) + "\n")
+                mark = max(mark, event.seq)
+            seen[row.id] = mark
         sys.stdout.flush()
 
-    flush()
-    if not follow:
-        return
     handle = _engine(journal, quiet=True).drive(run_row.id, ids)
     try:
         while handle.alive:

@@ -19,6 +19,7 @@ from tunefleet.cli.render import err, out
 if TYPE_CHECKING:
     from tunefleet.run import DriveHandle, RunProgress, TargetProgress
     from tunefleet.state import Journal
+    from tunefleet.state.journal import EventRecord
     from tunefleet.state.models import Event, Run
 
 
@@ -146,8 +147,8 @@ def follow(journal: Journal, run: Run, handle: DriveHandle, *, live: bool) -> No
         handle.join(1.0)
 
 
-def event_line(target: str, event: Event) -> str:
-    """One event as a log line: time, target, what happened."""
+def event_line(target: str, event: Event | EventRecord) -> str:
+    """One event as a log line: time (UTC), target, what happened."""
     from tunefleet.run.progress import describe_event
 
     payload: dict[str, Any] = event.payload

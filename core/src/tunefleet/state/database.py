@@ -23,7 +23,7 @@ from tunefleet.errors import StateError
 
 __all__ = ["SCHEMA_REVISION", "connect", "default_state_url", "display_url", "resolve_state_url"]
 
-SCHEMA_REVISION = "0003"
+SCHEMA_REVISION = "0004"
 """The newest migration; a test keeps it equal to the migrations directory's head."""
 
 STATE_ENV = "TUNEFLEET_STATE"

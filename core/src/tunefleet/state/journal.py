@@ -17,11 +17,11 @@ import secrets
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Engine, Result, func, literal_column, select, update
+from sqlalchemy import Engine, Result, Select, and_, func, literal_column, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -44,7 +44,16 @@ from tunefleet.state.models import (
     RunTarget,
 )
 
-__all__ = ["LEASE_TTL", "MODEL_STAGES", "Journal", "Owner", "open_journal"]
+__all__ = [
+    "LEASE_TTL",
+    "MODEL_STAGES",
+    "EventRecord",
+    "Journal",
+    "Owner",
+    "TargetFacts",
+    "metric_values",
+    "open_journal",
+]
 
 LEASE_TTL = timedelta(seconds=60)
 """A lease whose holder has not renewed it for this long may be taken over."""
@@ -56,6 +65,12 @@ MODEL_STAGES = ("candidate", "staging", "production", "archived")
 """A registered model's stages, in the order a model usually moves through them."""
 _ROWS_PER_STATEMENT = 1000
 """Rows per multi-row INSERT: 5,000 bound values, well under SQLite's 32,766."""
+_IDS_PER_STATEMENT = 500
+"""Ids per ``IN (...)`` list, well under SQLite's bound-value limit."""
+EVENT_PAGE = 1000
+"""Events per page (and per short transaction) when events are streamed."""
+_NOT_METRICS = frozenset({"id", "time", "kind"})
+"""Payload keys of a metric event that are not measurements."""
 
 
 def _now() -> datetime:
@@ -67,6 +82,51 @@ def _inserted(result: Result[Any]) -> int:
 
     (Not ``rowcount``: psycopg reports -1 for these statements.)"""
     return 0 if result.first() is None else 1
+
+
+def _chunks(ids: Sequence[Any]) -> Iterator[list[Any]]:
+    for start in range(0, len(ids), _IDS_PER_STATEMENT):
+        yield list(ids[start : start + _IDS_PER_STATEMENT])
+
+
+def metric_values(row: RunTarget) -> dict[str, float | int]:
+    """The last known value of each measurement of a target (``step``, ``train_loss``,
+    ``valid_loss``, ``train_token_accuracy`` ...): that of the newest metric event that has
+    it, so a loss the newest event lacks still shows its previous value. Read from the
+    target row, where :meth:`Journal.record_events` keeps it; NaN and infinities (stored as
+    strings, see events.py) come back as floats."""
+    values: dict[str, float | int] = {}
+    for name, value in (row.last_metrics or {}).items():
+        if isinstance(value, str):
+            try:
+                values[name] = float(value)  # "NaN", "Infinity", "-Infinity"
+            except ValueError:
+                continue
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            values[name] = value
+    return values
+
+
+class EventRecord(NamedTuple):
+    """A stored event without its ORM object: what a log line needs, cheap to stream."""
+
+    seq: int
+    time: datetime
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class TargetFacts:
+    """What progress shows of a target beyond its row, read for many targets at once."""
+
+    cost: Event | None = None
+    """The newest cost event."""
+    artifacts: list[Artifact] = field(default_factory=list)
+    model: ModelVersion | None = None
+    """The registered version of the target's model."""
+    evaluation: Evaluation | None = None
+    """The evaluation that gates the model: the registered version's, else the newest."""
 
 
 @dataclass(frozen=True)
@@ -206,10 +266,23 @@ class Journal:
             f"no run {ref!r} in the journal at {self.display_url} (see `tunefleet runs`)"
         )
 
-    def runs(self, limit: int = 50) -> list[Run]:
-        """The newest runs first."""
+    def runs(self, limit: int = 50, *, before: str | None = None) -> list[Run]:
+        """At most ``limit`` runs, newest first; with ``before`` (a run as :meth:`run`
+        finds it), only runs older than that one: the next page after it.
+
+        Keyset paging on (created_at, id), served by an index, so a page costs the same
+        however many runs the journal holds. RunNotFoundError when ``before`` is unknown.
+        """
+        query = select(Run).order_by(Run.created_at.desc(), Run.id.desc()).limit(limit)
+        if before is not None:
+            last = self.run(before)
+            query = query.where(
+                or_(
+                    Run.created_at < last.created_at,
+                    and_(Run.created_at == last.created_at, Run.id < last.id),
+                )
+            )
         with self._tx() as session:
-            query = select(Run).order_by(Run.created_at.desc()).limit(limit)
             return list(session.execute(query).scalars())
 
     # ------------------------------------------------------------------ targets
@@ -301,6 +374,17 @@ class Journal:
         for row in rows:
             latest[row.name] = row
         return list(latest.values())
+
+    def latest_targets(self, run_ids: Sequence[str]) -> dict[str, list[RunTarget]]:
+        """Each run's targets as :meth:`targets` gives them (latest attempts, in creation
+        order), for many runs in one query; every run id is a key."""
+        found: dict[str, dict[str, RunTarget]] = {run_id: {} for run_id in run_ids}
+        with self._tx() as session:
+            for ids in _chunks(list(run_ids)):
+                query = select(RunTarget).where(RunTarget.run_id.in_(ids)).order_by(RunTarget.id)
+                for row in session.execute(query).scalars():
+                    found[row.run_id][row.name] = row  # a later attempt replaces the earlier
+        return {run_id: list(rows.values()) for run_id, rows in found.items()}
 
     def target(self, target_id: int) -> RunTarget:
         with self._tx() as session:
@@ -559,30 +643,54 @@ class Journal:
         source: str = "events",
     ) -> int:
         """Store a page of events and the cursor after it, atomically; returns how many
-        were new. An event already stored (same id) is skipped, never stored twice."""
+        were new. An event already stored (same id) is skipped, never stored twice.
+
+        In the same transaction it keeps the target's ``event_count`` and
+        ``last_metrics`` (the newest value of each measurement) up to date, folding in the
+        new events in the order they are stored, so reads of either cost one row whatever
+        the size of the run.
+        """
         with self._tx() as session:
-            self._owned(session, target_id, owner)
-            added = 0
-            if events:  # one multi-row statement per page: RETURNING yields the new rows
-                rows = [
-                    {
-                        "run_target_id": target_id,
-                        "event_id": event.id,
-                        "kind": event.kind,
-                        "time": event.time,
-                        # Through JSON text so NaN losses become "NaN" (see events.py).
-                        "payload": json.loads(event.model_dump_json()),
-                    }
-                    for event in events
-                ]
-                for start in range(0, len(rows), _ROWS_PER_STATEMENT):
-                    statement = (
-                        self._insert(Event)
-                        .values(rows[start : start + _ROWS_PER_STATEMENT])
-                        .on_conflict_do_nothing()
-                        .returning(literal_column("1"))
-                    )
-                    added += len(session.execute(statement).all())
+            row = self._owned(session, target_id, owner)
+            rows = [
+                {
+                    "run_target_id": target_id,
+                    "event_id": event.id,
+                    "kind": event.kind,
+                    "time": event.time,
+                    # Through JSON text so NaN losses become "NaN" (see events.py).
+                    "payload": json.loads(event.model_dump_json()),
+                }
+                for event in events
+            ]
+            new_ids: set[str] = set()
+            # One multi-row statement per page: RETURNING names the rows that were new.
+            for start in range(0, len(rows), _ROWS_PER_STATEMENT):
+                statement = (
+                    self._insert(Event)
+                    .values(rows[start : start + _ROWS_PER_STATEMENT])
+                    .on_conflict_do_nothing()
+                    .returning(Event.event_id)
+                )
+                new_ids.update(session.execute(statement).scalars())
+            added = len(new_ids)
+            if added:
+                row.event_count += added  # the row is locked: no lost update
+                metrics = dict(row.last_metrics or {})
+                for event, stored in zip(events, rows, strict=True):
+                    # RETURNING order is unspecified: fold in page (= seq) order, and an id
+                    # repeated within the page once, as it was stored once.
+                    if event.id not in new_ids:
+                        continue
+                    new_ids.discard(event.id)
+                    if event.kind == "metric":
+                        payload = stored["payload"]
+                        metrics.update(
+                            (k, v)
+                            for k, v in payload.items()
+                            if k not in _NOT_METRICS and v is not None
+                        )
+                        row.last_metrics = metrics
             session.merge(
                 EventCursor(
                     run_target_id=target_id, source=source, cursor=cursor, updated_at=_now()
@@ -608,19 +716,143 @@ class Journal:
                 query = query.limit(limit)
             return list(session.execute(query).scalars())
 
-    def latest_event(self, target_id: int, kind: str) -> Event | None:
+    def iter_events(
+        self,
+        target_id: int,
+        *,
+        after_seq: int = 0,
+        since: datetime | None = None,
+        page: int = EVENT_PAGE,
+    ) -> Iterator[EventRecord]:
+        """Stored events of a target after ``after_seq`` (and, with ``since``, whose time
+        is at or after it), oldest first, streamed.
+
+        Pages of ``page`` events by keyset on seq, each read in its own short transaction:
+        memory stays flat however many events there are, and a reader that prints slowly
+        never holds the database (SQLite's write lock included) while it prints. Events
+        stored while it streams are included when they come after the page being read.
+        """
+        if page < 1:
+            raise ValueError(f"page must be 1 or more, not {page}")
+        last = after_seq
+        while True:
+            query = self._event_records(target_id, since).where(Event.seq > last)
+            with self._tx() as session:
+                batch = [EventRecord(*r) for r in session.execute(query.limit(page))]
+            yield from batch
+            if len(batch) < page:
+                return
+            last = batch[-1].seq
+
+    def tail_events(
+        self, target_id: int, count: int, *, since: datetime | None = None
+    ) -> list[EventRecord]:
+        """The last ``count`` stored events of a target (of those at or after ``since``),
+        oldest first: a backwards index scan of ``count`` rows, whatever the run's size."""
+        query = self._event_records(target_id, since).order_by(None).order_by(Event.seq.desc())
         with self._tx() as session:
-            return session.execute(
-                select(Event)
-                .where(Event.run_target_id == target_id, Event.kind == kind)
-                .order_by(Event.seq.desc())
-                .limit(1)
-            ).scalar_one_or_none()
+            found = [EventRecord(*r) for r in session.execute(query.limit(count))]
+        found.reverse()
+        return found
+
+    def last_seq(self, target_id: int) -> int:
+        """The seq of the target's newest stored event, 0 when it has none (one probe)."""
+        query = (
+            select(Event.seq)
+            .where(Event.run_target_id == target_id)
+            .order_by(Event.seq.desc())
+            .limit(1)
+        )
+        with self._tx() as session:
+            return session.execute(query).scalar() or 0
+
+    @staticmethod
+    def _event_records(
+        target_id: int, since: datetime | None
+    ) -> Select[tuple[int, datetime, str, dict[str, Any]]]:
+        # Columns, not ORM objects: a log line needs four fields, and streaming 200k
+        # events through the identity map is what made `logs` slow and large.
+        query = (
+            select(Event.seq, Event.time, Event.kind, Event.payload)
+            .where(Event.run_target_id == target_id)
+            .order_by(Event.seq)
+        )
+        return query if since is None else query.where(Event.time >= since)
+
+    def latest_event(self, target_id: int, kind: str) -> Event | None:
+        """The target's newest event of ``kind``: one probe of the (target, kind, seq)
+        index, however many events of other kinds it has."""
+        return self.latest_events([target_id], kind).get(target_id)
+
+    def latest_events(self, target_ids: Sequence[int], kind: str) -> dict[int, Event]:
+        """The newest event of ``kind`` of each target that has one, one index probe per
+        target, in two statements for all of them."""
+        newest = (
+            select(Event.seq)
+            .where(Event.run_target_id == RunTarget.id, Event.kind == kind)
+            .order_by(Event.seq.desc())
+            .limit(1)
+            .correlate(RunTarget)
+            .scalar_subquery()
+        )
+        found: dict[int, Event] = {}
+        with self._tx() as session:
+            for ids in _chunks(list(target_ids)):
+                seqs = session.execute(select(newest).where(RunTarget.id.in_(ids))).scalars()
+                wanted = [seq for seq in seqs if seq is not None]
+                if wanted:
+                    query = select(Event).where(Event.seq.in_(wanted))
+                    found.update((e.run_target_id, e) for e in session.execute(query).scalars())
+        return found
 
     def event_count(self, target_id: int) -> int:
+        """How many events are stored for the target (kept on its row: no count)."""
+        return self.target(target_id).event_count
+
+    def latest_metric_values(self, target_id: int) -> dict[str, float | int]:
+        """The last known value of each measurement of the target (``step``,
+        ``total_steps``, ``train_loss``, ``valid_loss``, ``train_token_accuracy`` ...):
+        each from the newest metric event that has it, so a loss the newest metric event
+        lacks (one that reports only ``valid_loss``, say) keeps its previous value; empty
+        before the first metric. One row read, whatever the run's size (see
+        :func:`metric_values`)."""
+        return metric_values(self.target(target_id))
+
+    def target_facts(self, target_ids: Sequence[int]) -> dict[int, TargetFacts]:
+        """The newest cost event, artifacts, registered model and gating evaluation of
+        each target, in a fixed number of statements however many targets are asked for
+        (a page of `tunefleet runs` must not cost a query per target). Every id is a key."""
+        facts = {target_id: TargetFacts() for target_id in target_ids}
+        for target_id, event in self.latest_events(list(target_ids), "cost").items():
+            facts[target_id].cost = event
         with self._tx() as session:
-            query = select(func.count()).select_from(Event).where(Event.run_target_id == target_id)
-            return int(session.execute(query).scalar_one())
+            for ids in _chunks(list(target_ids)):
+                artifacts = select(Artifact).where(Artifact.run_target_id.in_(ids))
+                for artifact in session.execute(artifacts.order_by(Artifact.id)).scalars():
+                    facts[artifact.run_target_id].artifacts.append(artifact)
+                versions = select(ModelVersion).where(ModelVersion.run_target_id.in_(ids))
+                for version in session.execute(versions).scalars():
+                    facts[version.run_target_id].model = version
+                # The version's evaluation where it points at one, else the newest.
+                gating = [
+                    f.model.evaluation_id
+                    for f in (facts[i] for i in ids)
+                    if f.model is not None and f.model.evaluation_id is not None
+                ]
+                newest = (
+                    select(func.max(Evaluation.id))
+                    .where(Evaluation.run_target_id.in_(ids))
+                    .group_by(Evaluation.run_target_id)
+                )
+                evaluations = select(Evaluation).where(
+                    or_(Evaluation.id.in_(newest), Evaluation.id.in_(gating))
+                )
+                for evaluation in session.execute(evaluations.order_by(Evaluation.id)).scalars():
+                    fact = facts[evaluation.run_target_id]
+                    pinned = fact.model.evaluation_id if fact.model is not None else None
+                    if pinned is None or evaluation.id == pinned:
+                        fact.evaluation = evaluation
+        return facts
 
     # ------------------------------------------------------------------ artifacts
 

@@ -84,6 +84,7 @@ class Base(DeclarativeBase):
 
 class Run(Base):
     __tablename__ = "runs"
+    __table_args__ = (Index("ix_runs_created_at", "created_at"),)  # `runs` pages newest first
 
     id: Mapped[str] = mapped_column(String(80), primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
@@ -131,6 +132,15 @@ class RunTarget(Base):
     queued_at: Mapped[datetime | None]
     """When the target last entered the queue (a provider at its limit), for the queue's
     time limit; None when it is not queued."""
+    event_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    """How many events are stored for it, kept with each page stored (counting the events
+    at every refresh of a live view would grow with the run)."""
+    last_metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    """The last known value of each measurement (``train_loss``, ``valid_loss``, ``step``
+    ...): that of the newest metric event that has it, kept with each page stored. Values
+    as stored in event payloads (NaN as the string ``"NaN"``); read them through
+    :meth:`~tunefleet.state.Journal.latest_metric_values` or
+    :func:`~tunefleet.state.journal.metric_values`."""
 
 
 class Resource(Base):
@@ -158,6 +168,8 @@ class Event(Base):
     __table_args__ = (
         UniqueConstraint("run_target_id", "event_id"),
         Index("ix_events_target_seq", "run_target_id", "seq"),
+        # The newest event of one kind (a live view's cost) is one probe of this index.
+        Index("ix_events_target_kind_seq", "run_target_id", "kind", "seq"),
     )
 
     seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
