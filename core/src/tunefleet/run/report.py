@@ -4,6 +4,11 @@ The page has no scripts and loads nothing: the loss curves are inline SVG drawn 
 styles are inline, so it can be attached to a ticket or an audit and opened offline years
 later. Every value from the journal goes through Jinja2's autoescaping.
 
+The page stays small however long the run: each chart line draws at most
+:data:`MAX_CHART_POINTS` points (see :func:`downsample`), and the events are streamed from
+the journal as plain records, a page at a time, so a run of hundreds of thousands of steps
+is never held in memory as rows.
+
 Besides the datasets, each target's training (state, cost, loss curves) and the timeline,
 the page shows per target its registry entry (model reference, stage, artifact, and the
 sha256 of each dataset it was trained from, linked to the datasets table) and its newest
@@ -16,8 +21,10 @@ Earlier evaluations of the target are listed with their outcome.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.resources import files
@@ -48,37 +55,95 @@ from tunefleet.run.progress import describe_event, run_progress
 from tunefleet.state.journal import Journal
 from tunefleet.state.models import Evaluation, ModelVersion, Run, RunTarget
 
-__all__ = ["render_report", "write_report"]
+__all__ = ["MAX_CHART_POINTS", "downsample", "render_report", "write_report"]
 
 WORST_EXAMPLES = 10
 """Most worst-scored examples the report shows per target."""
 MAX_TEXT_CHARS = 2000
 """Longest question or answer the report shows in full; the rest is cut, saying so."""
+MAX_CHART_POINTS = 500
+"""Most points one line of a chart draws. A longer series is cut down by :func:`downsample`
+to its first and last point and each x slice's lowest and highest, so the page of a
+200,000-step run stays well under a megabyte and still shows every spike. 500 is about one
+point per pixel column of the widest chart."""
+MARKER_POINTS = 60
+"""A line of at most this many points also gets a dot on each point; more would merge
+into a blur and only add bytes."""
+_TIMELINE_KINDS = frozenset({"status", "checkpoint", "cost"})
+"""Event kinds the timeline lists, besides logs of level warning or error."""
 _PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b")
 
 
 @dataclass(frozen=True)
 class Series:
+    """One line of a chart: (step, value) points, in any order."""
+
     label: str
     points: list[tuple[float, float]]
     color: str
     dashed: bool = False
 
 
+def downsample(
+    points: Sequence[tuple[float, float]], limit: int = MAX_CHART_POINTS
+) -> list[tuple[float, float]]:
+    """``points`` sorted by x and, when there are more than ``limit``, cut to at most
+    ``limit`` by min/max decimation: the first and the last point are kept, the x range
+    between them is cut into ``(limit - 2) // 2`` equal slices, and of the points in each
+    slice the lowest and the highest are kept (one point when they are the same), in x
+    order. So the line keeps its ends, its overall extremes and every spike, as min/max
+    decimation of time series does. ``limit`` is at least 4.
+    """
+    if limit < 4:
+        raise ValueError(f"limit must be at least 4, not {limit}")
+    ordered = sorted(points)
+    if len(ordered) <= limit:
+        return ordered
+    buckets = (limit - 2) // 2
+    first_x, last_x = ordered[0][0], ordered[-1][0]
+    # All x equal: one slice; otherwise a point's slice is its share of the x range.
+    scale = buckets / (last_x - first_x) if last_x > first_x else 0.0
+    kept = [ordered[0]]
+    bucket, low, high = -1, 0, 0  # the slice being read and its lowest and highest index
+    for index in range(1, len(ordered) - 1):
+        here = min(int((ordered[index][0] - first_x) * scale), buckets - 1)
+        if here != bucket:
+            if bucket >= 0:
+                kept.extend(ordered[i] for i in sorted({low, high}))
+            bucket, low, high = here, index, index
+        elif ordered[index][1] < ordered[low][1]:
+            low = index
+        elif ordered[index][1] > ordered[high][1]:
+            high = index
+    if bucket >= 0:
+        kept.extend(ordered[i] for i in sorted({low, high}))
+    kept.append(ordered[-1])
+    return kept
+
+
 def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick values covering [low, high] (1, 2 or 5 times a power of ten apart)."""
+    """Round tick values, 1, 2 or 5 times a power of ten apart, about ``count`` steps: the
+    first at or below ``low``, the last at or above ``high``, so an axis from the first
+    tick to the last covers the data."""
     if high <= low:
         high = low + 1
     raw = (high - low) / count
     magnitude = 10 ** math.floor(math.log10(raw))
     step = next(m * magnitude for m in (1, 2, 5, 10) if m * magnitude >= raw)
-    start = math.floor(low / step) * step
+    # A hair of tolerance both ends: 0.3 / 0.1 is 2.9999999999999996 in floats, and 0.3
+    # must not get a tick at 0.2 below it (chart() still covers what rounding leaves).
+    slack = step * 1e-9
+    start = math.floor(low / step + 1e-9) * step
+    # Each tick from the start (not by adding steps up), so float error does not pile up,
+    # and shown to 12 significant digits (0.3, not 0.30000000000000004). Stop only once
+    # the data's high end is covered: stopping near it drew 120 steps on an axis to 100.
     ticks = []
-    value = start
-    while value <= high + step / 2:
-        ticks.append(round(value, 10))
-        value += step
-    return ticks
+    for index in itertools.count():
+        value = start + index * step
+        ticks.append(float(f"{value:.12g}"))
+        if value >= high - slack:
+            return ticks
+    raise AssertionError("unreachable")  # itertools.count() never ends
 
 
 def _fmt(value: float) -> str:
@@ -86,16 +151,24 @@ def _fmt(value: float) -> str:
 
 
 def chart(series: list[Series], *, title: str, width: int = 520, height: int = 280) -> Markup:
-    """An SVG line chart of ``series`` (x: step, y: loss) with axes, ticks and a legend."""
-    points = [p for s in series for p in s.points]
-    if not points:
+    """An SVG line chart of ``series`` (x: step, y: loss) with axes, ticks and a legend.
+
+    The plot area is the ``<rect class="plot">``; every point drawn lies inside it. Each
+    series draws at most :data:`MAX_CHART_POINTS` points (:func:`downsample`), with a dot
+    on each point only when it has at most :data:`MARKER_POINTS`."""
+    lines = [downsample(s.points) for s in series]
+    xs = [x for line in lines for x, _ in line]
+    ys = [y for line in lines for _, y in line]
+    if not xs:
         return Markup('<p class="empty">no metrics recorded</p>')
     left, right, top, bottom = 56, 12, 28, 40
-    xs = [x for x, _ in points]
-    ys = [y for _, y in points]
-    x_ticks = _nice_ticks(min(xs), max(xs))
-    y_ticks = _nice_ticks(min(ys), max(ys))
-    x0, x1, y0, y1 = x_ticks[0], x_ticks[-1], y_ticks[0], y_ticks[-1]
+    # Downsampling keeps each line's ends and extremes, so these are the full data's.
+    low_x, high_x, low_y, high_y = min(xs), max(xs), min(ys), max(ys)
+    x_ticks = _nice_ticks(low_x, high_x)
+    y_ticks = _nice_ticks(low_y, high_y)
+    # The ticks cover the data; min/max guard against float rounding at the ends.
+    x0, x1 = min(x_ticks[0], low_x), max(x_ticks[-1], high_x)
+    y0, y1 = min(y_ticks[0], low_y), max(y_ticks[-1], high_y)
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def sx(x: float) -> float:
@@ -108,6 +181,7 @@ def chart(series: list[Series], *, title: str, width: int = 520, height: int = 2
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" aria-label="{escape(title)}">',
         f'<text x="{left}" y="16" class="title">{escape(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{plot_w}" height="{plot_h}" class="plot"/>',
     ]
     for tick in x_ticks:
         parts.append(
@@ -127,16 +201,19 @@ def chart(series: list[Series], *, title: str, width: int = 520, height: int = 2
         f'<text x="{left + plot_w / 2:.1f}" y="{height - 6}" class="axis" '
         'text-anchor="middle">step</text>'
     )
-    for index, s in enumerate(series):
-        if not s.points:
+    for index, (s, line) in enumerate(zip(series, lines, strict=True)):
+        if not line:
             continue
-        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in sorted(s.points))
+        path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in line)
         dash = ' stroke-dasharray="6 4"' if s.dashed else ""
         parts.append(
             f'<polyline points="{path}" fill="none" stroke="{s.color}" stroke-width="2"{dash}/>'
         )
-        for x, y in s.points:
-            parts.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{s.color}"/>')
+        if len(line) <= MARKER_POINTS:
+            for x, y in line:
+                parts.append(
+                    f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2.5" fill="{s.color}"/>'
+                )
         ly = top + 4 + index * 16
         parts.append(
             f'<line x1="{left + plot_w - 150}" y1="{ly}" x2="{left + plot_w - 130}" y2="{ly}" '
@@ -148,14 +225,41 @@ def chart(series: list[Series], *, title: str, width: int = 520, height: int = 2
     return Markup("".join(parts))  # noqa: S704
 
 
-def _points(events: list[dict[str, Any]], key: str) -> list[tuple[float, float]]:
-    """(step, value) for each finite value; a diverged (NaN) loss is left off the chart."""
-    found = ((e["step"], e.get(key)) for e in events)
-    return [(step, float(v)) for step, v in found if v is not None and math.isfinite(float(v))]
+LossPoints = tuple[list[tuple[float, float]], list[tuple[float, float]]]
+"""(train, valid): (step, loss) points."""
+TimelineItem = tuple[datetime, str, str, str]
+"""(time, target, event kind, what happened)."""
 
 
-def _loss_series(events: list[dict[str, Any]], label: str, color: str) -> list[Series]:
-    train, valid = _points(events, "train_loss"), _points(events, "valid_loss")
+def _read_events(
+    journal: Journal, target_id: int, name: str
+) -> tuple[LossPoints, list[TimelineItem]]:
+    """In one pass over the target's events: the (step, value) of each finite train and
+    valid loss (a diverged, NaN, loss or one an event does not carry is left off the
+    chart), and the timeline's entries (status, checkpoint, cost, warning and error logs).
+
+    The events are streamed as plain records (:meth:`Journal.iter_events`), a page at a
+    time: a run of 200,000 steps is never held as ORM rows."""
+    train: list[tuple[float, float]] = []
+    valid: list[tuple[float, float]] = []
+    timeline: list[TimelineItem] = []
+    for event in journal.iter_events(target_id):
+        payload = event.payload
+        if event.kind == "metric":
+            step = payload["step"]
+            for key, points in (("train_loss", train), ("valid_loss", valid)):
+                value = payload.get(key)
+                if value is not None and math.isfinite(value := float(value)):
+                    points.append((step, value))
+        elif event.kind in _TIMELINE_KINDS or (
+            event.kind == "log" and payload.get("level") in ("warning", "error")
+        ):
+            timeline.append((event.time, name, event.kind, describe_event(payload)))
+    return (train, valid), timeline
+
+
+def _loss_series(points: LossPoints, label: str, color: str) -> list[Series]:
+    train, valid = points
     prefix = f"{label} " if label else ""
     return [
         Series(f"{prefix}train", train, color),
@@ -330,28 +434,21 @@ def render_report(journal: Journal, run: Run) -> str:
     progress = run_progress(journal, run)
     rows = journal.targets(run.id)
     cards = []
-    timeline = []
+    timeline: list[TimelineItem] = []
     comparison: list[Series] = []
     for index, (row, target) in enumerate(zip(rows, progress.targets, strict=True)):
         color = _PALETTE[index % len(_PALETTE)]
-        events = journal.events(row.id)
-        metrics = [e.payload for e in events if e.kind == "metric"]
+        losses, happened = _read_events(journal, row.id, target.name)
+        timeline.extend(happened)
         cards.append(
             {
                 "t": target,
-                "chart": chart(_loss_series(metrics, "", color), title="loss"),
+                "chart": chart(_loss_series(losses, "", color), title="loss"),
                 "registry": _registry_view(journal, run, row),
                 "evaluation": _evaluation_view(journal, run, row),
             }
         )
-        comparison.extend(_loss_series(metrics, target.name, color))
-        for event in events:
-            if event.kind in ("status", "checkpoint", "cost") or (
-                event.kind == "log" and event.payload.get("level") in ("warning", "error")
-            ):
-                timeline.append(
-                    (event.time, target.name, event.kind, describe_event(event.payload))
-                )
+        comparison.extend(_loss_series(losses, target.name, color))
     timeline.sort(key=lambda item: item[0])
     environment = Environment(autoescape=True, undefined=StrictUndefined)
     environment.filters["score"] = format_score
