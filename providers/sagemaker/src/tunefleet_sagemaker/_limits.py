@@ -37,10 +37,15 @@ from tunefleet_sagemaker import pricing
 
 __all__ = [
     "MAX_RUNTIME_SECONDS",
+    "MAX_S3_OBJECT_BYTES",
+    "MAX_S3_PARTS",
+    "MAX_S3_PART_BYTES",
+    "MIN_S3_PART_BYTES",
     "Violation",
     "kms_key_violations",
     "model_violations",
     "service_model",
+    "upload_violations",
     "violations",
 ]
 
@@ -262,6 +267,7 @@ S3_OBJECT_TAGS = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-t
 S3_TAG = "https://docs.aws.amazon.com/AmazonS3/latest/API/API_control_Tag.html"
 S3_OBJECT_KEY = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html"
 S3_KMS = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html"
+S3_MULTIPART = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html"
 AWS_TAGS = "https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html"
 CLOUDWATCH_TAGS = (
     "https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html"
@@ -276,6 +282,16 @@ MAX_S3_OBJECT_TAGS = 10
 MAX_S3_TAG_KEY = 128
 MAX_S3_TAG_VALUE = 256
 MAX_S3_KEY_BYTES = 1024
+_MiB = 1 << 20
+MIN_S3_PART_BYTES = 5 * _MiB
+MAX_S3_PART_BYTES = 5 * 1024 * _MiB
+"""Amazon S3 multipart upload limits: "Part size: 5 MiB to 5 GiB. There is no minimum size
+limit on the last part of your multipart upload." """
+MAX_S3_PARTS = 10_000
+"""Amazon S3 multipart upload limits: "Maximum number of parts per upload: 10,000"."""
+MAX_S3_OBJECT_BYTES = MAX_S3_PARTS * MAX_S3_PART_BYTES
+"""Amazon S3 multipart upload limits: "Maximum object size: 48.8 TiB", that is 10,000 parts
+of 5 GiB (the page said 5 TiB until S3 raised it to 50 TB)."""
 MAX_RESOURCE_TAGS = 50
 MAX_TAG_KEY = 128
 MAX_TAG_VALUE = 256
@@ -616,6 +632,48 @@ def _alarm(body: Mapping[str, Any]) -> list[Violation]:
         value_length=MAX_TAG_VALUE,
         source=CLOUDWATCH_TAGS,
     )
+
+
+def upload_violations(size: int, threshold: int, part_bytes: int) -> list[Violation]:
+    """The limits S3 sets on uploading ``size`` bytes as boto3's transfer manager does: one
+    PutObject below ``threshold`` bytes, else a multipart upload in parts of ``part_bytes``
+    (the last one shorter). Checked before anything is sent: S3 would refuse part 10,001
+    only after 10,000 parts had gone up, and boto3 would silently double a part size that
+    needs more parts than that (s3transfer's ChunksizeAdjuster), overriding the option."""
+    found: list[Violation] = []
+    if size > MAX_S3_OBJECT_BYTES:
+        found.append(
+            Violation(
+                "(object)",
+                f"{size} bytes; an S3 object holds at most {MAX_S3_OBJECT_BYTES} "
+                f"({MAX_S3_PARTS} parts of {MAX_S3_PART_BYTES})",
+                S3_MULTIPART,
+            )
+        )
+        return found
+    if size < threshold:
+        return found  # one PutObject: threshold <= the largest part, 5 GiB, PutObject's own
+    if not MIN_S3_PART_BYTES <= part_bytes <= MAX_S3_PART_BYTES:
+        found.append(
+            Violation(
+                "UploadPart.Body",
+                f"parts of {part_bytes} bytes; {MIN_S3_PART_BYTES} to {MAX_S3_PART_BYTES} "
+                "are allowed",
+                S3_MULTIPART,
+            )
+        )
+    parts = -(-size // part_bytes)
+    if parts > MAX_S3_PARTS:
+        fits = -(-size // (MAX_S3_PARTS * _MiB))
+        found.append(
+            Violation(
+                "UploadPart.PartNumber",
+                f"{size} bytes in parts of {part_bytes} are {parts} parts; at most "
+                f"{MAX_S3_PARTS} are allowed (parts of {fits} MiB or more fit)",
+                S3_MULTIPART,
+            )
+        )
+    return found
 
 
 def prose_violations(

@@ -104,7 +104,7 @@ class StagingOptions(Protocol):
     @property
     def prefix(self) -> str: ...
     @property
-    def upload_part_mb(self) -> int: ...
+    def upload_part_mb(self) -> int | None: ...
 
 
 def channel_placeholder(role: str) -> str:
@@ -424,6 +424,33 @@ def upload_requests(
     return requests
 
 
+def upload_unmet(
+    options: StagingOptions, datasets: Mapping[str, DatasetFacts], roles: list[str]
+) -> list[Unmet]:
+    """S3's multipart limits for each dataset's upload (:func:`._limits.upload_violations`),
+    known at plan from its validated size: an ``upload_part_mb`` that would make more than
+    10,000 parts, or a file larger than S3's largest object. The automatic part size always
+    fits otherwise, and is chosen at stage (it reads boto3's defaults, which plan does not
+    import)."""
+    found: list[Unmet] = []
+    part = options.upload_part_mb * (1 << 20) if options.upload_part_mb is not None else None
+    for role in roles:
+        facts = datasets.get(role)
+        if facts is None or facts.size_bytes is None:
+            continue
+        size = facts.size_bytes
+        threshold, part_bytes = (part, part) if part is not None else (size + 1, size + 1)
+        for violation in _limits.upload_violations(size, threshold, part_bytes):
+            found.append(
+                Unmet(
+                    requirement="options.upload_part_mb" if part is not None else f"dataset.{role}",
+                    reason=f"the {_ROLE_NAMES.get(role, role)} ({size:,} bytes) cannot go to S3: "
+                    f"{violation.path} {violation.reason}",
+                )
+            )
+    return found
+
+
 def _samples(spec: RunSpec, options: SageMakerOptions, roles: list[str]) -> dict[str, str]:
     """The longest value each placeholder of a plan can take, so a limit checked on them
     holds for every run: a run key (32 hex digits), a dataset's sha256 (64), the longest
@@ -545,6 +572,7 @@ def plan(provider: str, request: PlanRequest) -> Plan:
         )
     found = unmet(spec, target, options, roles) + _serving.unmet(spec, options, region)
     found += limit_unmet(requests, _samples(spec, options, roles), target.region)
+    found += upload_unmet(options, request.datasets, roles)
     return Plan(
         target=target.key,
         provider=provider,

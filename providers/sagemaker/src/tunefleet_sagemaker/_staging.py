@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -18,13 +19,15 @@ from urllib.parse import parse_qsl
 from tunefleet.errors import ProviderError, ProviderNotFoundError
 from tunefleet.kit.limits import check_storage_region
 from tunefleet.provider import DatasetRef, UploadProgress
+from tunefleet_sagemaker import _limits
 from tunefleet_sagemaker._client import PROVIDER, client, translated
 from tunefleet_sagemaker._planning import StagingOptions, dataset_key
 
-__all__ = ["BucketRegions", "same_key", "stage"]
+__all__ = ["BucketRegions", "UploadParts", "same_key", "stage", "upload_parts"]
 
 MiB = 1 << 20
 UPLOAD_CONCURRENCY = 8
+"""Parts in flight at once (TransferConfig.max_concurrency)."""
 MAX_OBJECT_TAGS = 10
 """S3: "You can associate up to 10 tags with an object" (Categorizing your objects using
 tags, https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-tagging.html)."""
@@ -53,6 +56,46 @@ class BucketRegions:
             self._checked.add((bucket, region))
 
 
+@dataclass(frozen=True)
+class UploadParts:
+    """How a file goes to S3: in one PutObject when smaller than ``threshold`` bytes, else in
+    a multipart upload of ``part_bytes`` parts (the last one shorter)."""
+
+    threshold: int
+    part_bytes: int
+
+    def count(self, size: int) -> int:
+        """The requests that carry a file of ``size`` bytes: 1, or its number of parts."""
+        return 1 if size < self.threshold else -(-size // self.part_bytes)
+
+
+def upload_parts(size: int, part_mb: int | None) -> UploadParts:
+    """The parts a file of ``size`` bytes is uploaded in.
+
+    ``part_mb`` set (``upload_part_mb``): files of that many MiB or more go in parts of that
+    size, as given; :func:`._limits.upload_violations` refuses one S3 cannot take.
+
+    ``part_mb`` None, automatic: boto3's own defaults (TransferConfig's
+    ``multipart_threshold`` and ``multipart_chunksize``, 8 MiB in boto3 1.x, read from the
+    installed boto3), so a 100 MB file is 12 parts that keep all
+    :data:`UPLOAD_CONCURRENCY` streams busy (the old fixed 64 MiB made it 2 parts);
+    for files of more than 10,000 such parts, the smallest whole number of MiB that keeps
+    the upload within S3's 10,000 parts, so a large file still has about 10,000 parts to
+    spread over the streams (10 MiB for 100 GB; 525 MiB for 5 TiB; 5 GiB, the largest
+    part, for the largest object S3 holds). The parts are never smaller than S3's 5 MiB.
+    """
+    if part_mb is not None:
+        return UploadParts(threshold=part_mb * MiB, part_bytes=part_mb * MiB)
+    from boto3.s3.transfer import TransferConfig  # the SDK stays out of import time
+
+    defaults = TransferConfig()
+    fitting = -(-size // (_limits.MAX_S3_PARTS * MiB)) * MiB  # whole MiB: 10,000 parts fit
+    part = max(defaults.multipart_chunksize, _limits.MIN_S3_PART_BYTES, fitting)
+    return UploadParts(
+        threshold=defaults.multipart_threshold, part_bytes=min(part, _limits.MAX_S3_PART_BYTES)
+    )
+
+
 def stage(
     buckets: BucketRegions,
     options: StagingOptions,
@@ -65,16 +108,28 @@ def stage(
     provider: str = PROVIDER,
 ) -> DatasetRef:
     """Upload ``path`` (content hash ``sha256``) as ``planned`` (the plan's PutObject)
-    unless S3 holds it already; its ref."""
+    unless S3 holds it already, in the parts :func:`upload_parts` gives; its ref.
+
+    ProviderError (``limit_exceeded``) before any request when S3 could not take the file
+    in those parts: larger than S3's largest object, or an ``upload_part_mb`` that makes
+    more than 10,000 parts (refused rather than raised: the option says what is sent)."""
     from boto3.s3.transfer import TransferConfig
 
-    s3 = client("s3", region)
-    buckets.check(s3, options.bucket, region, provider)
-    key = dataset_key(options, sha256)
     try:
         size = path.stat().st_size
     except OSError as exc:
         raise ProviderError(provider, f"cannot read {path}: {exc.strerror}") from None
+    parts = upload_parts(size, options.upload_part_mb)
+    found = _limits.upload_violations(size, parts.threshold, parts.part_bytes)
+    if found:
+        raise ProviderError(
+            provider,
+            f"cannot upload {path} to S3: " + "; ".join(f"{v.path} {v.reason}" for v in found),
+            code="limit_exceeded",
+        )
+    s3 = client("s3", region)
+    buckets.check(s3, options.bucket, region, provider)
+    key = dataset_key(options, sha256)
     uri = f"s3://{options.bucket}/{key}"
     wanted_key = planned.get("SSEKMSKeyId")
     if not _reusable(s3, options.bucket, key, size, sha256, wanted_key, provider):
@@ -90,9 +145,10 @@ def stage(
                 if progress is not None:
                     progress(min(sent, size), size)
 
-        part = options.upload_part_mb * MiB
         config = TransferConfig(
-            multipart_threshold=part, multipart_chunksize=part, max_concurrency=UPLOAD_CONCURRENCY
+            multipart_threshold=parts.threshold,
+            multipart_chunksize=parts.part_bytes,
+            max_concurrency=UPLOAD_CONCURRENCY,
         )
         with translated(f"upload {path} to {uri}", provider=provider):
             s3.upload_file(

@@ -56,8 +56,11 @@ class SageMakerOptions(BaseModel):
     """Key prefix inside the bucket."""
     training_image: ImageUri
     """The trainer image (deploy/trainer), pushed to ECR in the target's region."""
-    upload_part_mb: int = Field(default=64, ge=5, le=5120)
-    """Datasets this large or larger go to S3 in parts of this size, several at once."""
+    upload_part_mb: int | None = Field(default=None, ge=5, le=5120)
+    """Datasets of this many MiB or more go to S3 in parts of this size, 8 at once (S3 takes
+    parts of 5 MiB to 5 GiB, at most 10,000 of them: a size too small for a dataset is
+    refused before its upload). Default: chosen from each dataset's size, boto3's 8 MiB
+    parts, larger only where 10,000 of those would not hold the file."""
     kms_key_id: KmsKey | None = None
     """Customer-managed KMS key, by key id or key ARN (plan refuses an alias, saying how to
     find the ARN): SSE-KMS of the staged datasets and the model output, the training

@@ -48,7 +48,7 @@ from tunefleet.provider import (
     fill_placeholders,
 )
 from tunefleet.spec import RunSpec, TargetSpec
-from tunefleet_sagemaker._planning import evaluation_config, upload_requests
+from tunefleet_sagemaker._planning import evaluation_config, upload_requests, upload_unmet
 from tunefleet_sagemaker.hyperpod import _cluster, _serving
 from tunefleet_sagemaker.hyperpod.options import HyperPodOptions
 from tunefleet_sagemaker.hyperpod.pricing import PRICE_SOURCE, PRICES, Resources, resources
@@ -744,6 +744,7 @@ def plan(provider: str, request: PlanRequest, clusters: _cluster.Clusters) -> Pl
     requests: list[NativeRequest] = upload_requests(
         spec, options, options.kms_key_id, request.datasets, roles_of(spec)
     )
+    found += upload_unmet(options, request.datasets, roles_of(spec))
     epochs, _ = trainer_epochs(spec)
     cost: CostEstimate | None = None
     if target.region is None:

@@ -84,8 +84,11 @@ class HyperPodOptions(BaseModel):
     """Key prefix inside the bucket: datasets, then each job's outputs."""
     kms_key_id: KmsKey | None = None
     """Customer-managed KMS key (key id or key ARN) of the staged datasets (SSE-KMS)."""
-    upload_part_mb: int = Field(default=64, ge=5, le=5120)
-    """Datasets this large or larger go to S3 in parts of this size, several at once."""
+    upload_part_mb: int | None = Field(default=None, ge=5, le=5120)
+    """Datasets of this many MiB or more go to S3 in parts of this size, 8 at once (S3 takes
+    parts of 5 MiB to 5 GiB, at most 10,000 of them: a size too small for a dataset is
+    refused before its upload). Default: chosen from each dataset's size, boto3's 8 MiB
+    parts, larger only where 10,000 of those would not hold the file."""
     shared_path: AbsolutePath = "/fsx"
     """Where the jobs see ``s3://<bucket>/`` on the cluster's shared storage: an FSx for
     Lustre file system linked to the bucket by a data repository association (auto-import
