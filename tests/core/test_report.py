@@ -41,7 +41,7 @@ def test_digest_set_remembers_first_lines_across_growth() -> None:
     seen = _SeenDigests(capacity=8)
     rng = random.Random(1)
     digests = [rng.getrandbits(64) for _ in range(10_000)] + [0]
-    for line, digest in enumerate(digests, start=1):
-        assert seen.first_line(digest, line) is None
-    for line, digest in enumerate(digests, start=1):
-        assert seen.first_line(digest, 99_999) == line
+    lines = list(range(1, len(digests) + 1))
+    assert seen.repeats(digests, lines) == []
+    again = [line + len(digests) for line in lines]
+    assert seen.repeats(digests, again) == list(zip(again, lines, strict=True))

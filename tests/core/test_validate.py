@@ -14,6 +14,7 @@ import pytest
 
 from tunefleet.data import validate_dataset
 from tunefleet.data.findings import CODES
+from tunefleet.data.report import DatasetReport
 from tunefleet.data.validate import ValidationOptions, validate_file
 from tunefleet.errors import InputFileError
 from tunefleet.plugins import Registry
@@ -398,3 +399,120 @@ def test_reports_are_reused_only_inside_the_block_and_while_the_file_is_unchange
         changed = validate_dataset(path, jobs=1)
         assert changed is not first and changed.examples == 2
     assert validate_dataset(path, jobs=1) is not changed
+
+
+def test_the_pii_digit_prefilter_skips_no_digit_that_re_sees() -> None:
+    """find_pii skips text in which the `regex` module's \\d finds no digit; that is exact
+    only while it matches every character that re's \\d (which the patterns use) matches."""
+    import re
+    import sys
+
+    from tunefleet.data.pii import _ANY_DIGIT
+
+    everything = "".join(chr(c) for c in range(sys.maxunicode + 1) if not 0xD800 <= c < 0xE000)
+    assert set(re.findall(r"\d", everything)) <= set(_ANY_DIGIT.findall(everything))
+
+
+def test_the_quick_digit_test_never_misses_a_digit() -> None:
+    """Each ASCII digit alone, at either end or inside ASCII text, and any script's digit
+    in other text, is seen; text without one is not."""
+    from tunefleet.data.pii import _has_digit
+
+    for digit in "0123456789":
+        assert all(_has_digit(t) for t in (digit, f"a{digit}", f"{digit}a", f"ab {digit} cd"))
+    assert _has_digit("\u0966 Devanagari zero") and _has_digit("\u00e9t\u00e9 2024")
+    assert not _has_digit("no digits at all") and not _has_digit("\u00e9t\u00e9, \u4f60\u597d")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "card \u0664\u0661\u0661\u0661 \u0661\u0661\u0661\u0661 \u0661\u0661\u0661\u0661 \u0661\u0661\u0661\u0661",  # Arabic-Indic digits: \d, but not ASCII
+        "call \uff10\uff12\uff10 \uff17\uff19\uff14\uff16 \uff10\uff19\uff15\uff18",  # fullwidth digits
+        "IBAN GB82 WEST 1234 5698 7654 32 and mail a.b@example.org",
+        "no digits, no mail: \U0001d7ce is a mathematical digit zero",
+        "plain ASCII: call +44 20 7946 0958 or pay with 4111 1111 1111 1111",  # ASCII fast path
+        "plain ASCII, nothing to find here",
+    ],
+)
+def test_pii_findings_are_those_of_the_unfiltered_patterns(text: str) -> None:
+    """The prefilters (`@`, any digit) only skip texts the patterns cannot match."""
+    from tunefleet.data import pii
+
+    message = {"role": "user", "content": text}
+    found = pii.find_pii({"messages": [SYS, message]}, 7)
+    expected = []
+    if pii._EMAIL.search(text):
+        expected.append("P201")
+    expected += [f.code for f in pii._numbers(text, 1, 7)]
+    assert [f.code for f in found] == expected
+    assert all(f.line == 7 and f.detail.startswith("messages[1]") for f in found)
+
+
+def _validated(tmp_path: Path, lines: list[str]) -> DatasetReport:
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return validate_dataset(path, jobs=1)
+
+
+def test_the_fast_path_counts_what_the_full_checks_count(tmp_path: Path) -> None:
+    """Plain {role, content} messages take a fast path; the same messages made to take the
+    full checks (an extra `weight`, content as one text part) count the same tokens."""
+    plain = [
+        SYS,
+        {"role": "user", "content": "Wie spät ist es? 🙂"},
+        {"role": "assistant", "content": "Il est midi."},
+    ]
+    slow = [
+        {"role": "system", "content": [{"type": "text", "text": "Be kind."}]},
+        {"role": "user", "content": [{"type": "text", "text": "Wie spät ist es? 🙂"}]},
+        {"role": "assistant", "content": "Il est midi.", "weight": 1},
+    ]
+    fast_report = _validated(tmp_path, [json.dumps({"messages": plain})] * 2)
+    slow_report = _validated(tmp_path, [json.dumps({"messages": slow})] * 2)
+    assert fast_report.total_tokens == slow_report.total_tokens > 0
+    assert fast_report.tokens_per_example == slow_report.tokens_per_example
+    assert fast_report.assistant_tokens_per_example == slow_report.assistant_tokens_per_example
+    assert fast_report.counts == slow_report.counts == {"W104": 1}
+
+
+@pytest.mark.parametrize("role", [["user"], {"r": 1}, 5, None])
+def test_a_role_that_is_not_a_string_is_an_unrecognized_role(tmp_path: Path, role: object) -> None:
+    report = _validated(tmp_path, [chat(SYS, {"role": role, "content": "hi"}, BOT)])
+    assert report.counts == {"E015": 1}
+
+
+def test_workers_reading_the_file_themselves_agree_with_one_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In parallel, workers read their blocks from the file; tiny reads put line ends,
+    over-long lines, blank lines and a last line without a newline across read boundaries."""
+    from tunefleet.data import validate
+
+    monkeypatch.setattr(validate, "BATCH_BYTES", 37)
+    lines = [chat(SYS, {"role": "user", "content": f"q{i} " * (i % 5 + 1)}, BOT) for i in range(60)]
+    lines[3] = "x" * 500  # over the limit below, spans several reads
+    lines[10] = ""
+    lines[20] = lines[4]
+    lines[30] = "{broken"
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(lines).encode())  # BOM, no final newline
+    serial = validate_file(path, ValidationOptions(jobs=1, max_line_bytes=300))
+    parallel = validate_file(path, ValidationOptions(jobs=2, max_line_bytes=300))
+    assert serial.model_dump(exclude={"elapsed_seconds"}) == parallel.model_dump(
+        exclude={"elapsed_seconds"}
+    )
+    assert serial.counts == {"E002": 1, "E003": 1, "E004": 1, "W104": 1}
+    assert serial.lines == 60
+
+
+def test_a_file_that_changes_while_workers_read_it_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    path.write_text("\n".join(chat(SYS, USER, BOT) for _ in range(50)) + "\n")
+
+    def append(done: int, total: int) -> None:
+        with path.open("a") as handle:
+            handle.write(chat(SYS, USER, BOT) + "\n")
+
+    with pytest.raises(InputFileError, match="changed while it was being validated"):
+        validate_file(path, ValidationOptions(jobs=2), append)

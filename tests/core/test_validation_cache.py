@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -207,3 +208,37 @@ def test_data_validate_reuses_and_no_cache_forces(tmp_path: Path) -> None:
         report.pop("elapsed_seconds")
     assert reports[0] == reports[1] == reports[2]
     assert list((tmp_path / "cache" / "validation").glob("reports/*/*.json"))
+
+
+_SERVER_AFTER_VALIDATION = """
+import sys
+from multiprocessing import forkserver
+from tunefleet.data import validate_dataset
+if __name__ == "__main__":  # workers import this module again
+    validate_dataset(sys.argv[1], jobs=2, cache=True)
+    print(forkserver._forkserver._forkserver_pid is not None)
+"""
+
+
+def _starts_a_fork_server(data: Path, tmp_path: Path) -> bool:
+    """Whether validating ``data`` with two workers in a fresh interpreter started the
+    workers' fork server (run from a file: workers cannot start for code piped to python)."""
+    script = tmp_path / "validate_twice.py"
+    script.write_text(_SERVER_AFTER_VALIDATION)
+    done = subprocess.run(
+        [sys.executable, str(script), str(data)],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    return done.stdout.strip() == "True"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no fork server on Windows")
+def test_workers_start_early_for_new_data_and_not_for_cached_data(tmp_path: Path) -> None:
+    """The worker pool's fork server is started before validation's setup when the data is
+    new, and not at all when the cache answers (a reattach starts no processes)."""
+    data = _write(tmp_path / "train.jsonl", ["Paris.", "Berlin."])
+    time.sleep(cache.RACY_SECONDS + 0.2)  # past the racy window: its sha256 is remembered
+    assert _starts_a_fork_server(data, tmp_path)
+    assert not _starts_a_fork_server(data, tmp_path)  # the report comes from the cache
+    _write(data, ["Paris.", "Rome."])
+    assert _starts_a_fork_server(data, tmp_path)

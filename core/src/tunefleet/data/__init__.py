@@ -103,6 +103,7 @@ def validate_dataset(
     ProviderNotInstalledError for an unknown provider; problems inside the file are
     findings in the report.
     """
+    _prestart_workers(path, model, jobs, cache)
     from tunefleet.data.validate import ValidationOptions
     from tunefleet.plugins import default_registry
     from tunefleet.provider import ContextLimits, Estimating, optional
@@ -129,6 +130,27 @@ def validate_dataset(
     estimator = optional(backend, Estimating)
     estimate = estimator.estimate_training(model, report.examples, report.billable_tokens, epochs)
     return report.model_copy(update={"training": estimate})
+
+
+def _prestart_workers(path: str | Path, model: str, jobs: int | None, cache: bool | None) -> None:
+    """Start the validation's fork server now, so that it starts on another core while the
+    rest of validation's setup imports (about half a second each, before this).
+
+    Skipped where the on-disk cache will most likely answer: a file this cache has hashed
+    before, unchanged since. A wrong guess costs nothing but time: validation starts the
+    server itself when it needs one.
+    """
+    from tunefleet.data import _pool
+    from tunefleet.data import cache as on_disk
+
+    file = on_disk.probe(path)
+    if file is None:
+        return  # not a regular file: validation says why
+    reuse = _reuse.get()
+    use_disk = cache if cache is not None else bool(reuse and reuse.on_disk)
+    if use_disk and on_disk.remembered(file):
+        return
+    _pool.prestart(file.size, jobs, model)
 
 
 def _validated(

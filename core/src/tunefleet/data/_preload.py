@@ -11,7 +11,7 @@ import os
 
 from tunefleet.data.tokens import TokenCounter, token_counter
 
-PRELOAD_ENV = "TUNEFLEET_PRELOAD_ENCODING"  # set by tunefleet.data.validate
+PRELOAD_ENV = "TUNEFLEET_PRELOAD_ENCODING"  # set by tunefleet.data._pool
 
 counters: dict[str, tuple[TokenCounter, str]] = {}
 

@@ -6,13 +6,37 @@ Kept apart from :mod:`tunefleet.data.validate` so that worker processes (started
 
 from __future__ import annotations
 
+import os
+from array import array
+from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from tunefleet.data.checks import Check, DataFormat, ExampleChecker, ExampleStats
+from tunefleet.data.checks import Check, DataFormat, ExampleChecker
 from tunefleet.data.findings import Finding
 from tunefleet.data.tokens import token_counter
 
-BatchResult = tuple[list[Finding], list[ExampleStats]]
+
+class BatchResult(NamedTuple):
+    """What checking one block of lines found, summed up in the worker.
+
+    Sums and histograms rather than one record per example, so that little crosses the
+    process boundary and the main process merges a block in a few dictionary updates.
+    Only the duplicate check needs the examples one by one, in file order, across blocks:
+    ``lines`` and ``digests`` hold each valid example's line and 64-bit digest, in order.
+    """
+
+    findings: list[Finding]
+    examples: int
+    total_tokens: int
+    billable_tokens: int
+    """Tokens with each example capped at the context limit."""
+    tokens: Counter[int]
+    """Histogram: tokens per example -> examples."""
+    assistant_tokens: Counter[int]
+    messages: Counter[int]
+    lines: array[int]
+    digests: array[int]
 
 
 @dataclass(frozen=True)
@@ -44,7 +68,14 @@ def make_checker(config: WorkerConfig) -> tuple[ExampleChecker, str]:
 def check_lines(checker: ExampleChecker, first_line: int, block: bytes) -> BatchResult:
     """Check the lines of ``block`` (whole lines, the first numbered ``first_line``)."""
     findings: list[Finding] = []
-    stats: list[ExampleStats] = []
+    # Plain lists, counted once at the end (in C): cheaper than a Counter update a line.
+    tokens: list[int] = []
+    assistant: list[int] = []
+    messages: list[int] = []
+    valid_lines = array("Q")
+    digests = array("Q")
+    total = billable = 0
+    context_limit = checker.context_limit
     lines = block.split(b"\n")
     if block.endswith(b"\n"):
         lines.pop()  # the empty string after the last newline is not a line
@@ -58,17 +89,67 @@ def check_lines(checker: ExampleChecker, first_line: int, block: bytes) -> Batch
             continue
         result = checker.check(raw, line, findings)
         if result is not None:
-            stats.append(result)
-    return findings, stats
+            total += result.tokens
+            billable += min(result.tokens, context_limit)
+            tokens.append(result.tokens)
+            assistant.append(result.assistant_tokens)
+            messages.append(result.messages)
+            valid_lines.append(line)
+            digests.append(result.digest)
+    return BatchResult(
+        findings,
+        len(digests),
+        total,
+        billable,
+        Counter(tokens),
+        Counter(assistant),
+        Counter(messages),
+        valid_lines,
+        digests,
+    )
+
+
+class SourceChangedError(Exception):
+    """The file changed (or was replaced) while its blocks were being read."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """The file a pool's workers read their blocks from, and the identity it must keep.
+
+    Workers read their blocks from the file themselves (the page cache serves them) rather
+    than receive them through a pipe: piping every byte cost the main process and each
+    worker a copy, a pickle and dozens of system calls per megabyte.
+    """
+
+    path: str
+    """Absolute, so a worker started from another directory opens the same file."""
+    device: int
+    inode: int
 
 
 _checker: ExampleChecker | None = None
+_source: int | None = None  # the worker's descriptor of Source.path
+_source_problem: str | None = None
 
 
-def init_worker(config: WorkerConfig) -> None:
-    """Process-pool initializer: build this worker's checker once."""
-    global _checker
+def init_worker(config: WorkerConfig, source: Source | None = None) -> None:
+    """Process-pool initializer: build this worker's checker once, open ``source``."""
+    global _checker, _source, _source_problem
     _checker, _ = make_checker(config)
+    if source is None:
+        return
+    try:
+        fd = os.open(source.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        _source_problem = f"cannot be opened again: {exc.strerror or exc}"
+        return
+    found = os.fstat(fd)
+    if (found.st_dev, found.st_ino) != (source.device, source.inode):
+        os.close(fd)
+        _source_problem = "was replaced while it was being validated"
+        return
+    _source = fd
 
 
 def check_batch(first_line: int, block: bytes) -> BatchResult:
@@ -76,3 +157,35 @@ def check_batch(first_line: int, block: bytes) -> BatchResult:
     if _checker is None:
         raise RuntimeError("validation worker was not initialised")
     return check_lines(_checker, first_line, block)
+
+
+def check_range(first_line: int, offset: int, length: int) -> BatchResult:
+    """Process-pool task: check the ``length`` bytes of whole lines at ``offset`` of the
+    pool's source file. Raises SourceChangedError if they are no longer there."""
+    if _checker is None:
+        raise RuntimeError("validation worker was not initialised")
+    if _source is None:
+        raise SourceChangedError(_source_problem or "no file to read from")
+    return check_lines(_checker, first_line, read_range(_source, offset, length))
+
+
+def read_range(fd: int, offset: int, length: int) -> bytes:
+    """``length`` bytes at ``offset`` of ``fd``; raises SourceChangedError if the file ends first."""
+    if hasattr(os, "pread"):
+        data = os.pread(fd, length, offset)
+        while len(data) < length:  # a short read: only at the end of a file that shrank
+            more = os.pread(fd, length - len(data), offset + len(data))
+            if not more:
+                break
+            data += more
+    else:  # Windows: no pread; this worker alone uses the descriptor
+        os.lseek(fd, offset, os.SEEK_SET)
+        parts = []
+        left = length
+        while left and (part := os.read(fd, left)):
+            parts.append(part)
+            left -= len(part)
+        data = b"".join(parts)
+    if len(data) != length:
+        raise SourceChangedError("shrank while it was being validated")
+    return data

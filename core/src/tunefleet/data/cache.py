@@ -168,6 +168,12 @@ def _remembered_sha256(file: Probe) -> str | None:
     return sha256 if isinstance(sha256, str) else None
 
 
+def remembered(file: Probe) -> bool:
+    """True if this cache knows the sha256 of ``file`` as it is now (it was validated, or
+    looked up, before and has not changed since)."""
+    return _remembered_sha256(file) is not None
+
+
 def _remember(file: Probe, sha256: str) -> None:
     """Remember ``sha256`` for ``file`` if it has not changed since it was probed and its
     stat can be trusted."""

@@ -46,7 +46,8 @@ class ExampleStats(NamedTuple):
     has_system: bool
     has_user: bool
     digest: int
-    """64-bit hash of the line, for exact-duplicate detection."""
+    """64-bit hash of the line (the first 8 bytes of its sha256), for exact-duplicate
+    detection: any 64-bit hash would do, and sha256 is the fastest in hashlib here."""
 
 
 Check = Callable[[Mapping[str, Any], int], Iterable[Finding]]
@@ -88,10 +89,12 @@ class ExampleChecker:
         self.max_line_bytes = max_line_bytes
         # System prompts repeat across a dataset, often verbatim: count each once.
         self._prompt_tokens: dict[str, int] = {}
-        self._context_limit = context_limit
+        self.context_limit = context_limit
         self._format = data_format
         self._extra = tuple(extra_checks)
         self._role_tokens: dict[str, int] = {}
+        # Per-message tokens of a plain role (3 + the role's own tokens), for the fast path.
+        self._plain_role_tokens = {role: 3 + count_tokens(role) for role in _PLAIN_ROLES}
 
     def check(self, raw: bytes, line: int, out: list[Finding]) -> ExampleStats | None:
         """Append the line's findings to ``out``; return its stats if it has no error."""
@@ -121,7 +124,7 @@ class ExampleChecker:
             tally = self._preference(example, line, out)
         for check in self._extra:
             out.extend(check(example, line))
-        if tally is None or any(f.code.startswith("E") for f in out[first:]):
+        if tally is None or (len(out) > first and any(f.code.startswith("E") for f in out[first:])):
             return None
         if self._format == "chat":
             if not tally.has_system:
@@ -130,13 +133,11 @@ class ExampleChecker:
                 out.append(Finding("W102", line, "no user message"))
         if tally.images:
             out.append(Finding("W106", line, "image parts are not counted in token totals"))
-        if tally.tokens > self._context_limit:
+        if tally.tokens > self.context_limit:
             out.append(
-                Finding(
-                    "W103", line, f"{tally.tokens} tokens > context limit {self._context_limit}"
-                )
+                Finding("W103", line, f"{tally.tokens} tokens > context limit {self.context_limit}")
             )
-        digest = int.from_bytes(hashlib.blake2b(body, digest_size=8).digest(), "little")
+        digest = int.from_bytes(hashlib.sha256(body).digest()[:8], "little")
         return ExampleStats(
             line,
             tally.tokens,
@@ -210,23 +211,30 @@ class ExampleChecker:
     def _messages(
         self, messages: list[Any], where: str, line: int, out: list[Finding], tally: _Tally
     ) -> None:
+        count = self._count
+        plain = self._plain_role_tokens
+        # The fast path adds up in local variables (cheaper than attributes), added to the
+        # tally after the loop; the full checks below update the tally directly.
+        fast_tokens = fast_assistant = plain_messages = 0
+        has_system = has_user = has_assistant = False
         for index, message in enumerate(messages):
-            # Fast path: the usual message, {"role": ..., "content": "non-empty text"}.
+            # Fast path: the usual message, {"role": system/user/assistant, "content": "text"};
+            # anything else (and every problem) takes the full checks below.
             if type(message) is dict and len(message) == 2:
                 role, content = message.get("role"), message.get("content")
-                if type(content) is str and content and role in _PLAIN_ROLES:
-                    tally.messages += 1
+                if type(content) is str and content and type(role) is str and role in plain:
+                    plain_messages += 1
                     if role == "assistant":
-                        text = self._count(content)
-                        tally.assistant += text
-                        tally.has_assistant = True
+                        text = count(content)
+                        fast_assistant += text
+                        has_assistant = True
                     elif role == "user":
-                        text = self._count(content)
-                        tally.has_user = True
+                        text = count(content)
+                        has_user = True
                     else:
                         text = self._prompt(content)
-                        tally.has_system = True
-                    tally.tokens += 3 + self._role(role) + text
+                        has_system = True
+                    fast_tokens += plain[role] + text
                     continue
             at = f"{where}[{index}]"
             if not isinstance(message, dict):
@@ -245,7 +253,7 @@ class ExampleChecker:
                 out.append(
                     Finding("E014", line, f"{at} has unrecognized key(s): {', '.join(unknown)}")
                 )
-            if "role" in message and role not in ROLES:
+            if "role" in message and not (isinstance(role, str) and role in ROLES):
                 out.append(Finding("E015", line, f"{at} has role {_short(role)}"))
             tokens = 3
             if isinstance(role, str):
@@ -282,6 +290,12 @@ class ExampleChecker:
             tally.tokens += tokens + text_tokens
             if role == "assistant":
                 tally.assistant += text_tokens
+        tally.tokens += fast_tokens
+        tally.assistant += fast_assistant
+        tally.messages += plain_messages
+        tally.has_system |= has_system
+        tally.has_user |= has_user
+        tally.has_assistant |= has_assistant
 
     def _content(
         self,

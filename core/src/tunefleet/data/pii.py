@@ -9,8 +9,10 @@ which message holds the data but never repeat it: the report is safe to share.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import regex  # type: ignore[import-untyped]  # no stubs
 
 from tunefleet.data.findings import Finding
 from tunefleet.hookspecs import ExampleCheck, hookimpl
@@ -25,6 +27,12 @@ _PHONE = re.compile(
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
 _DIGITS = re.compile(r"\d")
+# The prefilter that keeps the patterns above off text without a digit, which is most text.
+# The `regex` module scans about twice as fast as `re`, and its \d (Unicode's Nd, from a
+# Unicode version at least as new as Python's) matches every character re's \d matches
+# (a test checks), so skipping on it never skips text the patterns could match.
+_ANY_DIGIT = regex.compile(r"\d")
+_ASCII_DIGITS = "0123456789"
 
 
 def luhn_valid(digits: str) -> bool:
@@ -50,42 +58,73 @@ def iban_valid(candidate: str) -> bool:
     return int(numeric) % 97 == 1
 
 
-def _texts(example: Mapping[str, Any]) -> Iterator[tuple[int, str]]:
+def _messages(example: Mapping[str, Any]) -> list[Any]:
+    """The example's messages (chat), or its input's (preference); [] if neither is a list."""
     messages = example.get("messages")
     if not isinstance(messages, list):
         inner = example.get("input")
         messages = inner.get("messages") if isinstance(inner, Mapping) else None
-    for index, message in enumerate(messages if isinstance(messages, list) else ()):
-        if not isinstance(message, Mapping):
+    return messages if isinstance(messages, list) else []
+
+
+def find_pii(example: Mapping[str, Any], line: int) -> list[Finding]:
+    """Findings for likely e-mail, phone, card and IBAN numbers in the example's messages.
+
+    Every string content and text part is checked; each finding names its message. The
+    common case (no ``@`` and no digit in a text) costs one substring test and one scan.
+    """
+    found: list[Finding] = []
+    for index, message in enumerate(_messages(example)):
+        # `type(...) is dict` first: parsed JSON is always a dict, and the ABC check is slow.
+        if not (type(message) is dict or isinstance(message, Mapping)):
             continue
         content = message.get("content")
         if isinstance(content, str):
-            yield index, content
+            # The common case inline, saving a call: no `@` and no digit, nothing to find.
+            if "@" in content or _has_digit(content):
+                _check_text(content, index, line, found)
         elif isinstance(content, list):
             for part in content:
                 if isinstance(part, Mapping) and isinstance(part.get("text"), str):
-                    yield index, part["text"]
+                    _check_text(part["text"], index, line, found)
+    return found
 
 
-def find_pii(example: Mapping[str, Any], line: int) -> Iterator[Finding]:
-    """Findings for likely e-mail, phone, card and IBAN numbers in the example's messages."""
-    for index, text in _texts(example):
-        if "@" in text and _EMAIL.search(text):
-            yield Finding("P201", line, f"messages[{index}] holds a likely e-mail address")
-        if not _DIGITS.search(text):
-            continue
-        cards = [m for m in _CARD.finditer(text) if luhn_valid(re.sub(r"[ -]", "", m.group()))]
-        if cards:
-            yield Finding("P203", line, f"messages[{index}] holds a likely card number")
-        card_spans = [m.span() for m in cards]
-        for match in _PHONE.finditer(text):
-            digits = len(_DIGITS.findall(match.group()))
-            inside_card = any(s <= match.start() < e for s, e in card_spans)
-            if 9 <= digits <= 15 and not inside_card:
-                yield Finding("P202", line, f"messages[{index}] holds a likely phone number")
-                break
-        if any(iban_valid(m.group()) for m in _IBAN.finditer(text)):
-            yield Finding("P204", line, f"messages[{index}] holds a likely IBAN")
+def _has_digit(text: str) -> bool:
+    """True if ``text`` may hold a digit (any script's): never False for text that has one.
+
+    ASCII text (``isascii`` is a flag, free to read) can only hold 0-9, and ten substring
+    tests find those about five times faster than a regex scan; other text is scanned.
+    """
+    if text.isascii():
+        return any(digit in text for digit in _ASCII_DIGITS)
+    return _ANY_DIGIT.search(text) is not None
+
+
+def _check_text(text: str, index: int, line: int, found: list[Finding]) -> None:
+    if "@" in text and _EMAIL.search(text):
+        found.append(Finding("P201", line, f"messages[{index}] holds a likely e-mail address"))
+    # The quick test first (a superset of re's \d); then re's, which decides.
+    if _has_digit(text) and _DIGITS.search(text):
+        found.extend(_numbers(text, index, line))
+
+
+def _numbers(text: str, index: int, line: int) -> list[Finding]:
+    """Card, phone and IBAN findings for one text that holds a digit."""
+    found: list[Finding] = []
+    cards = [m for m in _CARD.finditer(text) if luhn_valid(re.sub(r"[ -]", "", m.group()))]
+    if cards:
+        found.append(Finding("P203", line, f"messages[{index}] holds a likely card number"))
+    card_spans = [m.span() for m in cards]
+    for match in _PHONE.finditer(text):
+        digits = len(_DIGITS.findall(match.group()))
+        inside_card = any(s <= match.start() < e for s, e in card_spans)
+        if 9 <= digits <= 15 and not inside_card:
+            found.append(Finding("P202", line, f"messages[{index}] holds a likely phone number"))
+            break
+    if any(iban_valid(m.group()) for m in _IBAN.finditer(text)):
+        found.append(Finding("P204", line, f"messages[{index}] holds a likely IBAN"))
+    return found
 
 
 @hookimpl

@@ -1,9 +1,11 @@
 """Streaming, parallel validation of a JSONL fine-tuning dataset.
 
-The file is read once, in order, in batches of about a megabyte; worker processes check
-the lines and count tokens (each message encoded once) while the main process reads on
-and merges results in line order. Memory stays flat in the file's size: only per-example
-counters (a few dozen bytes per example), the duplicate index and at most
+The main process reads the file once, in order, in batches of about a megabyte, hashing it
+and finding line boundaries; worker processes read each batch from the file themselves
+(the page cache serves it), check the lines and count tokens (each message encoded once),
+and send back sums and histograms, which the main process merges in line order. A file
+that changes while the workers read it is refused. Memory stays flat in the file's size:
+only histograms, the duplicate index (a few bytes per example) and at most
 ``max_per_code`` findings of each code are kept. A line longer than ``max_line_bytes`` is
 reported and skipped without being held in memory.
 """
@@ -11,9 +13,7 @@ reported and skipped without being held in memory.
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
-import sys
 import time
 from array import array
 from collections import Counter, deque
@@ -21,13 +21,17 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
+from tunefleet.data._pool import pool_context, resolve_jobs
 from tunefleet.data._worker import (
     BatchResult,
+    Source,
+    SourceChangedError,
     WorkerConfig,
     check_batch,
     check_lines,
+    check_range,
     init_worker,
     make_checker,
 )
@@ -35,18 +39,19 @@ from tunefleet.data.checks import Check, DataFormat
 from tunefleet.data.findings import Finding, name_of, severity_of
 from tunefleet.data.report import DatasetReport, Distribution, FindingOut
 from tunefleet.data.tokens import DEFAULT_CONTEXT_LIMIT, choose_encoding, token_backend
-from tunefleet.errors import InputFileError, UsageError
+from tunefleet.errors import InputFileError
 from tunefleet.names import open_input, os_problem
 
 __all__ = ["ValidationOptions", "validate_file"]
 
 BATCH_BYTES = 1 << 20
-PARALLEL_MIN_BYTES = 8 << 20
-PRELOAD_ENV = "TUNEFLEET_PRELOAD_ENCODING"  # read by tunefleet.data._preload in the fork server  # below this, starting workers costs more than it saves
 DEFAULT_MAX_LINE_BYTES = 32 << 20
+READ_AHEAD = 4096
+"""Batches read ahead of the workers when they read the file themselves (a few dozen bytes
+each: the main process hashes and counts up to 4 GB ahead)."""
 
 Progress = Callable[[int, int], None]
-"""Called with (bytes read, total bytes) as validation advances."""
+"""Called with (bytes checked, total bytes) as validation advances."""
 
 
 @dataclass(frozen=True)
@@ -69,29 +74,45 @@ class ValidationOptions:
     """Extra per-example checks (the registry's ``tunefleet_dataset_checks``)."""
 
 
+class _Batch(NamedTuple):
+    """A block of whole lines: the first one's number, where the block lies in the file, and
+    its bytes (None when the reader does not keep them: workers read them themselves)."""
+
+    first_line: int
+    offset: int
+    length: int
+    data: bytes | None
+
+
 class _Reader:
     """Reads a file in blocks of whole lines, hashing it on the way.
 
     The main process only finds line boundaries (in C, with ``bytes.count``); workers split
     the blocks. A line longer than ``max_line_bytes`` without a newline in sight is counted
-    and skipped as it streams past, never held whole in memory.
+    and skipped as it streams past, never held whole in memory. With ``keep_data`` false,
+    batches carry no bytes, only where they lie, and nothing but the start of an unfinished
+    line is copied.
     """
 
-    def __init__(self, handle: IO[bytes], max_line_bytes: int) -> None:
+    def __init__(self, handle: IO[bytes], max_line_bytes: int, *, keep_data: bool = True) -> None:
         self._handle = handle
         self._max = max_line_bytes
+        self._keep = keep_data
         self.sha256 = hashlib.sha256()
         self.bytes_read = 0
         self.lines = 0
         self.too_long: list[Finding] = []
 
-    def batches(self) -> Iterator[tuple[int, bytes]]:
-        """Yield (number of the block's first line, block of whole lines)."""
+    def batches(self) -> Iterator[_Batch]:
+        """Yield the file's blocks of whole lines, in order."""
         pending = bytearray()  # the start of a line whose end has not been read yet
+        pending_at = 0  # the file offset of pending's first byte
         skipped = -1  # bytes of an over-long line skipped so far; -1 when not skipping
         while chunk := self._handle.read(BATCH_BYTES):
+            at = self.bytes_read  # the file offset of chunk[0]
             self.sha256.update(chunk)
             self.bytes_read += len(chunk)
+            begin = 0  # chunk[:begin] ends a skipped line
             if skipped >= 0:
                 newline = chunk.find(b"\n")
                 if newline < 0:
@@ -99,23 +120,30 @@ class _Reader:
                     continue
                 self._skipped_line(skipped + newline + 1)
                 skipped = -1
-                chunk = chunk[newline + 1 :]
-            last = chunk.rfind(b"\n")
+                begin = newline + 1
+                pending_at = at + begin
+            last = chunk.rfind(b"\n", begin)
             if last < 0:
-                pending += chunk
+                pending += chunk[begin:] if begin else chunk
             else:
-                block = bytes(pending) + chunk[: last + 1] if pending else chunk[: last + 1]
-                pending = bytearray(chunk[last + 1 :])
+                end = last + 1
                 first = self.lines + 1
-                self.lines += block.count(b"\n")
-                yield first, block
+                self.lines += chunk.count(b"\n", begin, end)  # pending holds no newline
+                data = None
+                if self._keep:
+                    whole = chunk if begin == 0 and end == len(chunk) else chunk[begin:end]
+                    data = bytes(pending) + whole if pending else whole
+                yield _Batch(first, pending_at, len(pending) + end - begin, data)
+                pending = bytearray(chunk[end:])
+                pending_at = at + end
             if len(pending) > self._max:
                 skipped, pending = len(pending), bytearray()
         if skipped >= 0:
             self._skipped_line(skipped)
         elif pending:
             self.lines += 1
-            yield self.lines, bytes(pending)
+            data = bytes(pending) if self._keep else None
+            yield _Batch(self.lines, pending_at, len(pending), data)
 
     def _skipped_line(self, length: int) -> None:
         self.lines += 1
@@ -139,31 +167,42 @@ class _SeenDigests:
         self._lines = array("I", bytes(4 * capacity))
         self._used = 0
 
-    def first_line(self, digest: int, line: int) -> int | None:
-        """The line ``digest`` was first seen on; None (and remember ``line``) if it is new."""
-        digest = digest or 1  # 0 marks an empty slot
-        digests = self._digests
-        mask = len(digests) - 1
-        slot = digest & mask
-        while True:
-            found = digests[slot]
-            if found == digest:
-                return self._lines[slot]
-            if found == 0:
-                digests[slot] = digest
-                self._lines[slot] = line
-                self._used += 1
-                if self._used * 2 > len(digests):
-                    self._grow()
-                return None
-            slot = (slot + 1) & mask
+    def repeats(self, digests: Sequence[int], lines: Sequence[int]) -> list[tuple[int, int]]:
+        """(line, line first seen on) for each digest already seen, in order; remembers the
+        others. ``lines[i]`` is the line of ``digests[i]``; lines come in increasing order.
+
+        One loop over a whole block, the probing inlined: it runs once per example in the
+        main process, which competes with the workers for the cores.
+        """
+        found: list[tuple[int, int]] = []
+        table, table_lines = self._digests, self._lines
+        mask = len(table) - 1
+        for digest, line in zip(digests, lines, strict=True):
+            digest = digest or 1  # 0 marks an empty slot
+            slot = digest & mask
+            while True:
+                seen = table[slot]
+                if seen == digest:
+                    found.append((line, table_lines[slot]))
+                    break
+                if seen == 0:
+                    table[slot] = digest
+                    table_lines[slot] = line
+                    self._used += 1
+                    if self._used * 2 > mask + 1:
+                        self._grow()
+                        table, table_lines = self._digests, self._lines
+                        mask = len(table) - 1
+                    break
+                slot = (slot + 1) & mask
+        return found
 
     def _grow(self) -> None:
         digests, lines = self._digests, self._lines
         self._allocate(len(digests) * 2)
-        for digest, line in zip(digests, lines, strict=True):
-            if digest:
-                self.first_line(digest, line)
+        used = [i for i, digest in enumerate(digests) if digest]
+        # Re-inserting distinct digests finds no repeats; stored digests are never 0.
+        self.repeats([digests[i] for i in used], [lines[i] for i in used])
 
 
 class _Merger:
@@ -194,96 +233,67 @@ class _Merger:
             else:
                 self.kept.append(finding)
 
-    def merge(self, result: BatchResult, context_limit: int) -> None:
-        findings, stats = result
-        self.add(findings)
-        repeats = []
-        for example in stats:
-            self.examples += 1
-            self.total_tokens += example.tokens
-            self.billable_tokens += min(example.tokens, context_limit)
-            self.tokens[example.tokens] += 1
-            self.assistant[example.assistant_tokens] += 1
-            self.messages[example.messages] += 1
-            original = self.seen.first_line(example.digest, example.line)
-            if original is not None:
-                repeats.append(Finding("W104", example.line, f"same as line {original}"))
-        self.add(repeats)
-
-
-def _workers_can_start() -> bool:
-    """False where worker processes would fail: they re-import the main module by path,
-    which does not exist for code piped to ``python -``, and pools cannot nest."""
-    if multiprocessing.parent_process() is not None:
-        return False
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    return getattr(main, "__spec__", None) is not None or path is None or Path(path).is_file()
-
-
-def _resolve_jobs(jobs: int | None, size: int) -> int:
-    if jobs is not None and jobs < 1:
-        raise UsageError(f"jobs must be >= 1, got {jobs}")
-    if not _workers_can_start():
-        return 1
-    if jobs is not None:
-        return jobs
-    if size < PARALLEL_MIN_BYTES:
-        return 1
-    return max(
-        1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    )
+    def merge(self, result: BatchResult) -> None:
+        """Add one block's result; blocks must come in line order (duplicates name the
+        first line)."""
+        self.add(result.findings)
+        self.examples += result.examples
+        self.total_tokens += result.total_tokens
+        self.billable_tokens += result.billable_tokens
+        self.tokens.update(result.tokens)
+        self.assistant.update(result.assistant_tokens)
+        self.messages.update(result.messages)
+        repeats = self.seen.repeats(result.digests, result.lines)
+        self.add(Finding("W104", line, f"same as line {first}") for line, first in repeats)
 
 
 def _results(
-    batches: Iterator[tuple[int, bytes]], config: WorkerConfig, jobs: int
-) -> Iterator[BatchResult]:
+    batches: Iterator[_Batch], config: WorkerConfig, jobs: int, source: Source | None
+) -> Iterator[tuple[_Batch, BatchResult]]:
+    """Each batch with the result of checking it, in order: here (one job), or by ``jobs``
+    workers that read each batch from ``source`` (or, without one, are sent its bytes)."""
     if jobs == 1:
         checker, _ = make_checker(config)
-        for first, block in batches:
-            yield check_lines(checker, first, block)
+        for batch in batches:
+            assert batch.data is not None
+            yield batch, check_lines(checker, batch.first_line, batch.data)
         return
-    context = _pool_context(config.encoding)
+    context = pool_context(config.encoding)
     pool = ProcessPoolExecutor(
-        jobs, mp_context=context, initializer=init_worker, initargs=(config,)
+        jobs, mp_context=context, initializer=init_worker, initargs=(config, source)
     )
-    pending: deque[Future[BatchResult]] = deque()
+    in_flight = jobs * 3  # bounded: memory stays flat however big the file
+    # Batches that carry no bytes (workers read them) cost nothing to hold, so this process
+    # reads, hashes and counts lines ahead while the workers start and work, on a core
+    # that would otherwise wait; batches with bytes are not read ahead.
+    read_ahead = READ_AHEAD if source is not None else 0
+    waiting: deque[_Batch] = deque()  # read, not yet submitted
+    running: deque[tuple[_Batch, Future[BatchResult]]] = deque()
+
+    def submit() -> None:
+        while waiting and len(running) < in_flight:
+            batch = waiting.popleft()
+            if source is not None:
+                task = pool.submit(check_range, batch.first_line, batch.offset, batch.length)
+            else:
+                assert batch.data is not None  # the reader keeps the bytes without a source
+                task = pool.submit(check_batch, batch.first_line, batch.data)
+            running.append((batch, task))
+
     try:
-        for first, block in batches:
-            pending.append(pool.submit(check_batch, first, block))
-            while len(pending) >= jobs * 3:  # bounded: memory stays flat however big the file
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        for batch in batches:
+            waiting.append(batch)
+            submit()
+            while running and (running[0][1].done() or len(waiting) > read_ahead):
+                done, task = running.popleft()
+                yield done, task.result()
+                submit()
+        while running:
+            done, task = running.popleft()
+            yield done, task.result()
+            submit()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _pool_context(encoding: str) -> multiprocessing.context.BaseContext:
-    """A fork server that preloads the tokenizer, so workers share its memory.
-
-    Workers forked from a fork server (a clean process with no threads, unlike ours with
-    its progress bar) share the tokenizer's pages copy-on-write; counting only reads them.
-    Where there is no fork server (Windows), workers are spawned and load their own.
-    """
-    if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn")
-    from multiprocessing import forkserver
-
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["tunefleet.data._preload"])
-    # The fork server inherits the environment once, when it starts; a later validation
-    # with another encoding still works, its workers just build their own tokenizer.
-    previous = os.environ.get(PRELOAD_ENV)
-    os.environ[PRELOAD_ENV] = encoding
-    try:
-        forkserver.ensure_running()
-    finally:
-        if previous is None:
-            os.environ.pop(PRELOAD_ENV, None)
-        else:
-            os.environ[PRELOAD_ENV] = previous
-    return context
 
 
 def _open(path: Path) -> IO[bytes]:
@@ -323,17 +333,33 @@ def validate_file(
         choice.name, limit, options.data_format, tuple(options.checks), options.max_line_bytes
     )
     with _open(file) as handle:
-        total = os.fstat(handle.fileno()).st_size
-        jobs = _resolve_jobs(options.jobs, total)
-        reader = _Reader(handle, options.max_line_bytes)
+        before = os.fstat(handle.fileno())
+        total = before.st_size
+        jobs = resolve_jobs(options.jobs, total)
+        # Workers read their blocks from the file itself where it has a size to trust (not
+        # /proc's files, which say 0 bytes); the result is the same as sending the bytes.
+        source = (
+            Source(os.path.abspath(file), before.st_dev, before.st_ino)
+            if jobs > 1 and total > 0
+            else None
+        )
+        reader = _Reader(handle, options.max_line_bytes, keep_data=source is None)
         merger = _Merger(options.max_per_code)
         try:
-            for result in _results(reader.batches(), config, jobs):
-                merger.merge(result, limit)
-                if progress is not None:
-                    progress(reader.bytes_read, total)
+            for batch, result in _results(reader.batches(), config, jobs, source):
+                merger.merge(result)
+                if progress is not None:  # bytes checked, not read: reading runs ahead
+                    progress(batch.offset + batch.length, total)
         except OSError as exc:  # EIO, a file on a network share that went away
             raise InputFileError(str(file), f"cannot be read: {os_problem(exc)}") from None
+        except SourceChangedError as exc:
+            raise InputFileError(str(file), f"{exc}; validate it again") from None
+        if source is not None and _changed(before, os.fstat(handle.fileno())):
+            # The workers read the file again: only an unchanged file gave them the bytes
+            # that were hashed.
+            raise InputFileError(
+                str(file), "changed while it was being validated; validate it again"
+            )
         merger.add(reader.too_long)
     if reader.lines == merger.counts.get("E003", 0):  # no line at all, or only blank ones
         merger.add([Finding("E005", 0, _no_examples(reader))])
@@ -350,6 +376,14 @@ def validate_file(
         limit=limit,
         limit_source=limit_source,
         started=started,
+    )
+
+
+def _changed(before: os.stat_result, after: os.stat_result) -> bool:
+    return (before.st_size, before.st_mtime_ns, before.st_ctime_ns) != (
+        after.st_size,
+        after.st_mtime_ns,
+        after.st_ctime_ns,
     )
 
 
