@@ -126,6 +126,8 @@ def main() -> None:
             "TUNEFLEET_CACHE_DIR": str(cache),
             "TUNEFLEET_POLL_INTERVAL": "0.02",
         }
+        # As installed, modules load from cached bytecode (the first run writes it).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         spec = work / "spec.yaml"
         spec.write_text(
             json.dumps(
