@@ -516,3 +516,60 @@ def test_a_file_that_changes_while_workers_read_it_is_refused(tmp_path: Path) ->
 
     with pytest.raises(InputFileError, match="changed while it was being validated"):
         validate_file(path, ValidationOptions(jobs=2), append)
+
+
+def _same_report(path: str | Path, reference: Path) -> None:
+    serial = validate_file(reference, ValidationOptions(jobs=1))
+    parallel = validate_file(path, ValidationOptions(jobs=2))
+    assert serial.model_dump(exclude={"elapsed_seconds", "path"}) == parallel.model_dump(
+        exclude={"elapsed_seconds", "path"}
+    )
+    assert parallel.examples == 40
+
+
+def test_workers_find_the_file_through_a_symlink_and_dot_dot(tmp_path: Path) -> None:
+    """`link/../data.jsonl` is the file beside the link's target, not beside the link: the
+    file system resolves it, and workers must open the same file as the main process."""
+    inner = tmp_path / "sub" / "inner"
+    inner.mkdir(parents=True)
+    data = tmp_path / "sub" / "data.jsonl"
+    data.write_text("\n".join(chat(SYS, USER, BOT) for _ in range(40)) + "\n")
+    (tmp_path / "link").symlink_to(inner)
+    (tmp_path / "data.jsonl").write_text("[]\n")  # what resolving `..` by text would find
+    _same_report(tmp_path / "link" / ".." / "data.jsonl", data)
+
+
+@pytest.mark.skipif(not Path("/dev/fd").is_dir(), reason="no /dev/fd on this system")
+def test_workers_read_a_file_named_by_a_descriptor(tmp_path: Path) -> None:
+    """`/dev/fd/N` names this process's descriptor N; in a worker it would name another."""
+    data = tmp_path / "data.jsonl"
+    data.write_text("\n".join(chat(SYS, USER, BOT) for _ in range(40)) + "\n")
+    fd = os.open(data, os.O_RDONLY)
+    try:
+        _same_report(f"/dev/fd/{fd}", data)
+    finally:
+        os.close(fd)
+
+
+def test_a_fifo_in_the_files_place_is_refused_by_workers_not_waited_on(tmp_path: Path) -> None:
+    """A worker opening its source never blocks: a FIFO (opened for reading, it would wait
+    for a writer forever) put where the file was is refused as a replacement."""
+    import threading
+
+    from tunefleet.data._worker import Source, open_source
+
+    data = tmp_path / "data.jsonl"
+    data.write_text(chat(SYS, USER, BOT) + "\n")
+    identity = os.stat(data)
+    data.unlink()
+    os.mkfifo(data)
+    outcome: list[tuple[int | None, str | None]] = []
+    opener = threading.Thread(
+        target=lambda: outcome.append(
+            open_source(Source((str(data),), identity.st_dev, identity.st_ino))
+        ),
+        daemon=True,  # a regression hangs in open(); it must not keep pytest from exiting
+    )
+    opener.start()
+    opener.join(timeout=10)
+    assert outcome == [(None, "was replaced while it was being validated")]

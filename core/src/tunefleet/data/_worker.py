@@ -7,6 +7,7 @@ Kept apart from :mod:`tunefleet.data.validate` so that worker processes (started
 from __future__ import annotations
 
 import os
+import stat
 from array import array
 from collections import Counter
 from dataclasses import dataclass
@@ -122,14 +123,17 @@ class Source:
     worker a copy, a pickle and dozens of system calls per megabyte.
     """
 
-    path: str
-    """Absolute, so a worker started from another directory opens the same file."""
+    paths: tuple[str, ...]
+    """Where to open it, tried in order until one opens the file of ``device`` and
+    ``inode``: on Linux the open file itself, through /proc (whatever its name is now, and
+    whatever ``/dev/fd`` number named it), then its real path (``..`` and symlinks resolved
+    by the file system, so a worker started from another directory finds it too)."""
     device: int
     inode: int
 
 
 _checker: ExampleChecker | None = None
-_source: int | None = None  # the worker's descriptor of Source.path
+_source: int | None = None  # the worker's descriptor of the Source
 _source_problem: str | None = None
 
 
@@ -137,19 +141,31 @@ def init_worker(config: WorkerConfig, source: Source | None = None) -> None:
     """Process-pool initializer: build this worker's checker once, open ``source``."""
     global _checker, _source, _source_problem
     _checker, _ = make_checker(config)
-    if source is None:
-        return
-    try:
-        fd = os.open(source.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    except OSError as exc:
-        _source_problem = f"cannot be opened again: {exc.strerror or exc}"
-        return
-    found = os.fstat(fd)
-    if (found.st_dev, found.st_ino) != (source.device, source.inode):
+    if source is not None:
+        _source, _source_problem = open_source(source)
+
+
+def open_source(source: Source) -> tuple[int | None, str | None]:
+    """A read-only descriptor of ``source`` (the first of its paths that opens that very
+    file), or None and why not. Never blocks: a FIFO put in the file's place is refused,
+    not waited on."""
+    problem = "cannot be opened again"
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+    for path in source.paths:
+        try:
+            fd = os.open(path, flags)
+        except OSError as exc:
+            problem = f"cannot be opened again: {exc.strerror or exc}"
+            continue
+        found = os.fstat(fd)
+        if stat.S_ISREG(found.st_mode) and (found.st_dev, found.st_ino) == (
+            source.device,
+            source.inode,
+        ):
+            return fd, None
         os.close(fd)
-        _source_problem = "was replaced while it was being validated"
-        return
-    _source = fd
+        problem = "was replaced while it was being validated"
+    return None, problem
 
 
 def check_batch(first_line: int, block: bytes) -> BatchResult:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 from array import array
 from collections import Counter, deque
@@ -339,7 +340,7 @@ def validate_file(
         # Workers read their blocks from the file itself where it has a size to trust (not
         # /proc's files, which say 0 bytes); the result is the same as sending the bytes.
         source = (
-            Source(os.path.abspath(file), before.st_dev, before.st_ino)
+            Source(_reopen_paths(file, handle), before.st_dev, before.st_ino)
             if jobs > 1 and total > 0
             else None
         )
@@ -377,6 +378,17 @@ def validate_file(
         limit_source=limit_source,
         started=started,
     )
+
+
+def _reopen_paths(file: Path, handle: IO[bytes]) -> tuple[str, ...]:
+    """Where workers open the file ``handle`` reads (see Source.paths): through /proc on
+    Linux, which still works after a rename and for ``/dev/fd/N`` paths, then by its real
+    path (``os.path.abspath`` would resolve ``link/..`` by text, to the wrong folder)."""
+    paths = []
+    if sys.platform.startswith("linux"):
+        paths.append(f"/proc/{os.getpid()}/fd/{handle.fileno()}")
+    paths.append(os.path.realpath(file))
+    return tuple(paths)
 
 
 def _changed(before: os.stat_result, after: os.stat_result) -> bool:
