@@ -132,6 +132,13 @@ def validate_dataset(
     return report.model_copy(update={"training": estimate})
 
 
+def _uses_disk(cache: bool | None) -> bool:
+    """Whether a validation looks in the on-disk cache: as ``cache`` says, else as the
+    enclosing :func:`reuse_reports` says."""
+    reuse = _reuse.get()
+    return cache if cache is not None else bool(reuse and reuse.on_disk)
+
+
 def _prestart_workers(path: str | Path, model: str, jobs: int | None, cache: bool | None) -> None:
     """Start the validation's fork server now, so that it starts on another core while the
     rest of validation's setup imports (about half a second each, before this).
@@ -146,9 +153,7 @@ def _prestart_workers(path: str | Path, model: str, jobs: int | None, cache: boo
     file = on_disk.probe(path)
     if file is None:
         return  # not a regular file: validation says why
-    reuse = _reuse.get()
-    use_disk = cache if cache is not None else bool(reuse and reuse.on_disk)
-    if use_disk and on_disk.remembered(file):
+    if _uses_disk(cache) and on_disk.remembered(file):
         return
     _pool.prestart(file.size, jobs, model)
 
@@ -164,7 +169,7 @@ def _validated(
     from tunefleet.data.validate import validate_file
 
     reuse = _reuse.get()
-    use_disk = cache if cache is not None else bool(reuse and reuse.on_disk)
+    use_disk = _uses_disk(cache)
     key = _cache_key(path, options)
     memory = reuse.reports if reuse is not None and key is not None else None
     report = memory.get(key) if memory is not None else None

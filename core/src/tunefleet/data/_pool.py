@@ -12,10 +12,10 @@ import os
 import sys
 from pathlib import Path
 
+from tunefleet.data._preload import PRELOAD_ENV
 from tunefleet.errors import UsageError
 
 PARALLEL_MIN_BYTES = 8 << 20  # below this, starting workers costs more than it saves
-PRELOAD_ENV = "TUNEFLEET_PRELOAD_ENCODING"  # read by tunefleet.data._preload in the fork server
 
 
 def workers_can_start() -> bool:
