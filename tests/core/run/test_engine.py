@@ -36,6 +36,10 @@ class Setup:
         self.registry = registry
         self.root = tmp_path / "provider"
         self.notices: list[tuple[str, str]] = []
+        self.gate = tmp_path / "hold"
+        """Jobs with ``hold_while`` set to this file take no step until a notice starting
+        with one of ``release_on`` removes it."""
+        self.release_on: tuple[str, ...] = ("queued:",)
         (tmp_path / "train.jsonl").write_text(TRAIN)
 
     def spec(self, *targets: dict[str, Any], name: str = "demo") -> Path:
@@ -57,8 +61,13 @@ class Setup:
             self.journal,
             registry=self.registry,
             settings=settings,
-            notice=lambda target, message: self.notices.append((target, message)),
+            notice=self._notice,
         )
+
+    def _notice(self, target: str, message: str) -> None:
+        self.notices.append((target, message))
+        if message.startswith(self.release_on):
+            self.gate.unlink(missing_ok=True)
 
     def apply(self, spec: Path, settings: EngineSettings = FAST, **start: Any) -> str:
         engine = self.engine(settings)
@@ -142,7 +151,10 @@ def test_changed_data_is_a_new_run(setup: Setup) -> None:
 
 
 def test_a_provider_at_its_concurrency_limit_queues_the_target(setup: Setup) -> None:
-    limit = {"max_concurrent_jobs": 1, "steps": 5}
+    # The job that takes the slot holds until the other target has queued: without the
+    # gate, a target slow to reach its submit finds the first job already done.
+    setup.gate.touch()
+    limit = {"max_concurrent_jobs": 1, "steps": 5, "hold_while": str(setup.gate)}
     spec = setup.spec(
         {"name": "first", "provider": "fake", "region": "fake-eu-1", "options": limit},
         {"name": "second", "provider": "fake", "region": "fake-west-2", "options": limit},
@@ -161,7 +173,9 @@ def test_a_provider_at_its_concurrency_limit_queues_the_target(setup: Setup) -> 
 def test_a_queue_has_a_time_limit_the_user_sets(setup: Setup) -> None:
     """A target that waits longer than the queue's limit fails with why it waited, instead
     of sending its create again every interval forever; the job ahead of it is unharmed."""
-    limit = {"max_concurrent_jobs": 1, "steps": 40}
+    setup.gate.touch()  # the slot stays taken until the waiting target has failed
+    setup.release_on = ("error:",)
+    limit = {"max_concurrent_jobs": 1, "steps": 4, "hold_while": str(setup.gate)}
     spec = setup.spec(
         {"name": "first", "provider": "fake", "region": "fake-eu-1", "options": limit},
         {"name": "second", "provider": "fake", "region": "fake-west-2", "options": limit},

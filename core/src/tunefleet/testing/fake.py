@@ -111,6 +111,10 @@ class FakeOptions(BaseModel):
     hang_on: list[str] = Field(default_factory=list)
     """Operations that stop answering: they sleep ``hang_seconds`` before doing anything."""
     hang_seconds: float = Field(default=3600.0, ge=0)
+    hold_while: str | None = None
+    """While this file exists, a running job takes no step: a test's gate that keeps a job
+    unfinished until the test has seen what it waits for (so the test does not race the
+    job's polls)."""
     skill: float = Field(default=1.0, ge=0, le=1)
     """Share of the golden questions ``fake``'s trained model answers right (the first)."""
     alarm: bool = False
@@ -418,6 +422,9 @@ class _FakeJobs:
             return  # until resumed
         if state == JobState.QUEUED:
             move_to(JobState.RUNNING, "running")
+            return
+        hold = data["options"].get("hold_while")
+        if hold is not None and Path(hold).exists():
             return
         step = data["step"] + 1
         data["step"] = step
