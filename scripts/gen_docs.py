@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tunefleet.data.findings import CODES
-from tunefleet.spec import RunSpec
+from tunefleet.spec import published_schema
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -82,7 +82,7 @@ def _section(name: str, schema: dict[str, Any]) -> list[str]:
 
 
 def spec_reference() -> str:
-    schema = RunSpec.model_json_schema()
+    schema = published_schema()
     lines = [
         "# Spec reference",
         "",

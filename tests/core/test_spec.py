@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tunefleet.errors import InputFileError, SpecError
-from tunefleet.spec import RunSpec, load_spec, parse_spec
+from tunefleet.spec import RunSpec, load_spec, parse_spec, published_schema
 
 VALID = """\
 name: support-bot
@@ -186,12 +186,27 @@ def test_directory_and_oversized_specs(tmp_path: Path) -> None:
 
 
 def test_schema_forbids_unknown_keys_everywhere() -> None:
-    schema = RunSpec.model_json_schema()
+    schema = published_schema()
     assert schema["additionalProperties"] is False
     for name, definition in schema["$defs"].items():
         if definition.get("type") == "object" and "properties" in definition:
             assert definition.get("additionalProperties") is False, name
     assert "placement" in schema["properties"]
+
+
+def test_the_published_schema_describes_every_key_with_its_docstring() -> None:
+    """Editors show these descriptions; they come from the docstring under each field."""
+    schema = published_schema()
+    models = {"RunSpec": schema, **schema["$defs"]}
+    undescribed = [
+        f"{model}.{key}"
+        for model, definition in models.items()
+        for key, prop in definition.get("properties", {}).items()
+        if not prop.get("description", "").strip()
+    ]
+    assert undescribed == []
+    train = schema["$defs"]["DatasetSpec"]["properties"]["train"]["description"]
+    assert train == "Training examples, one JSON object per line."
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ written. The models hold no provider-specific knob: those live in each target's
 ``options``, which the target's provider validates with its own model at plan time. A
 spec holds no secrets; keys and values that look like credentials are refused.
 
-``load_spec`` is the entry point; ``RunSpec.model_json_schema()`` is the published schema.
+``load_spec`` is the entry point; ``published_schema()`` is the published JSON Schema.
 """
 
 from __future__ import annotations
@@ -134,7 +134,9 @@ def is_local(location: str) -> bool:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    # Fields are documented by the docstring under them; those become the published
+    # schema's descriptions in published_schema(), not at import (see tunefleet._schema).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class DatasetSpec(_Model):
@@ -686,6 +688,14 @@ def _find_non_finite(node: Any, path: KeyPath) -> Iterator[tuple[KeyPath, str]]:
     elif isinstance(node, list):
         for index, item in enumerate(node):
             yield from _find_non_finite(item, (*path, index))
+
+
+def published_schema() -> dict[str, Any]:
+    """The JSON Schema of a run spec as tunefleet publishes it (``tunefleet schema``, the
+    starter project, docs/spec-reference.md): each field described by its docstring."""
+    from tunefleet._schema import json_schema
+
+    return json_schema(RunSpec)
 
 
 # --------------------------------------------------------------------------- secrets

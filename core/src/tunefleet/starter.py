@@ -27,7 +27,7 @@ def write_starter(directory: Path, *, force: bool = False) -> list[Path]:
 
     Checks every destination before writing any, so a refusal leaves nothing half-written.
     """
-    from tunefleet.spec import RunSpec
+    from tunefleet.spec import published_schema
 
     templates = resources.files("tunefleet.templates")
     contents = {
@@ -35,7 +35,7 @@ def write_starter(directory: Path, *, force: bool = False) -> list[Path]:
         for src, dest in STARTER_FILES.items()
     }
     contents[directory / SCHEMA_FILE] = (
-        json.dumps(RunSpec.model_json_schema(), indent=2) + "\n"
+        json.dumps(published_schema(), indent=2) + "\n"
     ).encode()
     if not force:
         existing = [str(path) for path in contents if path.exists()]

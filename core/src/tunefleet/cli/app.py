@@ -81,9 +81,9 @@ def schema(
     """Print the JSON Schema of the run spec (for editors and CI checks)."""
     import json
 
-    from tunefleet.spec import RunSpec
+    from tunefleet.spec import published_schema
 
-    text = json.dumps(RunSpec.model_json_schema(), indent=2) + "\n"
+    text = json.dumps(published_schema(), indent=2) + "\n"
     if output is None:
         typer.echo(text, nl=False)
         return

@@ -8,22 +8,51 @@ stderr and only when it is a terminal.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from tunefleet.data.report import DatasetReport
     from tunefleet.planning import RunPlan
     from tunefleet.plugins import Registry
 
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+_CONSOLES: dict[str, Console] = {}
+
+
+def __getattr__(name: str) -> Console:
+    """``out`` (stdout, for results) and ``err`` (stderr, for diagnostics): rich consoles
+    made on first use, because importing rich costs about 30 ms that ``--json`` output and
+    a plan without a terminal never need."""
+    if name not in ("out", "err"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    console = _CONSOLES.get(name)
+    if console is None:
+        from rich.console import Console
+
+        console = Console(stderr=name == "err", highlight=False, soft_wrap=True)
+        _CONSOLES[name] = console
+    return console
+
+
+def _out() -> Console:
+    return __getattr__("out")
+
+
+def _err() -> Console:
+    return __getattr__("err")
+
+
+def escape(text: str) -> str:
+    """``text`` with rich markup escaped (rich imported on first use)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def _json(value: object) -> None:
@@ -32,7 +61,11 @@ def _json(value: object) -> None:
 
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
-    """A transient byte progress bar on stderr; yields ``advance(done, total)``."""
+    """A transient byte progress bar on stderr; yields ``advance(done, total)``. Without a
+    terminal on stderr it draws nothing and loads no rich."""
+    if not sys.stderr.isatty():
+        yield lambda done, total: None
+        return
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
     with Progress(
@@ -40,9 +73,9 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
         BarColumn(),
         DownloadColumn(),
         TimeRemainingColumn(),
-        console=err,
+        console=_err(),
         transient=True,
-        disable=not err.is_terminal,
+        disable=not _err().is_terminal,
     ) as bar:
         task = bar.add_task(label, total=None)
 
@@ -54,10 +87,10 @@ def progress_bar(label: str) -> Iterator[Callable[[int, int], None]]:
 
 def initialized(directory: Path, written: list[Path]) -> None:
     for path in written:
-        out.print(f"wrote {path}")
+        _out().print(f"wrote {path}")
     spec = directory / "tunefleet.yaml"
-    out.print(f"next: tunefleet data validate {directory / 'data' / 'train.jsonl'}")
-    out.print(f"      tunefleet plan {spec}")
+    _out().print(f"next: tunefleet data validate {directory / 'data' / 'train.jsonl'}")
+    _out().print(f"      tunefleet plan {spec}")
 
 
 def providers(registry: Registry, *, as_json: bool) -> None:
@@ -78,8 +111,10 @@ def providers(registry: Registry, *, as_json: bool) -> None:
         )
         return
     if not infos:
-        out.print("no providers installed; try: pip install 'tunefleet[local]'")
+        _out().print("no providers installed; try: pip install 'tunefleet[local]'")
         return
+    from rich.table import Table
+
     table = Table(title="Installed providers")
     table.add_column("capability")
     caps = {name: capabilities_of(info.cls()) for name, info in infos.items()}
@@ -113,7 +148,7 @@ def providers(registry: Registry, *, as_json: bool) -> None:
     ]
     for label, cell in rows:
         table.add_row(label, *(cell(name) for name in infos))
-    out.print(table)
+    _out().print(table)
 
 
 def _summary(report: DatasetReport) -> str:
@@ -131,36 +166,36 @@ def dataset_report(report: DatasetReport, *, as_json: bool) -> None:
     for finding in report.findings:
         style = "red" if finding.severity == "error" else "yellow"
         where = f"{report.path}:{finding.line}" if finding.line else report.path
-        out.print(
+        _out().print(
             f"{escape(where)}: [{style}]{finding.code} {finding.name}[/{style}]: "
             f"{escape(finding.detail)}"
         )
     if report.findings_omitted:
-        out.print(
+        _out().print(
             f"... {report.findings_omitted:,} more finding(s) not listed (use --max-per-code 0 to list all)"
         )
-    out.print(_summary(report))
+    _out().print(_summary(report))
     if report.tokens_per_example is not None:
         t = report.tokens_per_example
         a = report.assistant_tokens_per_example
         m = report.messages_per_example
         if m is not None:
-            out.print(f"  messages per example: min {m.min}, median {m.median:g}, max {m.max}")
-        out.print(
+            _out().print(f"  messages per example: min {m.min}, median {m.median:g}, max {m.max}")
+        _out().print(
             f"  tokens per example:   min {t.min:,}, median {t.median:g}, p95 {t.p95:,}, max {t.max:,}"
         )
         if a is not None:
-            out.print(
+            _out().print(
                 f"  assistant tokens:     min {a.min:,}, median {a.median:g}, p95 {a.p95:,}, max {a.max:,}"
             )
-        out.print(
+        _out().print(
             f"  billable tokens: {report.billable_tokens:,} per epoch (context limit {report.context_limit:,}: "
             f"{report.context_limit_source}; {report.examples_over_limit:,} example(s) over it)"
         )
     if report.training is not None:
         est = report.training
         cost = f"~${est.amount:,.2f}" if est.amount is not None else "not token-priced"
-        out.print(
+        _out().print(
             f"  training estimate ({est.provider}): {est.epochs} epoch(s) ({est.epochs_source}), "
             f"{est.trained_tokens:,} trained tokens, {cost} [{est.basis}]"
         )
@@ -171,31 +206,31 @@ def run_plan(run_plan: RunPlan, *, as_json: bool) -> None:
         print(run_plan.model_dump_json(indent=2))
         return
     for role, report in run_plan.datasets.items():
-        out.print(f"{role}: {_summary(report)}")
+        _out().print(f"{role}: {_summary(report)}")
     for plan in run_plan.plans:
         region = plan.region or "-"
-        out.print(
+        _out().print(
             f"\n[bold]target {plan.target}[/bold] (provider {plan.provider}, region {region})"
         )
         if plan.epochs is not None:
-            out.print(f"  epochs: {plan.epochs}")
+            _out().print(f"  epochs: {plan.epochs}")
         for request in plan.requests:
-            out.print(f"  {request.service} {request.operation}: {escape(request.purpose)}")
+            _out().print(f"  {request.service} {request.operation}: {escape(request.purpose)}")
             body = json.dumps(request.body, indent=2, default=str)
             for line in body.splitlines():
-                out.print(f"    {escape(line)}")
+                _out().print(f"    {escape(line)}")
         if plan.cost is not None:
             dated = f", prices of {plan.cost.price_date}" if plan.cost.price_date else ""
-            out.print(
+            _out().print(
                 f"  estimated cost: {plan.cost.amount:,.2f} {plan.cost.currency} ({escape(plan.cost.basis)}{dated})"
             )
         for note in plan.notes:
-            out.print(f"  note: {escape(note)}")
+            _out().print(f"  note: {escape(note)}")
         for unmet in plan.unmet:
-            out.print(f"  [red]cannot honour {unmet.requirement}[/red]: {escape(unmet.reason)}")
+            _out().print(f"  [red]cannot honour {unmet.requirement}[/red]: {escape(unmet.reason)}")
     verdict = (
         "every target can run as specified"
         if run_plan.ok
         else "some targets cannot run as specified"
     )
-    out.print(f"\n{verdict}")
+    _out().print(f"\n{verdict}")

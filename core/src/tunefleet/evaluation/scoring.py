@@ -78,7 +78,7 @@ Detail = dict[str, float | int | str | None]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class MetricResult(_Frozen):

@@ -57,7 +57,7 @@ class _Message(BaseModel):
 class AnswerRequest(BaseModel):
     """One request line: the conversation so far and how to answer it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     messages: list[_Message] = Field(min_length=1)
     max_tokens: int = Field(default=GenerationSettings().max_new_tokens, ge=1, le=8192, strict=True)

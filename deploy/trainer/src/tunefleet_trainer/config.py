@@ -56,7 +56,7 @@ Scheduler = Literal["linear", "cosine", "constant"]
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class LoraSettings(_Model):
@@ -115,7 +115,7 @@ class EvaluationConfig(_Model):
 class TrainerConfig(BaseModel):
     """One training run, in the spec's neutral terms plus the launcher's paths."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_model: str = Field(min_length=1, max_length=512)
     """A hub id (loaded from the local Hugging Face cache when offline), a local model

@@ -56,7 +56,7 @@ MAX_PREDICTIONS_BYTES = 64 << 20
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class GenerationSettings(_Model):
