@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from tunefleet.data.checks import DataFormat
 
 if TYPE_CHECKING:
+    from tunefleet.data.options import ValidationOptions
     from tunefleet.data.report import DatasetReport
-    from tunefleet.data.validate import ValidationOptions
     from tunefleet.plugins import Registry
 
 __all__ = ["reuse_reports", "validate_dataset"]
@@ -104,7 +104,7 @@ def validate_dataset(
     findings in the report.
     """
     _prestart_workers(path, model, jobs, cache)
-    from tunefleet.data.validate import ValidationOptions
+    from tunefleet.data.options import ValidationOptions
     from tunefleet.plugins import default_registry
     from tunefleet.provider import ContextLimits, Estimating, optional
 
@@ -147,7 +147,6 @@ def _prestart_workers(path: str | Path, model: str, jobs: int | None, cache: boo
     before, unchanged since. A wrong guess costs nothing but time: validation starts the
     server itself when it needs one.
     """
-    from tunefleet.data import _pool
     from tunefleet.data import cache as on_disk
 
     file = on_disk.probe(path)
@@ -155,6 +154,8 @@ def _prestart_workers(path: str | Path, model: str, jobs: int | None, cache: boo
         return  # not a regular file: validation says why
     if _uses_disk(cache) and on_disk.remembered(file):
         return
+    from tunefleet.data import _pool  # multiprocessing: not imported when the cache answers
+
     _pool.prestart(file.size, jobs, model)
 
 
@@ -166,7 +167,6 @@ def _validated(
 ) -> DatasetReport:
     """The report of ``path``: from memory, from the on-disk cache, or by validating."""
     from tunefleet.data import cache as on_disk
-    from tunefleet.data.validate import validate_file
 
     reuse = _reuse.get()
     use_disk = _uses_disk(cache)
@@ -182,6 +182,8 @@ def _validated(
         if progress is not None:
             progress(report.size_bytes, report.size_bytes)
     else:
+        from tunefleet.data.validate import validate_file  # not loaded when a cache answers
+
         report = validate_file(path, options, progress)
         if use_disk or cache is False:
             on_disk.store(report, options, file)

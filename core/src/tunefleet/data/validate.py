@@ -20,7 +20,6 @@ from array import array
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
@@ -36,8 +35,8 @@ from tunefleet.data._worker import (
     init_worker,
     make_checker,
 )
-from tunefleet.data.checks import Check, DataFormat
 from tunefleet.data.findings import Finding, name_of, severity_of
+from tunefleet.data.options import ValidationOptions
 from tunefleet.data.report import DatasetReport, Distribution, FindingOut
 from tunefleet.data.tokens import DEFAULT_CONTEXT_LIMIT, choose_encoding, token_backend
 from tunefleet.errors import InputFileError
@@ -46,33 +45,12 @@ from tunefleet.names import open_input, os_problem
 __all__ = ["ValidationOptions", "validate_file"]
 
 BATCH_BYTES = 1 << 20
-DEFAULT_MAX_LINE_BYTES = 32 << 20
 READ_AHEAD = 4096
 """Batches read ahead of the workers when they read the file themselves (a few dozen bytes
 each: the main process hashes and counts up to 4 GB ahead)."""
 
 Progress = Callable[[int, int], None]
 """Called with (bytes checked, total bytes) as validation advances."""
-
-
-@dataclass(frozen=True)
-class ValidationOptions:
-    """How to validate. Defaults suit a chat dataset for an unknown model."""
-
-    model: str = "gpt-4o-mini-2024-07-18"
-    """Decides the tokenizer and the default context limit."""
-    data_format: DataFormat = "chat"
-    context_limit: int | None = None
-    """Tokens per example before truncation; None takes the default, 4096."""
-    context_limit_source: str = "given"
-    """Where ``context_limit`` comes from, for the report (a provider's training context)."""
-    jobs: int | None = None
-    """Worker processes; None uses every core, 1 validates in this process."""
-    max_per_code: int = 1000
-    """Findings kept per code in the report (counts stay exact); 0 keeps all."""
-    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
-    checks: Sequence[Check] = field(default_factory=tuple)
-    """Extra per-example checks (the registry's ``tunefleet_dataset_checks``)."""
 
 
 class _Batch(NamedTuple):

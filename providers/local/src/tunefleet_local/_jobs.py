@@ -29,7 +29,6 @@ import signal
 import subprocess
 import sys
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -126,10 +125,13 @@ class JobFiles:
 
 def local_path(provider: str, uri: str) -> Path:
     """The path of a ``file://`` URI (what ``stage`` and ``artifacts`` hand out)."""
+    # Imported here: urllib.request loads http.client and ssl, 10 ms that a plan never uses.
+    from urllib.request import url2pathname
+
     parts = urllib.parse.urlsplit(uri)
     if parts.scheme != "file":
         raise ProviderError(provider, f"{uri} is not a file on this machine", code="not_local")
-    return Path(urllib.request.url2pathname(parts.path))
+    return Path(url2pathname(parts.path))
 
 
 def _job_files(provider: str, root: Path, run_key: str) -> JobFiles:

@@ -63,10 +63,12 @@ from tunefleet.kit.files import locked, read_json, write_json
 from tunefleet.kit.processes import is_alive, start_time
 from tunefleet.names import NAME_PATTERN
 from tunefleet.provider import ArtifactRef, ChatReply, ChatRequest, EndpointRef, Plan
-from tunefleet_local import _client
 from tunefleet_local._jobs import local_path
 from tunefleet_local.options import workdir
 from tunefleet_trainer.predictions import read_progress_line
+
+# The functions that call the model server import tunefleet_local._client themselves: it
+# loads http.client and ssl (about 10 ms), which planning a local run never needs.
 
 __all__ = [
     "ALARM_ERROR_RATE",
@@ -318,6 +320,8 @@ def delete_endpoint(provider: str, endpoint: EndpointRef) -> None:
 def invoke(provider: str, endpoint: EndpointRef, request: ChatRequest) -> ChatReply:
     """Ask the model behind ``endpoint``: the version its weights pick (see
     :mod:`tunefleet_local._client` for errors)."""
+    from tunefleet_local import _client
+
     return _client.chat(provider, endpoint, request)
 
 
@@ -388,6 +392,8 @@ def _await(
     """Poll the server until it has applied ``revision`` of its table and ``done`` holds
     for its report; TransientProviderError ``version_timeout`` after ``timeout`` seconds
     (the server goes on; calling again waits again)."""
+    from tunefleet_local import _client
+
     deadline = time.monotonic() + timeout
     while True:
         report = _client.versions(provider, endpoint)
@@ -492,6 +498,8 @@ def shift_traffic(provider: str, endpoint: EndpointRef, weights: Mapping[str, in
     ProviderError ``invalid_weights`` unless they are whole percents adding up to 100,
     ``version_not_loaded`` for traffic to a version the server cannot answer with.
     """
+    from tunefleet_local import _client
+
     record_path = _endpoint_record(provider, endpoint)
     with locked(record_path.parent):
         record = _current(provider, endpoint, record_path)
@@ -544,6 +552,8 @@ def invoke_version(
     """Ask ``version`` of the endpoint, whatever the weights. ProviderNotFoundError
     ``version_not_found`` (status 404) when the endpoint does not serve it,
     TransientProviderError ``version_not_loaded`` (503) while it loads."""
+    from tunefleet_local import _client
+
     _check_version(provider, version)
     return _client.chat(provider, endpoint, request, version=version)
 
@@ -586,6 +596,8 @@ def alarms(provider: str, endpoint: EndpointRef, version: str) -> list[str]:
     :data:`ALARM_MIN_ERRORS` failed and more than :data:`ALARM_ERROR_RATE` of them did.
     ProviderNotFoundError ``version_not_found`` when the endpoint does not serve it,
     ``endpoint_not_running`` when its server is gone."""
+    from tunefleet_local import _client
+
     _check_version(provider, version)
     record = _current(provider, endpoint, _endpoint_record(provider, endpoint))
     entry = record["versions"].get(version)
