@@ -3,6 +3,9 @@ botocore's service model, and the limits written only in prose."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -298,3 +301,92 @@ def test_production_variants_and_their_weights() -> None:
     config["ProductionVariants"] = [dict(variant, VariantName="support-")]
     found = problems("sagemaker", "CreateEndpointConfig", config)
     assert "does not match the pattern" in found["ProductionVariants[0].VariantName"]
+
+
+@pytest.mark.parametrize("service", sorted(PLANNED))
+def test_the_model_read_without_a_session_is_the_sessions_model(service: str) -> None:
+    """Plans read botocore's model through its loader, not a session (90 ms faster); the
+    limits they check must be the ones a boto3 client would be built from."""
+    import botocore.session
+
+    ours = _limits.service_model(service)
+    sessions = botocore.session.Session().get_service_model(service)
+    assert ours.api_version == sessions.api_version
+    assert ours.operation_names == sessions.operation_names
+    for operation in PLANNED[service]:
+        mine, theirs = ours.operation_model(operation), sessions.operation_model(operation)
+        assert mine.input_shape.members.keys() == theirs.input_shape.members.keys()
+        assert mine.input_shape.required_members == theirs.input_shape.required_members
+
+
+def _custom_model(folder: Path, max_name: int) -> None:
+    """A copy of SageMaker's model under ``folder`` (as on AWS_DATA_PATH) whose training
+    job names may be at most ``max_name`` characters."""
+    import botocore.loaders
+
+    latest = botocore.loaders.create_loader().load_service_model("sagemaker", "service-2")
+    custom = json.loads(json.dumps(latest))
+    custom["shapes"]["TrainingJobName"]["max"] = max_name
+    version = folder / "sagemaker" / latest["metadata"]["apiVersion"]
+    version.mkdir(parents=True, exist_ok=True)
+    (version / "service-2.json").write_text(json.dumps(custom))
+
+
+@pytest.fixture
+def fresh_models() -> Iterator[None]:
+    """Models read again from disk (or the cache) by each call, before and after."""
+    _limits._service_data.cache_clear()
+    _limits._input_model.cache_clear()
+    yield
+    _limits._service_data.cache_clear()
+    _limits._input_model.cache_clear()
+
+
+def _name_limit(problems: list[_limits.Violation]) -> list[str]:
+    return [v.problem for v in problems if v.path == "TrainingJobName"]
+
+
+def test_models_under_aws_data_path_come_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_models: None
+) -> None:
+    """A model the user put on AWS_DATA_PATH (a preview API, say) is what plans check
+    against, as it is what their boto3 client uses; so does the cached slice, and an edit
+    to that model is seen by the next plan."""
+    _custom_model(tmp_path, 10)
+    monkeypatch.setenv("AWS_DATA_PATH", str(tmp_path))
+    assert _limits.service_model("sagemaker").shape_for("TrainingJobName").metadata["max"] == 10
+    body = {"TrainingJobName": "x" * 11}
+    assert _name_limit(_limits.model_violations("sagemaker", "CreateTrainingJob", body)) == [
+        "has 11 character(s); at most 10 are allowed"
+    ]
+    _custom_model(tmp_path, 12)  # the file changes size: the slice is made again
+    _limits._input_model.cache_clear()  # a new plan (process)
+    _limits._service_data.cache_clear()
+    assert _name_limit(_limits.model_violations("sagemaker", "CreateTrainingJob", body)) == []
+
+
+def test_a_plan_reads_its_slice_of_the_model_from_the_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_models: None
+) -> None:
+    """The second plan finds the shapes it checks in the cache instead of reading the
+    whole model; a damaged cache entry is read past, not trusted."""
+    monkeypatch.setenv("TUNEFLEET_CACHE_DIR", str(tmp_path / "cache"))
+    body = {"TrainingJobName": "bad name"}
+    first = _limits.model_violations("sagemaker", "CreateTrainingJob", body)
+    (entry,) = (tmp_path / "cache" / "botocore").glob("*.json")
+    assert json.loads(entry.read_text())["input"] == "CreateTrainingJobRequest"
+    assert oct(entry.stat().st_mode & 0o777) == "0o600"
+
+    def no_model(service: str) -> dict[str, Any]:
+        raise AssertionError("the whole model was read")
+
+    _limits._input_model.cache_clear()
+    monkeypatch.setattr(_limits, "_service_data", no_model)
+    assert _limits.model_violations("sagemaker", "CreateTrainingJob", body) == first
+    assert any(v.path == "TrainingJobName" for v in first)
+
+    entry.write_text('{"format": 1, "shapes": []}')
+    _limits._input_model.cache_clear()
+    monkeypatch.undo()
+    monkeypatch.setenv("TUNEFLEET_CACHE_DIR", str(tmp_path / "cache"))
+    assert _limits.model_violations("sagemaker", "CreateTrainingJob", body) == first

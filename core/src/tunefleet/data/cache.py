@@ -33,7 +33,6 @@ import functools
 import hashlib
 import json
 import os
-import secrets
 import stat
 import sys
 import time
@@ -42,9 +41,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tunefleet.kit.cache import cache_root, prune, read_entry, write_entry
+
 if TYPE_CHECKING:
+    from tunefleet.data.options import ValidationOptions
     from tunefleet.data.report import DatasetReport
-    from tunefleet.data.validate import ValidationOptions
 
 __all__ = ["Probe", "cache_root", "fingerprint", "forget", "lookup", "probe", "store"]
 
@@ -57,16 +58,6 @@ MAX_FILES = 4096
 RACY_SECONDS = 2.0
 """A file changed this recently may change again within the same timestamp: hash it."""
 _TOKENIZER_DISTRIBUTIONS = ("tiktoken", "bpe-openai")
-
-
-def cache_root() -> Path:
-    """tunefleet's cache directory: ``$TUNEFLEET_CACHE_DIR``, else the user cache directory."""
-    override = os.environ.get("TUNEFLEET_CACHE_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("tunefleet"))
 
 
 def _folder() -> Path:
@@ -161,7 +152,7 @@ def _memo_path(real: str) -> Path:
 
 
 def _remembered_sha256(file: Probe) -> str | None:
-    remembered = _read_json(_memo_path(file.real))
+    remembered = read_entry(_memo_path(file.real))
     if remembered is None or remembered.get("identity") != list(file.identity):
         return None
     sha256 = remembered.get("sha256")
@@ -179,7 +170,7 @@ def _remember(file: Probe, sha256: str) -> None:
     stat can be trusted."""
     again = probe(file.path)
     if again is not None and again.identity == file.identity and file.settled:
-        _write_json(_memo_path(file.real), {"identity": list(file.identity), "sha256": sha256})
+        write_entry(_memo_path(file.real), {"identity": list(file.identity), "sha256": sha256})
 
 
 def _hashed(file: Probe) -> str | None:
@@ -226,7 +217,7 @@ def lookup(file: Probe, options: ValidationOptions) -> DatasetReport | None:
             return None
         _remember(file, sha256)
     entry = _entry(key, file.size, sha256)
-    stored = _read_json(entry)
+    stored = read_entry(entry)
     if stored is None:
         return None
     try:
@@ -247,50 +238,15 @@ def store(report: DatasetReport, options: ValidationOptions, file: Probe | None)
     and remember the sha256 of ``file`` (probed before validating) if it did not change
     meanwhile. A cache that cannot be written is skipped: it only ever saves time."""
     key = fingerprint(options)
-    _write_json(
+    write_entry(
         _entry(key, report.size_bytes, report.sha256), {"report": report.model_dump(mode="json")}
     )
     if file is not None and file.size == report.size_bytes:
         _remember(file, report.sha256)
-    _prune(_folder() / "reports", "*/*.json", MAX_REPORTS)
-    _prune(_folder() / "files", "*.json", MAX_FILES)
+    prune(_folder() / "reports", "*/*.json", MAX_REPORTS)
+    prune(_folder() / "files", "*.json", MAX_FILES)
 
 
 def forget(file: Probe) -> None:
     """Forget the remembered sha256 of ``file`` (``--no-cache``: read the file again)."""
     _memo_path(file.real).unlink(missing_ok=True)
-
-
-def _prune(folder: Path, pattern: str, keep: int) -> None:
-    """Remove all but the ``keep`` most recently used entries matching ``pattern``."""
-    try:
-        entries = [(p.stat().st_mtime, p) for p in folder.glob(pattern)]
-    except OSError:  # another process pruning at the same time
-        return
-    if len(entries) <= keep:
-        return
-    entries.sort(reverse=True)
-    for _, old in entries[keep:]:
-        old.unlink(missing_ok=True)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        with path.open("rb") as handle:
-            found = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return found if isinstance(found, dict) else None
-
-
-def _write_json(path: Path, body: dict[str, Any]) -> None:
-    """Write ``body`` whole or not at all, readable by the user alone."""
-    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.partial")
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(body, handle)
-        os.replace(partial, path)
-    except OSError:
-        partial.unlink(missing_ok=True)

@@ -75,12 +75,9 @@ def choose_encoding(model: str) -> EncodingChoice:
 
 def cache_dir() -> Path:
     """Where verified BPE files are kept for tiktoken (``TUNEFLEET_CACHE_DIR`` overrides)."""
-    override = os.environ.get("TUNEFLEET_CACHE_DIR")
-    if override:
-        return Path(override) / "tiktoken"
-    import platformdirs
+    from tunefleet.kit.cache import cache_root
 
-    return Path(platformdirs.user_cache_dir("tunefleet")) / "tiktoken"
+    return cache_root() / "tiktoken"
 
 
 def verified_bpe_bytes(name: str) -> bytes:

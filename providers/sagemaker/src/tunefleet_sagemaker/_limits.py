@@ -23,7 +23,9 @@ The table of every limit checked, with its source, is in docs/providers/sagemake
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -67,19 +69,185 @@ class Violation:
         return f"{self.problem} ({self.source})"
 
 
-@functools.cache
 def service_model(service: str) -> Any:
-    """botocore's model of ``service``: read from the botocore package, no network, no
-    credentials."""
-    import botocore.session
+    """botocore's model of ``service`` (a ``botocore.model.ServiceModel``): read from the
+    botocore package, no network, no credentials. See :func:`_service_data`."""
+    import botocore.model
 
-    return botocore.session.get_session().get_service_model(service)
+    return botocore.model.ServiceModel(_service_data(service), service_name=service)
+
+
+@functools.cache
+def _service_data(service: str) -> dict[str, Any]:
+    """The JSON of botocore's model of ``service``, read by botocore's loader as a session's
+    ``get_service_model`` reads it (the latest API version, the SDK's extras merged, models
+    under ``AWS_DATA_PATH`` and ``~/.aws/models`` first) without a session, whose set-up
+    adds about 90 ms and nothing to the model. A ``data_path`` set in the AWS config file
+    instead of the environment is not read here."""
+    import botocore.loaders
+
+    loader = botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
+    return dict(loader.load_service_model(service, "service-2"))
 
 
 def _botocore_version() -> str:
     import botocore
 
     return str(botocore.__version__)
+
+
+# What a plan reads of a model, cached -------------------------------------------------------
+
+_SLICE_FORMAT = 1
+"""The layout of a cached slice; a new layout ignores the old ones."""
+_MAX_SLICES = 256
+"""Slices kept (a few to a few hundred KB each); the oldest beyond this are removed."""
+
+
+@dataclass(frozen=True)
+class _Slice:
+    """What a plan checks of one operation: the service's metadata and every shape its
+    input reaches, as botocore's model JSON has them."""
+
+    service: str
+    metadata: Mapping[str, Any]
+    shapes: Mapping[str, Any]
+    input: str | None
+    """The input shape's name; None for an operation without input."""
+
+    def shape(self, name: str) -> _Shape:
+        return _Shape(self, name)
+
+
+class _Shape:
+    """One shape of a botocore model's JSON, read as ``botocore.model.Shape`` reads it: the
+    constraints (min, max, pattern, enum, union, sensitive) are the shape's own, and a
+    member's reference names the shape it has."""
+
+    def __init__(self, model: _Slice, name: str) -> None:
+        self.name = name
+        self.metadata: Mapping[str, Any] = model.shapes[name]
+        self._model = model
+
+    @property
+    def type_name(self) -> str:
+        return str(self.metadata["type"])
+
+    @property
+    def members(self) -> dict[str, _Shape]:
+        members = self.metadata.get("members", {})
+        return {name: self._model.shape(ref["shape"]) for name, ref in members.items()}
+
+    @property
+    def required_members(self) -> list[str]:
+        return list(self.metadata.get("required", []))
+
+    @property
+    def member(self) -> _Shape:
+        return self._model.shape(self.metadata["member"]["shape"])
+
+    @property
+    def key(self) -> _Shape:
+        return self._model.shape(self.metadata["key"]["shape"])
+
+    @property
+    def value(self) -> _Shape:
+        return self._model.shape(self.metadata["value"]["shape"])
+
+    @property
+    def enum(self) -> list[str]:
+        return list(self.metadata.get("enum", []))
+
+
+@functools.cache
+def _input_model(service: str, operation: str) -> _Slice:
+    """What :func:`model_violations` walks for ``operation``: a slice of botocore's model.
+
+    Reading the whole model costs a plan 60-80 ms for SageMaker (a few MB of JSON, of which
+    a plan checks a handful of operations), and importing the loader 80 ms more. So each
+    slice is kept in tunefleet's cache (``$TUNEFLEET_CACHE_DIR/botocore``), named by what
+    it is made from (:func:`_slice_key`): another botocore, or any change to a model file
+    of the service, reads the model again.
+    """
+    from tunefleet.kit.cache import cache_root, prune, read_entry, write_entry
+
+    key = _slice_key(service, operation)
+    folder = cache_root() / "botocore"
+    entry = read_entry(folder / f"{key}.json") if key is not None else None
+    if entry is None or not _is_slice(entry):
+        entry = _slice_of(_service_data(service), operation)
+        if key is not None:
+            write_entry(folder / f"{key}.json", entry)
+            prune(folder, "*.json", _MAX_SLICES)
+    return _Slice(service, entry["metadata"], entry["shapes"], entry["input"])
+
+
+def _slice_of(data: Mapping[str, Any], operation: str) -> dict[str, Any]:
+    """The metadata of model ``data`` and the shapes ``operation``'s input reaches."""
+    found = data["operations"].get(operation)
+    if found is None:
+        raise KeyError(f"botocore's model has no operation {operation!r}")
+    root = found.get("input", {}).get("shape")
+    shapes: dict[str, Any] = {}
+    pending = [root] if root is not None else []
+    while pending:
+        name = pending.pop()
+        if name in shapes:
+            continue
+        spec = shapes[name] = data["shapes"][name]
+        refs = [
+            *spec.get("members", {}).values(),
+            *(spec.get(k) for k in ("member", "key", "value")),
+        ]
+        pending += [ref["shape"] for ref in refs if ref]
+    return {"format": _SLICE_FORMAT, "metadata": data["metadata"], "input": root, "shapes": shapes}
+
+
+def _is_slice(entry: Mapping[str, Any]) -> bool:
+    shapes, root = entry.get("shapes"), entry.get("input")
+    return (
+        entry.get("format") == _SLICE_FORMAT
+        and isinstance(entry.get("metadata"), dict)
+        and isinstance(shapes, dict)
+        and (root is None or root in shapes)
+    )
+
+
+def _slice_key(service: str, operation: str) -> str | None:
+    """A name for the slice of ``operation``: botocore's version, the search path its
+    loader uses, and every model file of ``service`` on it (``service-2*``: the model and
+    its extras, with size and modification time). None when a folder cannot be read."""
+    import botocore
+
+    extra = os.environ.get("AWS_DATA_PATH")
+    paths = (
+        [os.path.expanduser(os.path.expandvars(p)) for p in extra.split(os.pathsep)]
+        if extra
+        else []
+    )
+    paths += [
+        os.path.join(os.path.expanduser("~"), ".aws", "models"),
+        os.path.join(os.path.dirname(botocore.__file__), "data"),
+    ]
+    files = []
+    try:
+        for base in paths:
+            folder = os.path.join(base, service)
+            if not os.path.isdir(folder):
+                continue
+            versions = sorted(
+                v for v in os.listdir(folder) if os.path.isdir(os.path.join(folder, v))
+            )
+            for version in versions:
+                with os.scandir(os.path.join(folder, version)) as entries:
+                    for item in sorted(entries, key=lambda e: e.name):
+                        if item.name.startswith("service-2"):
+                            info = item.stat()
+                            files.append([item.path, info.st_size, info.st_mtime_ns])
+    except OSError:
+        return None
+    basis = [_SLICE_FORMAT, botocore.__version__, service, operation, paths, files]
+    return hashlib.sha256(json.dumps(basis).encode()).hexdigest()
 
 
 # The service model -----------------------------------------------------------------------
@@ -151,13 +319,13 @@ def _type_problem(shape: Any, value: Any) -> str | None:
 class _Walk:
     """One request body walked along its operation's input shape."""
 
-    def __init__(self, service: str) -> None:
-        self.model = service_model(service)
+    def __init__(self, model: _Slice) -> None:
+        self.model = model
         self.found: list[Violation] = []
 
     def source(self, shape: Any) -> str:
         return MODEL_SOURCE.format(
-            service=self.model.service_name,
+            service=self.model.service,
             version=f"{self.model.metadata.get('apiVersion')}, botocore {_botocore_version()}",
             shape=shape.name,
         )
@@ -239,8 +407,10 @@ def model_violations(service: str, operation: str, body: Mapping[str, Any]) -> l
     """Each member of ``body`` that breaks what botocore's model of ``service`` declares
     for ``operation``'s input: required members, types, lengths, ranges, patterns, enums,
     and members the operation does not have."""
-    walk = _Walk(service)
-    walk.walk(walk.model.operation_model(operation).input_shape, dict(body), "")
+    model = _input_model(service, operation)
+    walk = _Walk(model)
+    if model.input is not None:
+        walk.walk(model.shape(model.input), dict(body), "")
     return walk.found
 
 
