@@ -225,6 +225,37 @@ def test_plan_with_unmet_requirements_exits_1_with_reasons(tmp_path: Path) -> No
     assert names["fake"]["capabilities"]["private_network"] is True
 
 
+def test_a_command_line_builds_only_the_command_it_names() -> None:
+    """Typer converts each command it is given on every call, so a command line gets the
+    app narrowed to its command; help, --version and a misspelt name get the whole app."""
+    import typer
+
+    from tunefleet.cli.app import app, app_for
+
+    names = [
+        info.name or typer.main.get_command_name(info.callback.__name__)
+        for info in app.registered_commands
+        if info.callback is not None
+    ] + [str(info.name) for info in app.registered_groups]
+    assert {"plan", "run", "data", "audit", "models"} <= set(names)
+    for name in names:
+        narrowed = app_for([name, "--json"])
+        assert len(narrowed.registered_commands) + len(narrowed.registered_groups) == 1, name
+    plan = app_for(["--debug", "--state", "sqlite:////x.db", "plan", "spec.yaml"])
+    assert [info.callback.__name__ for info in plan.registered_commands if info.callback] == [
+        "plan"
+    ]
+    for whole in ([], ["--help"], ["--version", "plan"], ["plna"], ["--state", "plan"], ["--"]):
+        assert app_for(whole) is app, whole
+    assert len(app.registered_commands) == len(names) - len(app.registered_groups)
+
+
+def test_a_misspelt_command_is_still_suggested() -> None:
+    result = tunefleet("plna", "spec.yaml")
+    assert result.returncode == 2
+    assert "Did you mean 'plan'?" in result.stderr
+
+
 def test_schema_is_json_schema(tmp_path: Path) -> None:
     result = tunefleet("schema")
     schema = json.loads(result.stdout)

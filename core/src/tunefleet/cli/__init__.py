@@ -26,13 +26,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
     import typer
 
-    from tunefleet.cli.app import app
+    from tunefleet.cli.app import app_for
     from tunefleet.errors import TunefleetError
 
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("TUNEFLEET_DEBUG", "") not in ("", "0")
     try:
-        result = app(args=args, prog_name="tunefleet", standalone_mode=False)
+        result = app_for(args)(args=args, prog_name="tunefleet", standalone_mode=False)
     except typer.Exit as exc:
         return exc.exit_code
     except typer.TyperException as exc:  # usage errors: bad options, missing arguments

@@ -3,6 +3,8 @@ that ``tunefleet --help`` stays fast and never imports a cloud SDK."""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -191,3 +193,49 @@ def plan(
 run_commands.register(app)
 serve_commands.register(app)
 model_commands.register(app)
+
+
+_ROOT_OPTIONS_WITH_VALUES = frozenset({"--state"})
+_ROOT_OPTIONS_THAT_ANSWER = frozenset({"--help", "--version"})
+
+
+def app_for(args: Sequence[str]) -> typer.Typer:
+    """The CLI to run ``args`` with: :data:`app` narrowed to the one command they name.
+
+    On every call typer turns each registered command into a click command, inspecting its
+    signature: about 25 ms for all of them, paid by each ``plan``. A command line names one
+    command (after the root options), so only that one is turned. Anything else (no
+    command, ``--help`` or ``--version`` before it, a misspelt name) gets the whole app,
+    with its full help and its suggestions.
+    """
+    word = _command_word(args)
+    if word is None:
+        return app
+    commands = [
+        info
+        for info in app.registered_commands
+        if info.callback is not None
+        and (info.name or typer.main.get_command_name(info.callback.__name__)) == word
+    ]
+    groups = [info for info in app.registered_groups if info.name == word]
+    if len(commands) + len(groups) != 1:
+        return app
+    narrowed = copy.copy(app)
+    narrowed.registered_commands = commands
+    narrowed.registered_groups = groups
+    return narrowed
+
+
+def _command_word(args: Sequence[str]) -> str | None:
+    """The command ``args`` name after the root options; None where the root answers."""
+    value_next = False
+    for arg in args:
+        if value_next:
+            value_next = False
+        elif arg in _ROOT_OPTIONS_THAT_ANSWER or arg == "--":
+            return None
+        elif arg in _ROOT_OPTIONS_WITH_VALUES:
+            value_next = True
+        elif not arg.startswith("-"):
+            return arg
+    return None
