@@ -449,6 +449,35 @@ def test_pii_findings_are_those_of_the_unfiltered_patterns(text: str) -> None:
     assert all(f.line == 7 and f.detail.startswith("messages[1]") for f in found)
 
 
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"role": "user", "content": "plain text, nothing to find"},
+        {"role": "user", "content": [{"type": "text", "text": "a part"}]},
+        {"role": "assistant", "content": None, "tool_calls": []},
+        {"role": "user"},
+        "a message that is no object",
+        ["nor", "a list"],
+    ],
+)
+def test_pii_is_found_and_named_whatever_the_other_messages_hold(other: object) -> None:
+    """An example is first tested whole (all its texts joined); a message the join cannot
+    take sends it through the per-message checks, which still find and name every one."""
+    from tunefleet.data import pii
+
+    mail = {"role": "assistant", "content": "write to a.b@example.org"}
+    phone = {
+        "role": "user",
+        "content": "\u0966\u0967\u0968 \u0969\u096a\u096b \u096c\u096d\u096e\u096f",
+    }
+    found = pii.find_pii({"messages": [SYS, other, mail, phone]}, 3)
+    assert [(f.code, f.detail.split()[0]) for f in found] == [
+        ("P201", "messages[2]"),
+        ("P202", "messages[3]"),
+    ]
+    assert pii.find_pii({"messages": [SYS, other]}, 3) == []
+
+
 def _validated(tmp_path: Path, lines: list[str]) -> DatasetReport:
     path = tmp_path / "data.jsonl"
     path.write_text("\n".join(lines) + "\n")

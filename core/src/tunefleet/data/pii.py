@@ -80,10 +80,22 @@ def find_pii(example: Mapping[str, Any], line: int) -> list[Finding]:
     """Findings for likely e-mail, phone, card and IBAN numbers in the example's messages.
 
     Every string content and text part is checked; each finding names its message. The
-    common case (no ``@`` and no digit in a text) costs one substring test and one scan.
+    common case, no ``@`` and no digit in any message, costs one join, one substring test
+    and one scan for the whole example.
     """
+    messages = _messages(example)
+    try:
+        # Every content a string (the usual chat example): test them all at once, which
+        # spares a few Python calls per message. The separator is neither "@" nor a
+        # digit, and only the absence of both is concluded from the joined text.
+        joined = "\n".join([message["content"] for message in messages])
+    except (TypeError, KeyError):  # parts, a missing content, a message that is no object
+        pass
+    else:
+        if "@" not in joined and not _has_digit(joined):
+            return []
     found: list[Finding] = []
-    for index, message in enumerate(_messages(example)):
+    for index, message in enumerate(messages):
         # `type(...) is dict` first: parsed JSON is always a dict, and the ABC check is slow.
         if not (type(message) is dict or isinstance(message, Mapping)):
             continue
