@@ -26,12 +26,12 @@ _PHONE = re.compile(
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
 _DIGITS = re.compile(r"\d")
+
+
 # The prefilter that keeps the patterns above off text without a digit, which is most text.
 # The `regex` module scans about twice as fast as `re`, and its \d (Unicode's Nd, from a
 # Unicode version at least as new as Python's) matches every character re's \d matches
 # (a test checks), so skipping on it never skips text the patterns could match.
-
-
 @functools.cache
 def any_digit_pattern() -> Any:
     """The prefilter's pattern, compiled on first use: importing ``regex`` costs 10 ms of
