@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tunefleet.errors import InputFileError, SpecError
-from tunefleet.spec import RunSpec, load_spec, parse_spec, published_schema
+from tunefleet.spec import load_spec, parse_spec, published_schema
 
 VALID = """\
 name: support-bot
