@@ -34,9 +34,7 @@ def write_starter(directory: Path, *, force: bool = False) -> list[Path]:
         directory / dest: templates.joinpath(src).read_bytes()
         for src, dest in STARTER_FILES.items()
     }
-    contents[directory / SCHEMA_FILE] = (
-        json.dumps(published_schema(), indent=2) + "\n"
-    ).encode()
+    contents[directory / SCHEMA_FILE] = (json.dumps(published_schema(), indent=2) + "\n").encode()
     if not force:
         existing = [str(path) for path in contents if path.exists()]
         if existing:
