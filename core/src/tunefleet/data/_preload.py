@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 
-from tunefleet.data import pii
 from tunefleet.data.tokens import TokenCounter, token_counter
 
 PRELOAD_ENV = "TUNEFLEET_PRELOAD_ENCODING"  # set by tunefleet.data._pool
@@ -18,7 +17,8 @@ PRELOAD_ENV = "TUNEFLEET_PRELOAD_ENCODING"  # set by tunefleet.data._pool
 counters: dict[str, tuple[TokenCounter, str]] = {}
 
 _name = os.environ.get(PRELOAD_ENV)
-if _name:
+if _name:  # set only while the fork server starts: the main process, importing this, skips it
     counters[_name] = token_counter(_name)
+    from tunefleet.data import pii
 
-pii.any_digit_pattern()
+    pii.any_digit_pattern()
