@@ -277,6 +277,32 @@ def test_a_misspelt_command_is_still_suggested() -> None:
     assert "Did you mean 'plan'?" in result.stderr
 
 
+def test_the_python_api_leaves_the_garbage_collector_as_the_caller_set_it() -> None:
+    """The executable tunes the collector and freezes it before exiting (tunefleet.cli's
+    ``console``); a program calling ``main`` goes on running, so main changes neither."""
+    code = (
+        "import gc; from tunefleet.cli import main; before = gc.get_threshold();"
+        "status = main(['schema']); print(); "
+        "print(status, before == gc.get_threshold(), gc.get_freeze_count())"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "0 True 0"
+
+
+def test_the_executable_exits_with_the_command_status_and_all_its_output(
+    tmp_path: Path,
+) -> None:
+    """What the executable writes before it freezes the collector and exits is all there."""
+    result = tunefleet("schema")
+    assert result.returncode == 0
+    assert json.loads(result.stdout)["title"] == "RunSpec"
+    missing = tunefleet("plan", str(tmp_path / "absent.yaml"))
+    assert missing.returncode == 2
+    assert missing.stderr.startswith("error: ") and "absent.yaml" in missing.stderr
+
+
 def test_schema_is_json_schema(tmp_path: Path) -> None:
     result = tunefleet("schema")
     schema = json.loads(result.stdout)

@@ -471,3 +471,13 @@ def test_spec_files_that_are_not_regular_files_are_refused_before_reading(
         load_spec(path)
     problem = dict(SPECIAL)[kind].split(": ", 1)[1].replace("a regular file", "a spec file")
     assert str(caught.value) == f"{path}: {problem}"
+
+
+def test_defaults_are_fresh_for_every_spec(tmp_path: Path) -> None:
+    """A spec's empty options and tags are its own: a plugin that fills one spec's in place
+    leaves the next spec's empty."""
+    first, second = (load_spec(write(tmp_path, VALID, f"{n}.yaml")) for n in ("a", "b"))
+    first.targets[0].options["injected"] = True
+    first.placement.tags["team"] = "x"
+    assert second.targets[0].options == {} and second.placement.tags == {}
+    assert second.placement.required_tags == []

@@ -1,7 +1,5 @@
 """``python -m tunefleet``: the same as the ``tunefleet`` command."""
 
-import sys
+from tunefleet.cli import console
 
-from tunefleet.cli import main
-
-sys.exit(main())
+console()

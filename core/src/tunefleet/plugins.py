@@ -164,9 +164,10 @@ def discover() -> Registry:
     """A registry with tunefleet's built-in plugins and every installed entry point."""
     registry = Registry(builtin_plugins())
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        dist = ep.dist
-        distribution = dist.name if dist is not None else ep.value
-        version = dist.version if dist is not None else None
+        # Each read of ``dist.metadata`` parses the METADATA file again: read it once.
+        metadata = ep.dist.metadata if ep.dist is not None else None
+        distribution = metadata["Name"] if metadata is not None else ep.value
+        version = metadata["Version"] if metadata is not None else None
         try:
             plugin: ModuleType | Any = ep.load()
         except Exception as exc:  # a broken plugin is named, not a traceback

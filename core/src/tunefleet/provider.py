@@ -172,7 +172,7 @@ class PlanRequest(_Frozen):
     target: TargetSpec
     options: BaseModel
     """The target's options, already validated with the provider's ``options_model``."""
-    datasets: Mapping[str, DatasetFacts] = Field(default_factory=dict)
+    datasets: Mapping[str, DatasetFacts] = {}
 
 
 Phase = Literal["stage", "submit", "evaluate", "deploy"]
@@ -255,10 +255,10 @@ class Plan(_Frozen):
     options: dict[str, Any]
     """The validated options, as JSON, so a later process can act on the plan."""
     epochs: int | None = None
-    requests: list[NativeRequest] = Field(default_factory=list)
+    requests: list[NativeRequest] = []
     cost: CostEstimate | None = None
-    unmet: list[Unmet] = Field(default_factory=list)
-    notes: list[str] = Field(default_factory=list)
+    unmet: list[Unmet] = []
+    notes: list[str] = []
     predictions: Literal["job", "answer"] | None = None
     """How the golden set's answers come for this target: the training job writes them
     (``job``: the provider stages the golden set, puts it in the trainer's config and lists
@@ -308,7 +308,7 @@ class JobRef(_Frozen):
     region: str | None = None
     run_key: str
     console_url: str | None = None
-    scope: dict[str, str] = Field(default_factory=dict)
+    scope: dict[str, str] = {}
     """What a later call needs besides ``id`` to reach the job (an API endpoint, an
     account, a project); never a credential."""
 
@@ -352,7 +352,7 @@ class EndpointRef(_Frozen):
     url: str | None = None
     id: str | None = None
     """The provider's own id for it (an ARN, a resource path), where it has one."""
-    scope: dict[str, str] = Field(default_factory=dict)
+    scope: dict[str, str] = {}
     """What a later call needs besides ``id`` to reach it, as in :attr:`JobRef.scope`."""
 
 

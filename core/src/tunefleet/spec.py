@@ -235,7 +235,7 @@ class TargetSpec(_Model):
     """Provider region (eu-west-1, westeurope, europe-west4); some providers take none."""
     compute: ComputeSpec = ComputeSpec()
     """Machines to train on."""
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = {}
     """Provider-specific settings, validated by the provider's own options model."""
 
     @property
@@ -256,9 +256,9 @@ class PlacementPolicy(_Model):
     """Training and serving traffic stays inside a private network the user names."""
     require_customer_managed_key: bool = False
     """Data at rest is encrypted with a key the user manages (KMS, Key Vault, Cloud KMS)."""
-    required_tags: list[TagKey] = Field(default_factory=list)
+    required_tags: list[TagKey] = []
     """Tag keys every created resource must carry; each must be set in `tags`."""
-    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
+    tags: dict[TagKey, TagValue] = {}
     """Tags applied to every created resource."""
 
     @model_validator(mode="after")
@@ -281,7 +281,7 @@ class JudgeSpec(_Model):
         default=None, min_length=1, max_length=256, pattern=r"^[^\x00-\x1f]+$"
     )
     """The judge model's id at that provider (gpt-4o-2024-08-06)."""
-    options: dict[str, Any] = Field(default_factory=dict)
+    options: dict[str, Any] = {}
     """Provider options for reaching it (Azure's endpoint, say), as a target's options."""
     endpoint: str | None = Field(
         default=None, min_length=1, max_length=80, pattern=r"^[a-z0-9][a-z0-9-]*$"
@@ -317,12 +317,12 @@ class EvaluationSpec(_Model):
     the expected answer; the messages before it are the question."""
     metrics: list[Metric] = Field(min_length=1)
     """Scores to compute on the golden set."""
-    thresholds: dict[Metric, float] = Field(default_factory=dict)
+    thresholds: dict[Metric, float] = {}
     """Minimum score per metric (maximum for valid_loss); a miss fails the evaluation."""
-    slice_by: list[SliceField] = Field(default_factory=list, max_length=8)
+    slice_by: list[SliceField] = Field(default=[], max_length=8)
     """Example fields to score by as well (``language``, ``metadata.intent``): each value
     of a field is a slice with its own scores."""
-    slice_thresholds: dict[SliceField, dict[str, dict[Metric, float]]] = Field(default_factory=dict)
+    slice_thresholds: dict[SliceField, dict[str, dict[Metric, float]]] = {}
     """Thresholds per slice: field, then value (``*``: every value), then metric."""
     json_schema: LocalFile | None = None
     """JSON Schema the answers must conform to (metric json_schema), relative to the spec."""

@@ -80,7 +80,7 @@ class GoldenExample(_Model):
     """The messages before the expected answer."""
     expected: str
     """The last assistant message's content: the answer the model should give."""
-    fields: dict[str, Any] = Field(default_factory=dict)
+    fields: dict[str, Any] = {}
     """The example's other top-level keys (``metadata``, ``language`` ...), for slices."""
 
 

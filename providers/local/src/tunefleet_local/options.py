@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from platformdirs import user_data_dir
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunefleet.names import LocalDirectory
@@ -46,11 +45,11 @@ def resolve_workdir(configured: str | None, base_dir: Path) -> Path:
     Resolved once, at plan: the plan recorded in the journal then says where its jobs live,
     so a resume from another folder or environment finds them (and creates no second job).
     """
-    root = (
-        configured
-        or os.environ.get(WORKDIR_ENV)
-        or os.path.join(user_data_dir("tunefleet"), "local")
-    )
+    root = configured or os.environ.get(WORKDIR_ENV)
+    if not root:
+        from platformdirs import user_data_dir  # only when nothing else names the folder
+
+        root = os.path.join(user_data_dir("tunefleet"), "local")
     path = Path(root).expanduser()
     return (path if path.is_absolute() else base_dir / path).resolve()
 
