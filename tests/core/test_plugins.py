@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
 from tunefleet.errors import PluginError, ProviderClashError, ProviderNotInstalledError
-from tunefleet.plugins import discover
+from tunefleet.plugins import ENTRY_POINT_GROUP, discover, installed_entry_points
 from tunefleet.testing import write_entry_point
 
 
@@ -39,6 +40,32 @@ def test_entry_point_provider_is_discovered_with_its_distribution(fake_site: Pat
     assert info.version == "1.2.3"
     assert registry.provider("acme").name == "acme"
     assert "local" in registry.providers, "first-party providers register through the same group"
+
+
+def test_the_group_is_found_as_importlib_finds_it(fake_site: Path, tmp_path: Path) -> None:
+    """Only files that mention the group are parsed, and the result is importlib's: the
+    same entry points, a distribution found twice on sys.path counted once (the first), a
+    file that names tunefleet outside the group contributing nothing."""
+    from importlib.metadata import entry_points
+
+    make_plugin(fake_site, "acme_plugin", "acme")
+    write_entry_point(fake_site, "tunefleet-acme", {"acme": "acme_plugin"}, version="2.0")
+    shadowed = tmp_path / "later-site"
+    write_entry_point(shadowed, "tunefleet_acme", {"acme": "acme_plugin"}, version="1.0")
+    other = write_entry_point(fake_site, "tunefleet-cli-helper", {}, version="1.0")
+    (other / "entry_points.txt").write_text("[console_scripts]\ntunefleet-x = tunefleet:x\n")
+    sys.path.append(str(shadowed))
+    try:
+        ours = installed_entry_points()
+        expected = entry_points(group=ENTRY_POINT_GROUP)
+    finally:
+        sys.path.remove(str(shadowed))
+    assert sorted((ep.name, ep.value) for ep, _, _ in ours) == sorted(
+        (ep.name, ep.value) for ep in expected
+    )
+    acme = [(name, version) for ep, name, version in ours if ep.name == "acme"]
+    assert acme == [("tunefleet-acme", "2.0")]
+    assert "local" in {ep.name for ep, _, _ in ours}
 
 
 def test_two_distributions_with_one_provider_name_is_an_error_naming_both(fake_site: Path) -> None:

@@ -13,9 +13,10 @@ Listing every provider (`tunefleet providers`) still asks every plugin.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, distributions
 from types import ModuleType
 from typing import Any, cast
 
@@ -160,14 +161,39 @@ def builtin_plugins() -> list[tuple[object, str, str, str | None]]:
     return [(pii, "tunefleet.pii", "tunefleet", None)]
 
 
+def installed_entry_points() -> list[tuple[EntryPoint, str, str | None]]:
+    """Every installed entry point of the ``tunefleet`` group, with its distribution's name
+    and version, as ``importlib.metadata.entry_points(group=...)`` finds them: in sys.path
+    order, each distribution name taken from the first place it is found.
+
+    importlib parses every entry point of every installed distribution before selecting a
+    group; in an environment with the cloud SDKs that is thousands of console scripts and
+    other plugins, read on every command. Here only the files that mention the group are
+    parsed (the others are read, not parsed), and only their distributions' metadata.
+    """
+    found: list[tuple[EntryPoint, str, str | None]] = []
+    names: set[str] = set()
+    for dist in distributions():
+        text = dist.read_text("entry_points.txt")
+        if not text or ENTRY_POINT_GROUP not in text:
+            continue
+        group = dist.entry_points.select(group=ENTRY_POINT_GROUP)
+        if not group:
+            continue
+        metadata = dist.metadata  # parsed on every read: read it once
+        name = metadata["Name"] or next(iter(group)).value
+        normalized = re.sub(r"[-_.]+", "-", name).lower()  # PEP 503, as importlib compares
+        if normalized in names:
+            continue
+        names.add(normalized)
+        found.extend((ep, name, metadata["Version"]) for ep in group)
+    return found
+
+
 def discover() -> Registry:
     """A registry with tunefleet's built-in plugins and every installed entry point."""
     registry = Registry(builtin_plugins())
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
-        # Each read of ``dist.metadata`` parses the METADATA file again: read it once.
-        metadata = ep.dist.metadata if ep.dist is not None else None
-        distribution = metadata["Name"] if metadata is not None else ep.value
-        version = metadata["Version"] if metadata is not None else None
+    for ep, distribution, version in installed_entry_points():
         try:
             plugin: ModuleType | Any = ep.load()
         except Exception as exc:  # a broken plugin is named, not a traceback
