@@ -365,6 +365,64 @@ def test_models_under_aws_data_path_come_first(
     assert _name_limit(_limits.model_violations("sagemaker", "CreateTrainingJob", body)) == []
 
 
+DATA_PATH_CASES = {
+    # name: (environment, config file text or None for no file)
+    "default profile": ({}, "[default]\ndata_path = /models/default\n"),
+    "AWS_PROFILE": (
+        {"AWS_PROFILE": "dev"},
+        "[default]\ndata_path = /models/default\n[profile dev]\ndata_path = /models/dev\n",
+    ),
+    "AWS_DEFAULT_PROFILE first": (
+        {"AWS_DEFAULT_PROFILE": "ops", "AWS_PROFILE": "dev"},
+        "[profile dev]\ndata_path = /models/dev\n[profile ops]\ndata_path = /models/ops\n",
+    ),
+    "the environment wins": (
+        {"AWS_DATA_PATH": "/models/env"},
+        "[default]\ndata_path = /models/default\n",
+    ),
+    "a profile without one": ({}, "[default]\nregion = eu-west-1\n"),
+    "no config file": ({}, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DATA_PATH_CASES))
+def test_the_data_path_is_the_one_a_session_reads(
+    case: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where plans look for extra models is where a boto3 session looks: the environment,
+    else the active profile's ``data_path`` in the shared config file."""
+    import botocore.session
+
+    environment, config = DATA_PATH_CASES[case]
+    for name in ("AWS_DATA_PATH", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    path = tmp_path / "config"
+    if config is not None:
+        path.write_text(config)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(path))
+    expected = botocore.session.Session().get_config_variable("data_path")
+    assert _limits._data_path() == expected
+    assert case in {"a profile without one", "no config file"} or expected
+
+
+def test_models_under_the_config_files_data_path_are_checked_against(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_models: None
+) -> None:
+    _custom_model(tmp_path / "models", 10)
+    config = tmp_path / "config"
+    config.write_text(f"[profile preview]\ndata_path = {tmp_path / 'models'}\n")
+    monkeypatch.delenv("AWS_DATA_PATH", raising=False)
+    monkeypatch.delenv("AWS_DEFAULT_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_PROFILE", "preview")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    body = {"TrainingJobName": "x" * 11}
+    assert _name_limit(_limits.model_violations("sagemaker", "CreateTrainingJob", body)) == [
+        "has 11 character(s); at most 10 are allowed"
+    ]
+
+
 def test_a_plan_reads_its_slice_of_the_model_from_the_cache(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_models: None
 ) -> None:

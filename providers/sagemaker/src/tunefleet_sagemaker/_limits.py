@@ -81,13 +81,35 @@ def service_model(service: str) -> Any:
 def _service_data(service: str) -> dict[str, Any]:
     """The JSON of botocore's model of ``service``, read by botocore's loader as a session's
     ``get_service_model`` reads it (the latest API version, the SDK's extras merged, models
-    under ``AWS_DATA_PATH`` and ``~/.aws/models`` first) without a session, whose set-up
-    adds about 90 ms and nothing to the model. A ``data_path`` set in the AWS config file
-    instead of the environment is not read here."""
+    on the data path (:func:`_data_path`) and under ``~/.aws/models`` first) without a
+    session, whose set-up adds about 90 ms and nothing to the model."""
     import botocore.loaders
 
-    loader = botocore.loaders.create_loader(os.environ.get("AWS_DATA_PATH"))
+    loader = botocore.loaders.create_loader(_data_path())
     return dict(loader.load_service_model(service, "service-2"))
+
+
+def _data_path() -> str | None:
+    """The extra model folders a botocore session would search (its ``data_path``
+    variable): ``AWS_DATA_PATH``, else ``data_path`` in the active profile of the shared
+    config file (``AWS_CONFIG_FILE``, default ``~/.aws/config``; the profile named by
+    ``AWS_DEFAULT_PROFILE``, then ``AWS_PROFILE``, else ``default``), as
+    ``botocore.configprovider`` orders them. A config file that is missing, unreadable or
+    malformed names none: the SDK reports it when the run calls AWS."""
+    if "AWS_DATA_PATH" in os.environ:
+        return os.environ["AWS_DATA_PATH"]
+    import botocore.configloader
+    import botocore.exceptions
+
+    profile = os.environ.get("AWS_DEFAULT_PROFILE") or os.environ.get("AWS_PROFILE") or "default"
+    try:
+        profiles = botocore.configloader.load_config(
+            os.environ.get("AWS_CONFIG_FILE", "~/.aws/config")
+        )["profiles"]
+    except (botocore.exceptions.BotoCoreError, OSError, UnicodeDecodeError):
+        return None
+    value = profiles.get(profile, {}).get("data_path")
+    return value if isinstance(value, str) else None
 
 
 def _botocore_version() -> str:
@@ -219,7 +241,7 @@ def _slice_key(service: str, operation: str) -> str | None:
     its extras, with size and modification time). None when a folder cannot be read."""
     import botocore
 
-    extra = os.environ.get("AWS_DATA_PATH")
+    extra = _data_path()
     paths = (
         [os.path.expanduser(os.path.expandvars(p)) for p in extra.split(os.pathsep)]
         if extra
