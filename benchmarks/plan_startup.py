@@ -7,7 +7,8 @@ a plan would refuse) and times, interleaved and in fresh interpreters, `tuneflee
 SPEC --json` and `python -c "import SDK"` for the SDK that provider's calls use (plain
 `python -c pass` for local, which plans without one). The goal (issue 18): each plan costs
 at most that SDK's import + 0.3 s. HyperPod is left out: its plan reads the cluster.
-Medians; results also in .bench/plan_startup.json. Figures: docs/performance.md.
+Medians decide; the best run of each is shown beside them. Results also in
+.bench/plan_startup.json. Figures: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -104,20 +105,29 @@ def main() -> None:
                 code = f"import {sdk}" if sdk else "pass"
                 imports[provider].append(_seconds([sys.executable, "-c", code], folder))
     rows = []
-    print("| target | SDK | SDK import s | plan s | budget s (SDK + 0.3) | within |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "| target | SDK | SDK import s | plan s | budget s (SDK + 0.3) | within |"
+        " best of each: plan s, budget s |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for provider, (_, _, sdk) in TARGETS.items():
         plan_s = statistics.median(plans[provider])
         import_s = statistics.median(imports[provider])
         budget = import_s + BUDGET_SECONDS
+        # The verdict is on medians; the best runs are shown beside them because load on
+        # a shared machine only ever adds time (timeit's reasoning), so they show the cost
+        # with the least interference.
+        best_plan, best_budget = min(plans[provider]), min(imports[provider]) + BUDGET_SECONDS
         rows.append(
             {"target": provider, "sdk": sdk or None, "sdk_import_s": round(import_s, 3),
              "plan_s": round(plan_s, 3), "budget_s": round(budget, 3),
-             "within": plan_s <= budget}
+             "within": plan_s <= budget, "best_plan_s": round(best_plan, 3),
+             "best_budget_s": round(best_budget, 3)}
         )  # fmt: skip
         print(
             f"| {provider} | {sdk or '(none: bare interpreter)'} | {import_s:.2f} | "
-            f"{plan_s:.2f} | {budget:.2f} | {'yes' if plan_s <= budget else 'NO'} |"
+            f"{plan_s:.2f} | {budget:.2f} | {'yes' if plan_s <= budget else 'NO'} | "
+            f"{best_plan:.2f}, {best_budget:.2f} |"
         )
     out = Path(".bench") / "plan_startup.json"
     out.parent.mkdir(exist_ok=True)

@@ -140,6 +140,8 @@ def test_a_one_target_plan_loads_only_that_provider_and_no_journal(
     sdks = {m for m in loaded & set(CLOUD_SDKS) if m not in own_sdk} - set(NAMESPACES)
     assert not sdks, sdks
     assert not loaded & set(ONE_TARGET_PLAN_SKIPS), loaded & set(ONE_TARGET_PLAN_SKIPS)
+    if provider == "local":  # the plan with no SDK to hide behind: not even the event models
+        assert "tunefleet.events" not in loaded
 
 
 def test_init_validate_and_plan_the_starter(tmp_path: Path) -> None:

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from tunefleet.jobstate import JobState
 
 __all__ = [
     "METRIC_FIELDS",
@@ -27,25 +28,6 @@ __all__ = [
     "MetricEvent",
     "StatusEvent",
 ]
-
-
-class JobState(StrEnum):
-    """Where a training job stands, in every provider's terms."""
-
-    QUEUED = "queued"
-    """Accepted and waiting for capacity (or validating files)."""
-    RUNNING = "running"
-    PAUSED = "paused"
-    """Stopped at the user's request and resumable where it left off (hosted APIs)."""
-    STOPPING = "stopping"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def terminal(self) -> bool:
-        """True once the job will not change state again."""
-        return self in {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED}
 
 
 class _Event(BaseModel):

@@ -49,14 +49,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunefleet.errors import CapabilityError, ProviderError
-from tunefleet.events import EventPage, JobState
+from tunefleet.jobstate import JobState
 from tunefleet.spec import RunSpec, TargetSpec
 from tunefleet_trainer.config import Adapter, Method
+
+if TYPE_CHECKING:  # the event models are built only where events are read
+    from tunefleet.events import EventPage
 
 __all__ = [
     "Answering",

@@ -17,9 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
+from typing import TYPE_CHECKING
 
-from tunefleet.events import CostEvent
 from tunefleet.provider import CostEstimate, TrainingEstimate
+
+if TYPE_CHECKING:  # made only once a job's cost is known; plans make none
+    from tunefleet.events import CostEvent
 
 __all__ = [
     "HourlyPrices",
@@ -139,6 +142,8 @@ class TokenPrices:
 
 def token_cost_event(tokens: int, price_per_million: float, time: datetime) -> CostEvent:
     """The actual cost of a finished job that trained on ``tokens`` tokens."""
+    from tunefleet.events import CostEvent
+
     return CostEvent(
         id="cost-final",
         time=time,
@@ -250,6 +255,8 @@ def hourly_cost_event(
     *, seconds: int, count: int, price_per_hour: float, time: datetime
 ) -> CostEvent:
     """The actual cost of ``count`` instances billed ``seconds`` each."""
+    from tunefleet.events import CostEvent
+
     return CostEvent(
         id="cost-final",
         time=time,

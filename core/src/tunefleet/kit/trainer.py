@@ -9,11 +9,10 @@ mounts, with :func:`with_paths`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import ValidationError
 
-from tunefleet.events import CheckpointEvent, Event, LogEvent, MetricEvent
 from tunefleet.provider import ArtifactRef, Unmet
 from tunefleet.spec import RunSpec
 from tunefleet_trainer.config import DEFAULT_EPOCHS, TrainerConfig
@@ -23,6 +22,9 @@ from tunefleet_trainer.predictions import (
     PREDICTIONS_NAME,
     read_progress_line,
 )
+
+if TYPE_CHECKING:
+    from tunefleet.events import Event
 
 __all__ = [
     "DEFAULT_EPOCHS",
@@ -141,6 +143,9 @@ def line_event(
     provider knows where the launcher copies it (an S3 prefix, say). A malformed metric
     line stays a log line: a log is not ours to trust.
     """
+    # Here, not at the top: plans import this module and make no event.
+    from tunefleet.events import CheckpointEvent, LogEvent, MetricEvent
+
     metric = read_metric_line(line)
     if metric is not None:
         try:

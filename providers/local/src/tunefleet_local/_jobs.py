@@ -36,13 +36,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunefleet.errors import AlreadyExistsError, ProviderError, ProviderNotFoundError
-from tunefleet.events import JobState
+from tunefleet.jobstate import JobState
 from tunefleet.kit.files import locked, read_json, write_json
 from tunefleet.kit.limits import check_concurrency
 from tunefleet.kit.processes import is_alive, start_time
 from tunefleet.kit.trainer import with_paths
 from tunefleet.provider import ArtifactRef, DatasetRef, JobRef, JobStatus, Plan
-from tunefleet_local import _events
 from tunefleet_local._planning import RUN_TRAINER
 from tunefleet_local.options import LocalOptions, workdir
 
@@ -244,6 +243,8 @@ def submit(provider: str, plan: Plan, datasets: Mapping[str, DatasetRef], run_ke
         _clear_debris(files)
         files.root.mkdir(parents=True)
         write_json(files.trainer_config, config.model_dump(mode="json"))
+        from tunefleet_local import _events  # the event models, which plans never build
+
         _events.append(
             files.events, _events.status_event(0, JobState.QUEUED, "starting the trainer")
         )

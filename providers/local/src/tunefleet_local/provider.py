@@ -40,11 +40,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel
 
-from tunefleet.events import EventPage
 from tunefleet.provider import (
     ArtifactRef,
     Capabilities,
@@ -59,8 +58,11 @@ from tunefleet.provider import (
     TrainingEstimate,
     UploadProgress,
 )
-from tunefleet_local import _events, _jobs, _planning, _serving, _staging, pricing
+from tunefleet_local import _jobs, _planning, _serving, _staging, pricing
 from tunefleet_local.options import LocalOptions
+
+if TYPE_CHECKING:
+    from tunefleet.events import EventPage
 
 __all__ = ["LocalProvider"]
 
@@ -119,6 +121,8 @@ class LocalProvider:
 
     def events(self, job: JobRef, cursor: str | None) -> EventPage:
         """A page of events.jsonl; the cursor is the number of events read."""
+        from tunefleet_local import _events  # the event models, which plans never build
+
         return _events.page(self.name, _jobs.files_of(self.name, job).events, cursor)
 
     def cancel(self, job: JobRef) -> None:
