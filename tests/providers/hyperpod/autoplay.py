@@ -21,6 +21,7 @@ ends, so no test passes on an operator that silently gave up.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -232,25 +233,31 @@ class BackgroundOperator:
             metadata = config["metadata"]
             name = metadata["name"]
             status = config.get("status") or {}
+            if metadata.get("deletionTimestamp"):
+                if FINALIZER not in (metadata.get("finalizers") or []):
+                    continue  # another finalizer holds it; not ours to play
+                step = functools.partial(inference.finalize, self.namespace, name)
+            elif status.get("observedGeneration") == metadata.get("generation"):
+                continue  # completed or failed, and its spec has not changed since
+            elif not _accepted(config):
+                step = functools.partial(inference.accept, self.namespace, name)
+            elif self.serve_fail_with is not None:
+                step = functools.partial(
+                    inference.fail, self.namespace, name, message=self.serve_fail_with
+                )
+            else:
+                step = functools.partial(inference.complete, self.namespace, name)
+            # Counted before it is played: a test that sees the step's effect on the
+            # resource must find it counted (counting after raced such a test).
+            self.serve_steps[name] = self.serve_steps.get(name, 0) + 1
             try:
-                if metadata.get("deletionTimestamp"):
-                    if FINALIZER not in (metadata.get("finalizers") or []):
-                        continue  # another finalizer holds it; not ours to play
-                    inference.finalize(self.namespace, name)
-                elif status.get("observedGeneration") == metadata.get("generation"):
-                    continue  # completed or failed, and its spec has not changed since
-                elif not _accepted(config):
-                    inference.accept(self.namespace, name)
-                elif self.serve_fail_with is not None:
-                    inference.fail(self.namespace, name, message=self.serve_fail_with)
-                else:
-                    inference.complete(self.namespace, name)
+                step()
             except Exception:
+                self.serve_steps[name] -= 1
                 answer, _ = cluster.request(
                     "GET", cluster.endpoint_config_path(self.namespace, name)
                 )
                 if answer == 404:
                     continue  # deleted while it was being played
                 raise
-            self.serve_steps[name] = self.serve_steps.get(name, 0) + 1
         return True
