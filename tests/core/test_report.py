@@ -1,4 +1,5 @@
-"""Statistics from histograms equal statistics from sorted values; the digest set scales."""
+"""Statistics from histograms equal statistics from sorted values; the digest set scales;
+the reader counts lines as ``bytes.count`` does."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections import Counter
 import pytest
 
 from tunefleet.data.report import Distribution
-from tunefleet.data.validate import _SeenDigests
+from tunefleet.data.validate import _newlines, _SeenDigests
 
 
 def by_sorting(values: list[int]) -> Distribution:
@@ -45,3 +46,32 @@ def test_digest_set_remembers_first_lines_across_growth() -> None:
     assert seen.repeats(digests, lines) == []
     again = [line + len(digests) for line in lines]
     assert seen.repeats(digests, again) == list(zip(again, lines, strict=True))
+
+
+def test_a_reserved_digest_set_keeps_what_it_held_and_still_grows() -> None:
+    seen = _SeenDigests(capacity=8)
+    assert seen.repeats([5, 6], [1, 2]) == []
+    seen.reserve(1000)  # re-inserts what it holds into the larger table
+    assert seen.repeats([6, 7, 5], [3, 4, 5]) == [(3, 2), (5, 1)]
+    many = list(range(100, 5100))  # past the reservation: grows as before
+    assert seen.repeats(many, [line + 6 for line in range(len(many))]) == []
+    assert seen.repeats([100, 5099, 7], [9000, 9001, 9002]) == [(9000, 6), (9001, 5005), (9002, 4)]
+
+
+def test_a_reservation_from_a_wrong_estimate_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_SeenDigests, "RESERVE_MAX", 1 << 10)
+    seen = _SeenDigests(capacity=8)
+    seen.reserve(10**12)  # a first block of tiny lines in a huge file
+    assert seen.capacity == 1 << 10
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_lines_are_counted_as_bytes_count_counts_them(seed: int) -> None:
+    # Long lines (found one by one), short ones (counted), and blocks that switch between.
+    rng = random.Random(seed)
+    pieces = [b"", b"x", b"\n", b"a" * rng.randint(200, 3000), b"b" * rng.randint(0, 300)]
+    data = b"".join(rng.choice(pieces) + b"\n" * (rng.random() < 0.7) for _ in range(2000))
+    for _ in range(50):
+        start = rng.randint(0, len(data))
+        end = rng.randint(start, len(data))
+        assert _newlines(data, start, end) == data.count(b"\n", start, end)

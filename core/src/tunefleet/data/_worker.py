@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import stat
 from array import array
-from collections import Counter
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -21,10 +20,12 @@ from tunefleet.data.tokens import token_counter
 class BatchResult(NamedTuple):
     """What checking one block of lines found, summed up in the worker.
 
-    Sums and histograms rather than one record per example, so that little crosses the
-    process boundary and the main process merges a block in a few dictionary updates.
-    Only the duplicate check needs the examples one by one, in file order, across blocks:
-    ``lines`` and ``digests`` hold each valid example's line and 64-bit digest, in order.
+    Sums and flat arrays of machine integers rather than one record per example, so that
+    little crosses the process boundary and the main process merges a block in a few calls
+    that loop in C (``Counter.update`` of an array counts it without a Python loop; merging
+    a worker's Counter would run one). The duplicate check needs the examples one by one,
+    in file order, across blocks: ``lines`` and ``digests`` hold each valid example's line
+    and 64-bit digest, in order.
     """
 
     findings: list[Finding]
@@ -32,10 +33,10 @@ class BatchResult(NamedTuple):
     total_tokens: int
     billable_tokens: int
     """Tokens with each example capped at the context limit."""
-    tokens: Counter[int]
-    """Histogram: tokens per example -> examples."""
-    assistant_tokens: Counter[int]
-    messages: Counter[int]
+    tokens: array[int]
+    """Tokens of each valid example, in order."""
+    assistant_tokens: array[int]
+    messages: array[int]
     lines: array[int]
     digests: array[int]
 
@@ -69,10 +70,9 @@ def make_checker(config: WorkerConfig) -> tuple[ExampleChecker, str]:
 def check_lines(checker: ExampleChecker, first_line: int, block: bytes) -> BatchResult:
     """Check the lines of ``block`` (whole lines, the first numbered ``first_line``)."""
     findings: list[Finding] = []
-    # Plain lists, counted once at the end (in C): cheaper than a Counter update a line.
-    tokens: list[int] = []
-    assistant: list[int] = []
-    messages: list[int] = []
+    tokens = array("Q")
+    assistant = array("Q")
+    messages = array("Q")
     valid_lines = array("Q")
     digests = array("Q")
     total = billable = 0
@@ -102,9 +102,9 @@ def check_lines(checker: ExampleChecker, first_line: int, block: bytes) -> Batch
         len(digests),
         total,
         billable,
-        Counter(tokens),
-        Counter(assistant),
-        Counter(messages),
+        tokens,
+        assistant,
+        messages,
         valid_lines,
         digests,
     )
