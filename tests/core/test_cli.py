@@ -144,6 +144,33 @@ def test_a_one_target_plan_loads_only_that_provider_and_no_journal(
         assert "tunefleet.events" not in loaded
 
 
+def test_validating_without_a_provider_loads_no_spec_or_provider_models(
+    toy_dataset: Path,
+) -> None:
+    """`data validate` starts its workers once its setup is done: the spec and provider
+    contract models (about a sixth of a small file's validation) are not part of it, yet
+    naming a provider still gives the training estimate."""
+    code = (
+        "import sys; from tunefleet.cli import main;"
+        f"status = main(['data', 'validate', {str(toy_dataset)!r}, '--json', *sys.argv[1:]]);"
+        "print(status, [m for m in ('tunefleet.spec', 'tunefleet.provider',"
+        " 'tunefleet_trainer.config') if m in sys.modules])"
+    )
+    plain = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert plain.stdout.strip().splitlines()[-1] == "0 []"
+    assert json.loads(plain.stdout.rsplit("\n", 2)[0])["training"] is None
+    priced = subprocess.run(
+        [sys.executable, "-c", code, "--provider", "openai", "--model", "gpt-4o-mini-2024-07-18"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(priced.stdout.rsplit("\n", 2)[0])
+    assert report["training"]["provider"] == "openai" and report["training"]["amount"] > 0
+
+
 def test_init_validate_and_plan_the_starter(tmp_path: Path) -> None:
     assert tunefleet("init", str(tmp_path / "proj")).returncode == 0
     schema = json.loads((tmp_path / "proj" / "tunefleet.schema.json").read_text())

@@ -18,13 +18,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, distributions
 from types import ModuleType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
 from tunefleet import hookspecs
 from tunefleet.errors import PluginError, ProviderClashError, ProviderNotInstalledError
-from tunefleet.provider import Provider
+
+if TYPE_CHECKING:  # the provider contract's models cost a `data validate` that names none
+    from tunefleet.provider import Provider
 
 ENTRY_POINT_GROUP = "tunefleet"
 

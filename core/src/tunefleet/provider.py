@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, run
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunefleet.errors import CapabilityError, ProviderError
+from tunefleet.estimates import TrainingEstimate
 from tunefleet.jobstate import JobState
 from tunefleet.spec import RunSpec, TargetSpec
 from tunefleet_trainer.config import Adapter, Method
@@ -135,21 +136,6 @@ class Capabilities(_Frozen):
 
 DERIVED_CAPABILITIES = frozenset({"endpoints", "traffic_split", "pause"})
 """Capability flags read off the optional protocols a provider implements."""
-
-
-class TrainingEstimate(_Frozen):
-    """What training a dataset would take on a provider: epochs, tokens and price."""
-
-    provider: str
-    epochs: int = Field(ge=1)
-    epochs_source: Literal["spec", "provider default"]
-    trained_tokens: int = Field(ge=0)
-    """Billable tokens per epoch x epochs."""
-    amount: float | None = Field(default=None, ge=0)
-    """Estimated price, where the service charges per token; None otherwise."""
-    currency: str = "USD"
-    basis: str
-    """The arithmetic in words, or why there is no amount."""
 
 
 class DatasetFacts(_Frozen):

@@ -106,13 +106,16 @@ def validate_dataset(
     _prestart_workers(path, model, jobs, cache)
     from tunefleet.data.options import ValidationOptions
     from tunefleet.plugins import default_registry
-    from tunefleet.provider import ContextLimits, Estimating, optional
 
     registry = registry or default_registry()
     backend = registry.provider(provider) if provider is not None else None
     limit_source = context_limit_source
-    if context_limit is None and isinstance(backend, ContextLimits):
-        known = backend.training_context(model)
+    if backend is not None and context_limit is None:
+        # Here, not at the top: the provider contract's models cost a validation that
+        # names no provider (and every worker pool waits for the main process's setup).
+        from tunefleet.provider import ContextLimits
+
+        known = backend.training_context(model) if isinstance(backend, ContextLimits) else None
         if known is not None:
             context_limit, limit_source = known
     options = ValidationOptions(
@@ -127,6 +130,8 @@ def validate_dataset(
     report = _validated(path, options, progress, cache)
     if backend is None or report.examples == 0:
         return report
+    from tunefleet.provider import Estimating, optional
+
     estimator = optional(backend, Estimating)
     estimate = estimator.estimate_training(model, report.examples, report.billable_tokens, epochs)
     return report.model_copy(update={"training": estimate})

@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from tunefleet.data.findings import Severity
-from tunefleet.provider import TrainingEstimate
+from tunefleet.estimates import TrainingEstimate
 
 __all__ = ["DatasetReport", "Distribution", "FindingOut", "TrainingEstimate"]
 
