@@ -156,9 +156,7 @@ def test_validating_without_a_provider_loads_no_spec_or_provider_models(
         "print(status, [m for m in ('tunefleet.spec', 'tunefleet.provider',"
         " 'tunefleet_trainer.config') if m in sys.modules])"
     )
-    plain = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert plain.stdout.strip().splitlines()[-1] == "0 []"
     assert json.loads(plain.stdout.rsplit("\n", 2)[0])["training"] is None
     priced = subprocess.run(
