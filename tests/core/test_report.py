@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 import random
+from array import array
 from collections import Counter
 
 import pytest
 
+from tunefleet.data._worker import BatchResult, compact
 from tunefleet.data.report import Distribution
-from tunefleet.data.validate import _newlines, _SeenDigests
+from tunefleet.data.validate import _Merger, _newlines, _SeenDigests
 
 
 def by_sorting(values: list[int]) -> Distribution:
@@ -52,6 +54,7 @@ def test_a_reserved_digest_set_keeps_what_it_held_and_still_grows() -> None:
     seen = _SeenDigests(capacity=8)
     assert seen.repeats([5, 6], [1, 2]) == []
     seen.reserve(1000)  # re-inserts what it holds into the larger table
+    assert seen.capacity == 2048  # at most half full
     assert seen.repeats([6, 7, 5], [3, 4, 5]) == [(3, 2), (5, 1)]
     many = list(range(100, 5100))  # past the reservation: grows as before
     assert seen.repeats(many, [line + 6 for line in range(len(many))]) == []
@@ -75,3 +78,35 @@ def test_lines_are_counted_as_bytes_count_counts_them(seed: int) -> None:
         start = rng.randint(0, len(data))
         end = rng.randint(start, len(data))
         assert _newlines(data, start, end) == data.count(b"\n", start, end)
+
+
+def test_lines_are_counted_at_the_edges_of_a_range() -> None:
+    long_lines = (b"x" * 300 + b"\n") * 100
+    assert _newlines(long_lines, 0, len(long_lines)) == 100  # found one by one throughout
+    assert _newlines(long_lines, 0, len(long_lines) - 1) == 99  # the last one just outside
+    assert _newlines(long_lines, 300, 301) == 1  # a range of one newline
+    assert _newlines(long_lines, 5, 5) == 0
+    mixed = long_lines + b"\n" * 1000 + long_lines  # long, then short: counted from there
+    assert _newlines(mixed, 1, len(mixed)) == 1200
+
+
+def test_the_duplicate_index_is_sized_from_the_first_block() -> None:
+    merger = _Merger(max_per_code=10, total_bytes=1_000_000)
+    lines, digests = array("Q", range(1, 101)), array("Q", range(1000, 1100))
+    first = BatchResult([], 100, 0, 0, Counter(), Counter(), Counter(), lines, digests)
+    merger.merge(first, checked_bytes=1000)  # 100 examples in 1,000 bytes: 100,000 to come
+    assert merger.seen.capacity == 1 << 18  # room for 100,000 at most half full
+    merger.merge(first._replace(lines=array("Q", range(101, 201))), checked_bytes=2000)
+    assert merger.seen.capacity == 1 << 18  # sized once
+    assert merger.counts["W104"] == 100  # the second block repeats the first
+
+
+@pytest.mark.parametrize("repeats", [False, True])
+def test_per_example_counts_merge_the_same_in_either_form(repeats: bool) -> None:
+    rng = random.Random(5)
+    values = array("Q", (rng.randint(1, 4 if repeats else 10**6) for _ in range(5000)))
+    sent = compact(values)
+    assert isinstance(sent, Counter) is repeats  # a histogram only where values repeat
+    merged: Counter[int] = Counter({1: 1})
+    merged.update(sent)
+    assert merged == Counter({1: 1}) + Counter(values)

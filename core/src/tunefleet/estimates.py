@@ -3,7 +3,8 @@
 Part of the provider contract (:class:`tunefleet.provider.Estimating` returns it, and
 :mod:`tunefleet.provider` exports it), kept in a module of its own because a dataset's
 report carries one: `tunefleet data validate` then loads this model, not the contract's
-spec and plan models (about 170 million instructions, before any worker can start).
+spec and plan models (a small file's validation executed 1,733 million instructions with
+them and 1,486 million without, and the workers wait for that start-up).
 """
 
 from __future__ import annotations

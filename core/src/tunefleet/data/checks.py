@@ -20,7 +20,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import orjson
-import xxhash
 
 from tunefleet.data.findings import Finding
 
@@ -85,6 +84,9 @@ class ExampleChecker:
         extra_checks: Sequence[Check] = (),
         max_line_bytes: int = 32 << 20,
     ) -> None:
+        import xxhash  # here: a plan that the report cache answers needs only this module's types
+
+        self._digest = xxhash.xxh3_64_intdigest
         self._count = count_tokens
         self.max_line_bytes = max_line_bytes
         # System prompts repeat across a dataset, often verbatim: count each once.
@@ -144,7 +146,7 @@ class ExampleChecker:
             tally.messages,
             tally.has_system,
             tally.has_user,
-            xxhash.xxh3_64_intdigest(body),
+            self._digest(body),
         )
 
     # ------------------------------------------------------------------ formats

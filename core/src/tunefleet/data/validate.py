@@ -3,7 +3,8 @@
 The main process reads the file once, in order, in batches of about a megabyte, hashing it
 and finding line boundaries; worker processes read each batch from the file themselves
 (the page cache serves it), check the lines and count tokens (each message encoded once),
-and send back sums and histograms, which the main process merges in line order. A file
+and send back sums and per-example counts (see ``BatchResult``), which the main process
+merges in line order. A file
 that changes while the workers read it is refused. Memory stays flat in the file's size:
 only histograms, the duplicate index (a few bytes per example) and at most
 ``max_per_code`` findings of each code are kept. A line longer than ``max_line_bytes`` is
@@ -66,8 +67,8 @@ class _Batch(NamedTuple):
 class _Reader:
     """Reads a file in blocks of whole lines, hashing it on the way.
 
-    The main process only finds line boundaries (in C, with ``bytes.count``); workers split
-    the blocks. A line longer than ``max_line_bytes`` without a newline in sight is counted
+    The main process only counts line boundaries (in C: see :func:`_newlines`); workers
+    split the blocks. A line longer than ``max_line_bytes`` without a newline in sight is counted
     and skipped as it streams past, never held whole in memory. With ``keep_data`` false,
     batches carry no bytes, only where they lie, and nothing but the start of an unfinished
     line is copied.
@@ -141,8 +142,8 @@ def _newlines(data: bytes, start: int, end: int) -> int:
 
     ``bytes.count`` tests every byte in turn; ``find`` jumps to the next newline with
     memchr, several times faster across the kilobytes of a chat example but a Python step
-    per line. So lines are found one by one while they average at least LONG_LINE bytes,
-    and the rest of the block is counted as soon as they do not.
+    per line. So lines are found one by one, and every 32 lines the average length since
+    ``start`` is checked: below _LONG_LINE bytes, the rest of the range is counted.
     """
     lines = 0
     find = data.find
