@@ -4,11 +4,10 @@ The main process reads the file once, in order, in batches of about a megabyte, 
 and finding line boundaries; worker processes read each batch from the file themselves
 (the page cache serves it), check the lines and count tokens (each message encoded once),
 and send back sums and per-example counts (see ``BatchResult``), which the main process
-merges in line order. A file
-that changes while the workers read it is refused. Memory stays flat in the file's size:
-only histograms, the duplicate index (a few bytes per example) and at most
-``max_per_code`` findings of each code are kept. A line longer than ``max_line_bytes`` is
-reported and skipped without being held in memory.
+merges in line order. A file that changes while the workers read it is refused. Memory
+stays flat in the file's size: only histograms, the duplicate index (a few bytes per
+example) and at most ``max_per_code`` findings of each code are kept. A line longer than
+``max_line_bytes`` is reported and skipped without being held in memory.
 """
 
 from __future__ import annotations
@@ -68,10 +67,10 @@ class _Reader:
     """Reads a file in blocks of whole lines, hashing it on the way.
 
     The main process only counts line boundaries (in C: see :func:`_newlines`); workers
-    split the blocks. A line longer than ``max_line_bytes`` without a newline in sight is counted
-    and skipped as it streams past, never held whole in memory. With ``keep_data`` false,
-    batches carry no bytes, only where they lie, and nothing but the start of an unfinished
-    line is copied.
+    split the blocks. A line longer than ``max_line_bytes`` without a newline in sight is
+    counted and skipped as it streams past, never held whole in memory. With ``keep_data``
+    false, batches carry no bytes, only where they lie, and nothing but the start of an
+    unfinished line is copied.
     """
 
     def __init__(self, handle: IO[bytes], max_line_bytes: int, *, keep_data: bool = True) -> None:
