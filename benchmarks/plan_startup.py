@@ -23,6 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _machine import cpu_ticks, percent, steal_share
+
 BUDGET_SECONDS = 0.3
 """What a plan may cost beyond its SDK's import."""
 
@@ -98,12 +100,14 @@ def main() -> None:
         specs = _write_specs(folder)
         for provider in TARGETS:  # warm-up: bytecode written, files in the page cache
             _seconds([sys.executable, "-m", "tunefleet", "plan", str(specs[provider])], folder)
+        began = cpu_ticks()
         for _ in range(args.repeat):  # interleaved, so that load on the machine hits all alike
             for provider, (_, _, sdk) in TARGETS.items():
                 plan = [sys.executable, "-m", "tunefleet", "plan", str(specs[provider]), "--json"]
                 plans[provider].append(_seconds(plan, folder))
                 code = f"import {sdk}" if sdk else "pass"
                 imports[provider].append(_seconds([sys.executable, "-c", code], folder))
+        steal = steal_share(began, cpu_ticks())
     rows = []
     print(
         "| target | SDK | SDK import s | plan s | budget s (SDK + 0.3) | within |"
@@ -129,9 +133,12 @@ def main() -> None:
             f"{plan_s:.2f} | {budget:.2f} | {'yes' if plan_s <= budget else 'NO'} | "
             f"{best_plan:.2f}, {best_budget:.2f} |"
         )
+    print(f"CPU steal during the timed rounds: {percent(steal)} (see benchmarks/_machine.py)")
     out = Path(".bench") / "plan_startup.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"repeat": args.repeat, "results": rows}, indent=2) + "\n")
+    out.write_text(
+        json.dumps({"repeat": args.repeat, "cpu_steal": steal, "results": rows}, indent=2) + "\n"
+    )
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from typing import Any, NamedTuple
 
 import orjson
 import psutil
+from _machine import cpu_ticks, percent, steal_share
 
 ROOT = Path(__file__).resolve().parent.parent
 WORK = ROOT / ".bench"
@@ -417,7 +418,10 @@ def main() -> None:
     ]
     ours: dict[int, list[tuple[float, dict[str, Any]]]] = {n: [] for n in files}
     timed([*tool, str(files[sizes[0]])])  # warm-up: bytecode written, the files in the page cache
+    round_steal: list[float | None] = []  # CPU steal in each round (see _machine)
+    rounds_began = cpu_ticks()
     for _ in range(args.repeat):  # interleaved, so that a busy spell hits every kind of run
+        round_began = cpu_ticks()
         _seconds, out = timed([*one_pass_argv, "0", "-1", str(main_file)])
         passed = json.loads(out)
         limit_1.append(passed["seconds"])
@@ -426,6 +430,8 @@ def main() -> None:
         for n, path in files.items():
             seconds, out = timed([*tool, str(path)])
             ours[n].append((seconds, json.loads(out)))
+        round_steal.append(steal_share(round_began, cpu_ticks()))
+    steal = steal_share(rounds_began, cpu_ticks())
     # Memory from runs of their own, sampled (which slows them: their times are not used).
     peak_pss = {n: measure([*tool, str(path)])[1] for n, path in files.items()}
     two_pss = measure_together(halves)[1]
@@ -470,6 +476,11 @@ def main() -> None:
         f"{ratios['vs_one_pass_half']:.2f}x one pass / 2 ({one_half:.2f} s), "
         f"{ratios['vs_one_pass_two_processes']:.2f}x one pass on 2 processes ({two_s:.2f} s)"
     )
+    known = [share for share in round_steal if share is not None]
+    print(
+        f"CPU steal during the timed rounds: {percent(steal)}"
+        + (f" (rounds: {', '.join(percent(share) for share in known)})" if known else "")
+    )
     if base_s is not None:
         print(
             f"speed-up over the cookbook approach: {base_s / ours_s:.1f}x on {os.cpu_count()} cores"
@@ -486,6 +497,7 @@ def main() -> None:
                     "tunefleet_seconds": {n: [r[0] for r in runs] for n, runs in ours.items()},
                 },
                 "cpu_count": os.cpu_count(),
+                "cpu_steal": {"timed_rounds": steal, "per_round": round_steal},
             },
             indent=2,
         )
