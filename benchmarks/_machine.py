@@ -28,7 +28,7 @@ def cpu_ticks() -> tuple[int, int] | None:
         first = STAT.read_text().splitlines()[0].split()
     except (OSError, IndexError):
         return None
-    if first[0] != "cpu" or len(first) < 9:
+    if len(first) < 9 or first[0] != "cpu":
         return None
     # guest and guest_nice (columns 9 and 10) are already counted in user and nice.
     ticks = [int(value) for value in first[1:9]]
