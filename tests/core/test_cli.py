@@ -298,6 +298,147 @@ def test_a_command_line_builds_only_the_command_it_names() -> None:
     assert len(app.registered_commands) == len(names) - len(app.registered_groups)
 
 
+def _click_validate_values(args: list[str]) -> tuple[str, str, int | None, bool] | None:
+    """What typer itself makes of a ``data validate`` line (file, model, jobs, cache), or
+    None where it refuses the line."""
+    import typer
+
+    from tunefleet.cli.app import app
+
+    root = typer.main.get_command(app)
+    assert isinstance(root, typer.core.TyperGroup)
+    try:
+        # Each group's make_context leaves the command's name and the rest in ctx.args
+        # (click >= 8.2 no longer has a public protected_args).
+        with root.make_context("tunefleet", list(args)) as ctx:
+            name, data, rest = root.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
+            assert isinstance(data, typer.core.TyperGroup)
+            with data.make_context(str(name), rest, parent=ctx) as data_ctx:
+                tail = [*data_ctx._protected_args, *data_ctx.args]
+                name, command, rest = data.resolve_command(data_ctx, tail)
+                assert command is not None
+                with command.make_context(str(name), rest, parent=data_ctx) as command_ctx:
+                    params = command_ctx.params
+    except (typer.TyperException, typer.Exit):
+        return None
+    return (str(params["file"]), params["model"], params["jobs"], not params["no_cache"])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data", "validate", "d.jsonl"],
+        ["data", "validate", "d.jsonl", "--model", "gpt-4", "--jobs", "2", "--no-cache"],
+        ["data", "validate", "--model=gpt-4", "--jobs=3", "d.jsonl", "--json"],
+        ["--debug", "--state", "sqlite:////x.db", "data", "validate", "d.jsonl"],
+        ["--state=sqlite:////x.db", "data", "validate", "--format", "chat", "d.jsonl"],
+        ["data", "validate", "--model", "a", "--model", "b", "d.jsonl"],
+        ["data", "validate", "--", "-odd name.jsonl"],
+        ["data", "validate", "--provider", "openai", "--epochs", "2", "d.jsonl"],
+        ["data", "validate", "--max-tokens", "512", "--max-per-code", "0", "d.jsonl"],
+        ["data", "validate", "--model", "--json", "d.jsonl"],
+    ],
+)
+def test_a_validate_line_is_read_before_typer_as_typer_reads_it(args: list[str]) -> None:
+    """The fork server of a large validation starts before typer loads, from a reading of
+    the command line by tunefleet.cli._early; where it reads a line, it reads what typer
+    does, so the server gets the model and jobs the validation will use."""
+    from tunefleet.cli._early import read_validate_line
+
+    line = read_validate_line(args)
+    assert line is not None, args
+    assert (line.file, line.model, line.jobs, line.cache) == _click_validate_values(args)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--help"],
+        ["data", "validate", "--help"],
+        ["--version", "data", "validate", "d.jsonl"],
+        ["plan", "spec.yaml"],
+        ["data", "validate"],
+        ["data", "validate", "a.jsonl", "b.jsonl"],
+        ["data", "validate", "d.jsonl", "--jobs", "0"],
+        ["data", "validate", "d.jsonl", "--jobs", "many"],
+        ["data", "validate", "d.jsonl", "--jobs"],
+        ["data", "validate", "d.jsonl", "--no-cache=1"],
+        ["data", "validate", "d.jsonl", "--unknown"],
+        ["data", "validate", "d.jsonl", "-j", "2"],
+        ["--stat", "x", "data", "validate", "d.jsonl"],
+        ["data", "check", "d.jsonl"],
+    ],
+)
+def test_a_line_that_is_not_plainly_a_validation_starts_nothing_early(args: list[str]) -> None:
+    from tunefleet.cli._early import read_validate_line
+
+    assert read_validate_line(args) is None
+
+
+def test_the_early_reading_knows_every_option_of_the_command() -> None:
+    """An option added to `data validate` (or the root) and not to the early reading would
+    make it give up on every line using it: the two lists stay equal."""
+    import typer
+
+    from tunefleet.cli import _early
+    from tunefleet.cli.app import app
+
+    root = typer.main.get_command(app)
+    assert isinstance(root, typer.core.TyperGroup)
+    data = root.commands["data"]
+    assert isinstance(data, typer.core.TyperGroup)
+    validate = data.commands["validate"]
+
+    def options(
+        command: typer.core.TyperCommand | typer.core.TyperGroup, *, flags: bool
+    ) -> set[str]:
+        return {
+            name
+            for param in command.params
+            if isinstance(param, typer.core.TyperOption)
+            and param.is_flag == flags
+            and not param.is_eager
+            for name in param.opts
+        }
+
+    assert options(validate, flags=False) == _early.VALIDATE_OPTIONS_WITH_VALUES
+    assert options(validate, flags=True) == _early.VALIDATE_FLAGS
+    assert options(root, flags=False) == _early.ROOT_OPTIONS_WITH_VALUES
+    assert options(root, flags=True) == _early.ROOT_FLAGS
+    model = next(p for p in validate.params if p.name == "model")
+    assert model.default == _early.DEFAULT_MODEL
+
+
+def test_a_large_validation_starts_its_workers_server_before_typer_loads(tmp_path: Path) -> None:
+    """Measured: the server then starts about 0.1 s sooner, and the first block is read
+    about 0.15 s sooner (docs/performance.md). A small file starts no server at all."""
+    from tunefleet.data._pool import PARALLEL_MIN_BYTES
+
+    large, small = tmp_path / "large.jsonl", tmp_path / "small.jsonl"
+    with large.open("wb") as handle:
+        handle.truncate(PARALLEL_MIN_BYTES)  # a sparse file: only its size is looked at
+    small.write_text("{}\n")
+    probe = (
+        "import sys; from multiprocessing import forkserver; "
+        "from tunefleet.cli._early import start_early; start_early(sys.argv[1:]); "
+        "print(forkserver._forkserver._forkserver_pid is not None, 'typer' in sys.modules)"
+    )
+    env = {**os.environ, "TUNEFLEET_CACHE_DIR": str(tmp_path / "cache")}
+
+    def started(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", probe, *args], capture_output=True, text=True, env=env
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split()[0] + " " + done.stdout.split()[1]
+
+    assert started("data", "validate", str(large)) == "True False"
+    assert started("data", "validate", "--jobs", "1", str(large)) == "False False"
+    assert started("data", "validate", str(small)) == "False False"
+    assert started("plan", str(large)) == "False False"
+
+
 def test_a_misspelt_command_is_still_suggested() -> None:
     result = tunefleet("plna", "spec.yaml")
     assert result.returncode == 2

@@ -51,12 +51,15 @@ def console() -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv`` (default: ``sys.argv[1:]``); returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    from tunefleet.cli._early import start_early
+
+    start_early(args)  # before typer loads: a validation's workers start meanwhile
     import typer
 
     from tunefleet.cli.app import app_for
     from tunefleet.errors import TunefleetError
 
-    args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("TUNEFLEET_DEBUG", "") not in ("", "0")
     try:
         result = app_for(args)(args=args, prog_name="tunefleet", standalone_mode=False)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from tunefleet.data.report import DatasetReport
     from tunefleet.plugins import Registry
 
-__all__ = ["reuse_reports", "validate_dataset"]
+__all__ = ["prestart_validation", "reuse_reports", "validate_dataset"]
 
 
 @dataclass
@@ -103,7 +103,7 @@ def validate_dataset(
     ProviderNotInstalledError for an unknown provider; problems inside the file are
     findings in the report.
     """
-    _prestart_workers(path, model, jobs, cache)
+    prestart_validation(path, model=model, jobs=jobs, cache=cache)
     from tunefleet.data.options import ValidationOptions
     from tunefleet.plugins import default_registry
 
@@ -144,13 +144,22 @@ def _uses_disk(cache: bool | None) -> bool:
     return cache if cache is not None else bool(reuse and reuse.on_disk)
 
 
-def _prestart_workers(path: str | Path, model: str, jobs: int | None, cache: bool | None) -> None:
-    """Start the validation's fork server now, so that it starts on another core while the
-    rest of validation's setup imports (about half a second each, before this).
+def prestart_validation(
+    path: str | Path,
+    *,
+    model: str = "gpt-4o-mini-2024-07-18",
+    jobs: int | None = None,
+    cache: bool | None = None,
+) -> None:
+    """Start the worker processes' fork server for a coming :func:`validate_dataset` of
+    ``path`` with these settings, so that it starts on another core while the caller goes
+    on (the validation's own setup, or the CLI parsing its command line).
 
-    Skipped where the on-disk cache will most likely answer: a file this cache has hashed
-    before, unchanged since. A wrong guess costs nothing but time: validation starts the
-    server itself when it needs one.
+    Skipped where validating would use no workers (a small file, ``jobs`` 1) or where the
+    on-disk cache will most likely answer: a file this cache has hashed before, unchanged
+    since. A missing or unreadable file, a bad ``jobs`` or a server that cannot start is
+    left for the validation to report; a wrong guess costs nothing but time, since
+    validation starts the server itself when it needs one.
     """
     from tunefleet.data import cache as on_disk
 
