@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from tunefleet.data.checks import DataFormat
-
 if TYPE_CHECKING:
+    from tunefleet.data.checks import DataFormat
     from tunefleet.data.options import ValidationOptions
     from tunefleet.data.report import DatasetReport
     from tunefleet.plugins import Registry

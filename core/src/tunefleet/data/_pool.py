@@ -58,7 +58,9 @@ def pool_context(encoding: str) -> multiprocessing.context.BaseContext:
     from multiprocessing import forkserver
 
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["tunefleet.data._preload"])
+    # The worker's own module (the checks, orjson) too: imported once here rather than by
+    # each worker after its fork.
+    context.set_forkserver_preload(["tunefleet.data._preload", "tunefleet.data._worker"])
     # The fork server inherits the environment once, when it starts; a later validation
     # with another encoding still works, its workers just build their own tokenizer.
     previous = os.environ.get(PRELOAD_ENV)

@@ -37,7 +37,6 @@ import stat
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +66,8 @@ def _folder() -> Path:
 @functools.cache
 def _code_digest() -> str:
     """A digest of tunefleet's validation code and the tokenizer libraries' versions."""
+    from importlib import metadata  # here: a data validate starts its workers before this
+
     digest = hashlib.sha256()
     for source in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(source.name.encode() + b"\0" + source.read_bytes() + b"\0")
