@@ -406,8 +406,6 @@ def test_the_early_reading_knows_every_option_of_the_command() -> None:
     assert options(validate, flags=True) == _early.VALIDATE_FLAGS
     assert options(root, flags=False) == _early.ROOT_OPTIONS_WITH_VALUES
     assert options(root, flags=True) == _early.ROOT_FLAGS
-    model = next(p for p in validate.params if p.name == "model")
-    assert model.default == _early.DEFAULT_MODEL
 
 
 def test_a_large_validation_starts_its_workers_server_before_typer_loads(tmp_path: Path) -> None:

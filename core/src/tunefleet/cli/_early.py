@@ -21,8 +21,6 @@ VALIDATE_FLAGS = frozenset({"--json", "--no-cache"})
 VALIDATE_OPTIONS_WITH_VALUES = frozenset(
     {"--model", "--format", "--max-tokens", "--provider", "--epochs", "--jobs", "--max-per-code"}
 )
-DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
-"""``data validate --model``'s default (the test above checks it against the command's)."""
 
 
 @dataclass(frozen=True)
@@ -55,6 +53,8 @@ def read_validate_line(args: Sequence[str]) -> ValidateLine | None:
             return None
     if list(args[at : at + 2]) != ["data", "validate"]:
         return None
+    from tunefleet.data import DEFAULT_MODEL  # the command's default, as typer gives it
+
     values: dict[str, str] = {}
     flags: set[str] = set()
     files: list[str] = []

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from tunefleet.cli import model_commands, run_commands, serve_commands
+from tunefleet.data import DEFAULT_MODEL
 
 app = typer.Typer(
     name="tunefleet",
@@ -110,7 +111,7 @@ def data_validate(
     file: Annotated[Path, typer.Argument(help="A JSONL dataset.")],
     model: Annotated[
         str, typer.Option(help="Base model: picks the tokenizer and context limit.")
-    ] = "gpt-4o-mini-2024-07-18",
+    ] = DEFAULT_MODEL,
     data_format: Annotated[
         str, typer.Option("--format", help="chat, or preference for DPO pairs.")
     ] = "chat",

@@ -21,7 +21,10 @@ if TYPE_CHECKING:
     from tunefleet.data.report import DatasetReport
     from tunefleet.plugins import Registry
 
-__all__ = ["prestart_validation", "reuse_reports", "validate_dataset"]
+__all__ = ["DEFAULT_MODEL", "prestart_validation", "reuse_reports", "validate_dataset"]
+
+DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
+"""The model a validation counts tokens for when none is named (``data validate --model``)."""
 
 
 @dataclass
@@ -79,7 +82,7 @@ def _cache_key(path: str | Path, options: ValidationOptions) -> Hashable | None:
 def validate_dataset(
     path: str | Path,
     *,
-    model: str = "gpt-4o-mini-2024-07-18",
+    model: str = DEFAULT_MODEL,
     data_format: DataFormat = "chat",
     context_limit: int | None = None,
     context_limit_source: str = "given",
@@ -146,7 +149,7 @@ def _uses_disk(cache: bool | None) -> bool:
 def prestart_validation(
     path: str | Path,
     *,
-    model: str = "gpt-4o-mini-2024-07-18",
+    model: str = DEFAULT_MODEL,
     jobs: int | None = None,
     cache: bool | None = None,
 ) -> None:

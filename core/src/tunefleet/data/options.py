@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from tunefleet.data import DEFAULT_MODEL
 from tunefleet.data.checks import Check, DataFormat
 
 __all__ = ["DEFAULT_MAX_LINE_BYTES", "ValidationOptions"]
@@ -22,7 +23,7 @@ DEFAULT_MAX_LINE_BYTES = 32 << 20
 class ValidationOptions:
     """How to validate. Defaults suit a chat dataset for an unknown model."""
 
-    model: str = "gpt-4o-mini-2024-07-18"
+    model: str = DEFAULT_MODEL
     """Decides the tokenizer and the default context limit."""
     data_format: DataFormat = "chat"
     context_limit: int | None = None
