@@ -308,8 +308,8 @@ def _click_validate_values(args: list[str]) -> tuple[str, str, int | None, bool]
     root = typer.main.get_command(app)
     assert isinstance(root, typer.core.TyperGroup)
     try:
-        # Each group's make_context leaves the command's name and the rest in ctx.args
-        # (click >= 8.2 no longer has a public protected_args).
+        # Each group's make_context leaves the command's name in _protected_args and the
+        # rest in args (the click vendored in typer 0.29 has no public protected_args).
         with root.make_context("tunefleet", list(args)) as ctx:
             name, data, rest = root.resolve_command(ctx, [*ctx._protected_args, *ctx.args])
             assert isinstance(data, typer.core.TyperGroup)
