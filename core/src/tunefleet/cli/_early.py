@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 ROOT_FLAGS = frozenset({"--debug"})
 ROOT_OPTIONS_WITH_VALUES = frozenset({"--state"})
+"""The root's options that take a value (also how :func:`tunefleet.cli.app.app_for` finds
+the command a line names)."""
 VALIDATE_FLAGS = frozenset({"--json", "--no-cache"})
 VALIDATE_OPTIONS_WITH_VALUES = frozenset(
     {"--model", "--format", "--max-tokens", "--provider", "--epochs", "--jobs", "--max-per-code"}

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from tunefleet.cli import model_commands, run_commands, serve_commands
+from tunefleet.cli._early import ROOT_OPTIONS_WITH_VALUES
 from tunefleet.data import DEFAULT_MODEL
 
 app = typer.Typer(
@@ -196,7 +197,6 @@ serve_commands.register(app)
 model_commands.register(app)
 
 
-_ROOT_OPTIONS_WITH_VALUES = frozenset({"--state"})
 _ROOT_OPTIONS_THAT_ANSWER = frozenset({"--help", "--version"})
 
 
@@ -235,7 +235,7 @@ def _command_word(args: Sequence[str]) -> str | None:
             value_next = False
         elif arg in _ROOT_OPTIONS_THAT_ANSWER or arg == "--":
             return None
-        elif arg in _ROOT_OPTIONS_WITH_VALUES:
+        elif arg in ROOT_OPTIONS_WITH_VALUES:
             value_next = True
         elif not arg.startswith("-"):
             return arg
